@@ -1,0 +1,146 @@
+"""Settings (``ARTIFACTSTORE_*`` environment variables and ``.env``) and database URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from artifactstore_core.errors import BackendUnavailableError, ConfigurationError, MissingExtraError
+
+DEFAULT_DATABASE_URL = "sqlite:///var/artifactstore.db"
+DEFAULT_STORAGE_URL = "var/blobs"
+#: Execution option that makes a SQLite transaction start as a plain (deferred) BEGIN.
+READ_ONLY = "artifactstore_read_only"
+
+# Async driver names map to the sync driver used by Alembic and the registry itself.
+_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+}
+_DRIVER_MODULES = {"postgresql+psycopg": "psycopg", "postgresql+psycopg2": "psycopg2"}
+
+
+class Settings(BaseSettings):
+    """Runtime settings, read from ``ARTIFACTSTORE_*`` variables and a ``.env`` file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARTIFACTSTORE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the registry")
+    storage_url: str = Field(DEFAULT_STORAGE_URL, description="Directory or s3://bucket/prefix")
+    actor: str = Field("artifactstore", description="Actor recorded on events by default")
+    default_retention_class: str = Field("raw-evidence")
+    gc_grace_seconds: int = Field(3600, ge=0, description="Blobs younger than this are kept")
+    tier_cold_url: str | None = Field(None, description="Storage URL of the cold tier")
+    tier_archive_url: str | None = Field(None, description="Storage URL of the archive tier")
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: str | None = Field(None, pattern="^(path|virtual|auto)$")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning a validation failure into a ``ConfigurationError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ARTIFACTSTORE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']} "
+            f"(got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+def parse_database_url(url: str) -> URL:
+    """Parse a database URL and check that its backend is one artifact-store supports."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"cannot parse database URL {url!r}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"unsupported database URL scheme {parsed.drivername!r} in {url!r}; "
+            "use sqlite:///path or postgresql+psycopg://user@host/db"
+        )
+    return parsed
+
+
+def sync_database_url(url: str) -> URL:
+    """Return the synchronous form of ``url`` (``+aiosqlite``/``+asyncpg`` → sync drivers).
+
+    A bare ``postgresql://`` gets the explicit ``+psycopg`` driver.
+    """
+    parsed = parse_database_url(url)
+    driver = parsed.drivername
+    if driver == "postgresql":
+        driver = "postgresql+psycopg"
+    driver = _SYNC_DRIVERS.get(driver, driver)
+    return parsed.set(drivername=driver)
+
+
+def create_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """Create a synchronous engine for ``url``; SQLite gets WAL mode and foreign keys."""
+    parsed = sync_database_url(url)
+    module = _DRIVER_MODULES.get(parsed.drivername)
+    if module is not None:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise MissingExtraError("a PostgreSQL registry", "postgres", module) from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": 30})
+    engine = sa.create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _configure_sqlite)
+        sa.event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy own transactions, so BEGIN IMMEDIATE below serialises writers.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    # A write lock from the first statement keeps the event chain head linear across processes;
+    # read-only work opts out with the READ_ONLY execution option.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def check_connection(engine: sa.Engine) -> None:
+    """Connect once, raising ``BackendUnavailableError`` that names host and port on failure."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        url = engine.url
+        where = (
+            f"{url.host or 'localhost'}:{url.port or 5432}"
+            if url.get_backend_name() == "postgresql"
+            else repr(url.database)
+        )
+        raise BackendUnavailableError(
+            f"cannot connect to the {url.get_backend_name()} database at {where}: "
+            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+        ) from exc

@@ -1,0 +1,90 @@
+"""The one error tree of artifact-store.
+
+Every failure a user can act on has its own subclass; messages name the offending value::
+
+    ArtifactStoreError
+    ├── ConfigurationError          bad setting, unknown URL scheme
+    │   └── MissingExtraError       an optional dependency is not installed (with install hint)
+    ├── InvalidInputError           bad path, metadata, reference syntax, unknown class or kind
+    │   └── SchemaViolationError    metadata does not satisfy its kind's JSON Schema
+    ├── NotFoundError               no package, file, hold or blob matches
+    ├── AmbiguousReferenceError     a reference matches more than one package
+    ├── ConflictError               concurrent change, lease held, duplicate
+    ├── IntegrityError              bytes or events do not match their digests
+    │   └── EventLogTamperedError   the hash chain of the event log is broken
+    ├── RetentionError              retention policy refuses the operation
+    │   ├── PackageExpiredError     the package has expired; its bytes may be gone
+    │   └── ArchivedError           bytes are in the archive tier and need a restore
+    └── BackendUnavailableError     a database or storage server cannot be reached
+"""
+
+from __future__ import annotations
+
+
+class ArtifactStoreError(Exception):
+    """Root of every error raised by artifact-store."""
+
+
+class ConfigurationError(ArtifactStoreError):
+    """A setting or URL is invalid."""
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency is needed but not installed."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the Python package {module!r}, which is not installed; "
+            f"install it with: pip install 'artifact-store[{extra}]'"
+        )
+        self.extra = extra
+        self.module = module
+
+
+class InvalidInputError(ArtifactStoreError):
+    """A value given by the caller is not acceptable."""
+
+
+class SchemaViolationError(InvalidInputError):
+    """Metadata does not satisfy the JSON Schema registered for its kind."""
+
+
+class NotFoundError(ArtifactStoreError):
+    """Nothing matches the given reference or key."""
+
+
+class AmbiguousReferenceError(InvalidInputError):
+    """A reference matches more than one package."""
+
+
+class ConflictError(ArtifactStoreError):
+    """The operation conflicts with the current state (a held lease, a duplicate)."""
+
+
+class IntegrityError(ArtifactStoreError):
+    """Stored bytes or events do not match their recorded digests."""
+
+
+class EventLogTamperedError(IntegrityError):
+    """The event log's hash chain is broken at ``sequence``."""
+
+    def __init__(self, sequence: int, reason: str) -> None:
+        super().__init__(f"event log verification failed at sequence {sequence}: {reason}")
+        self.sequence = sequence
+        self.reason = reason
+
+
+class RetentionError(ArtifactStoreError):
+    """Retention policy refuses the operation."""
+
+
+class PackageExpiredError(RetentionError):
+    """The package expired; its manifest stays readable but its bytes may be gone."""
+
+
+class ArchivedError(RetentionError):
+    """The package's bytes are in the archive tier and must be restored first."""
+
+
+class BackendUnavailableError(ArtifactStoreError):
+    """A database or storage server cannot be reached or refused the credentials."""

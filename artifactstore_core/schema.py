@@ -1,0 +1,233 @@
+"""The registry's SQL schema: one ``MetaData`` for the event log, projections and config.
+
+``events`` is the source of truth. ``artifact_packages``, ``artifact_files``,
+``package_tags``, ``package_inputs``, ``storage_locations``, ``retention_state`` and
+``retention_holds`` are projections rebuilt from it. ``retention_classes``,
+``metadata_schemas`` and ``leases`` are configuration and coordination tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """``DateTime(timezone=True)`` that stores UTC and always reads back an aware datetime.
+
+    SQLite keeps no offset, so values are normalised to UTC on the way in and tagged
+    UTC on the way out; naive datetimes are refused rather than guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; use an aware datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+Timestamp = UTCDateTime()
+DIGEST_LEN = 80  # "blake3:" or "sha256:" + 64 hex digits, with room to spare
+NAME_LEN = 512
+
+
+def _digest_columns() -> list[sa.Column[str]]:
+    """The ADR-0001 digest columns, kept wherever a blob or package digest is stored."""
+    return [
+        sa.Column("digest_algorithm", sa.String(16), nullable=False, server_default="blake3"),
+        sa.Column("digest_primary", sa.String(128), nullable=False),
+        sa.Column("digest_sha256", sa.String(64), nullable=False),
+        sa.Column("content_address", sa.String(DIGEST_LEN), nullable=False),
+    ]
+
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("sequence", BigIntPK, primary_key=True, autoincrement=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("subject_kind", sa.String(32), nullable=False),
+    sa.Column("subject_id", sa.String(NAME_LEN), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("payload_digest", sa.String(DIGEST_LEN), nullable=False),
+    sa.Column("previous_digest", sa.String(DIGEST_LEN), nullable=True),
+    sa.Column("chain_digest", sa.String(DIGEST_LEN), nullable=False),
+    sa.Index("ix_events_subject", "subject_kind", "subject_id"),
+    sa.Index("ix_events_type_sequence", "event_type", "sequence"),
+    sa.UniqueConstraint("chain_digest", name="uq_events_chain_digest"),
+)
+
+retention_classes = sa.Table(
+    "retention_classes",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("default_duration_seconds", sa.BigInteger, nullable=True),
+    sa.Column("protected", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("transitions", JSONType, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
+)
+
+metadata_schemas = sa.Table(
+    "metadata_schemas",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("json_schema", JSONType, nullable=False),
+    sa.Column("registered_by", sa.String(255), nullable=False),
+    sa.Column("registered_at", Timestamp, nullable=False),
+    sa.Column("event_sequence", sa.BigInteger, nullable=False),
+)
+
+artifact_packages = sa.Table(
+    "artifact_packages",
+    metadata,
+    sa.Column("package_id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(NAME_LEN), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    *_digest_columns(),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("file_count", sa.Integer, nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Column("provenance", JSONType, nullable=False),
+    sa.Column("retention_class", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("event_sequence", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(["retention_class"], ["retention_classes.name"]),
+    sa.UniqueConstraint("name", "version", name="uq_artifact_packages_name_version"),
+    sa.Index("ix_artifact_packages_content_address", "content_address"),
+    sa.Index("ix_artifact_packages_kind", "kind"),
+    sa.Index("ix_artifact_packages_created_at", "created_at"),
+)
+
+artifact_files = sa.Table(
+    "artifact_files",
+    metadata,
+    sa.Column("package_id", sa.Uuid, primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    *_digest_columns(),
+    sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
+    sa.Index("ix_artifact_files_content_address", "content_address"),
+)
+
+package_tags = sa.Table(
+    "package_tags",
+    metadata,
+    sa.Column("name", sa.String(NAME_LEN), primary_key=True),
+    sa.Column("tag", sa.String(128), primary_key=True),
+    sa.Column("package_id", sa.Uuid, nullable=False),
+    sa.Column("moved_at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
+    sa.Index("ix_package_tags_package_id", "package_id"),
+)
+
+package_inputs = sa.Table(
+    "package_inputs",
+    metadata,
+    sa.Column("package_id", sa.Uuid, primary_key=True),
+    sa.Column("input_package_id", sa.Uuid, primary_key=True),
+    sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(
+        ["input_package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"
+    ),
+    sa.Index("ix_package_inputs_input_package_id", "input_package_id"),
+)
+
+storage_locations = sa.Table(
+    "storage_locations",
+    metadata,
+    sa.Column("content_address", sa.String(DIGEST_LEN), primary_key=True),
+    sa.Column("backend", sa.String(64), primary_key=True),
+    sa.Column("digest_algorithm", sa.String(16), nullable=False, server_default="blake3"),
+    sa.Column("digest_primary", sa.String(128), nullable=False),
+    sa.Column("digest_sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("uri", sa.String(2048), nullable=False),
+    sa.Column("retrieval_tier", sa.String(16), nullable=False, server_default="hot"),
+    sa.Column("restore_status", sa.String(16), nullable=True),
+    sa.Column("stored_at", Timestamp, nullable=False),
+    sa.Index("ix_storage_locations_retrieval_tier", "retrieval_tier"),
+)
+
+retention_state = sa.Table(
+    "retention_state",
+    metadata,
+    sa.Column("package_id", sa.Uuid, primary_key=True),
+    sa.Column("retention_class", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("on_hold", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("expired_at", Timestamp, nullable=True),
+    sa.Column("retrieval_tier", sa.String(16), nullable=False, server_default="hot"),
+    sa.Column("restore_status", sa.String(16), nullable=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["retention_class"], ["retention_classes.name"]),
+    sa.Index("ix_retention_state_status_expires_at", "status", "expires_at"),
+)
+
+retention_holds = sa.Table(
+    "retention_holds",
+    metadata,
+    sa.Column("hold_id", sa.Uuid, primary_key=True),
+    sa.Column("package_id", sa.Uuid, nullable=False),
+    sa.Column("hold_kind", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("placed_at", Timestamp, nullable=False),
+    sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
+    sa.Index("ix_retention_holds_package_id", "package_id"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("acquired_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+#: Tables rebuilt from the event log, in dependency order (parents first).
+PROJECTION_TABLES: tuple[sa.Table, ...] = (
+    artifact_packages,
+    artifact_files,
+    package_inputs,
+    package_tags,
+    storage_locations,
+    retention_state,
+    retention_holds,
+)

@@ -1,0 +1,54 @@
+"""Alembic environment: one URL for runtime and migrations.
+
+The URL is, in order: ``-x url=...``, an explicit ``sqlalchemy.url`` set by the caller
+through ``Config.attributes["database_url"]``, ``ARTIFACTSTORE_DATABASE_URL`` / ``.env``.
+Async driver names are translated to their sync counterparts first.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from artifactstore_core.config import create_engine, load_settings
+from artifactstore_core.schema import metadata
+
+config = context.config
+
+
+def _database_url() -> str:
+    explicit = context.get_x_argument(as_dictionary=True).get("url")
+    explicit = explicit or config.attributes.get("database_url")
+    return str(explicit) if explicit else load_settings().database_url
+
+
+def run_migrations() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _migrate(connection)
+        return
+    engine = create_engine(_database_url())
+    try:
+        with engine.connect() as conn:
+            _migrate(conn)
+    finally:
+        engine.dispose()
+
+
+def _migrate(connection: object) -> None:
+    context.configure(
+        connection=connection,  # type: ignore[arg-type]
+        target_metadata=metadata,
+        compare_type=True,
+        compare_server_default=True,
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    context.configure(url=str(_database_url()), target_metadata=metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations()

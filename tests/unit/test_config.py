@@ -1,0 +1,71 @@
+"""Settings and database URLs: defaults, async translation and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from artifactstore_core.config import (
+    DEFAULT_DATABASE_URL,
+    check_connection,
+    create_engine,
+    load_settings,
+    sync_database_url,
+)
+from artifactstore_core.errors import BackendUnavailableError, ConfigurationError
+from artifactstore_core.testing.servers import free_port
+
+
+def test_defaults_are_embedded_sqlite_and_local_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory
+) -> None:
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    for name in ("ARTIFACTSTORE_DATABASE_URL", "ARTIFACTSTORE_STORAGE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.storage_url == "var/blobs"
+
+
+def test_environment_and_dotenv_are_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory
+) -> None:
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    monkeypatch.delenv("ARTIFACTSTORE_STORAGE_URL", raising=False)
+    (tmp_path / ".env").write_text("ARTIFACTSTORE_STORAGE_URL=s3://bucket/prefix\n")  # type: ignore[operator]
+    monkeypatch.setenv("ARTIFACTSTORE_DATABASE_URL", "sqlite:///elsewhere.db")
+    settings = load_settings()
+    assert settings.storage_url == "s3://bucket/prefix"
+    assert settings.database_url == "sqlite:///elsewhere.db"
+
+
+def test_wrong_type_in_settings_names_variable_and_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARTIFACTSTORE_GC_GRACE_SECONDS", "soon")
+    with pytest.raises(ConfigurationError, match=r"ARTIFACTSTORE_GC_GRACE_SECONDS.*'soon'"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite+aiosqlite:///var/x.db", "sqlite:///var/x.db"),
+        ("postgresql+asyncpg://u@h:5/db", "postgresql+psycopg://u@h:5/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///var/x.db", "sqlite:///var/x.db"),
+    ],
+)
+def test_async_driver_names_translate_to_sync(given: str, expected: str) -> None:
+    assert sync_database_url(given).render_as_string(hide_password=False) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "oracle+cx://x", "not a url"])
+def test_unknown_database_scheme_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="database URL"):
+        create_engine(url)
+
+
+def test_unreachable_postgres_names_host_and_port() -> None:
+    port = free_port()  # nothing listens here
+    engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    with pytest.raises(BackendUnavailableError, match=rf"127\.0\.0\.1:{port}"):
+        check_connection(engine)
