@@ -1,43 +1,520 @@
-"""The ``artifactstore`` command line: parse, call the library, print."""
+"""The ``artifactstore`` command line: parse, call ``ArtifactStore``, print.
+
+Exit codes: 0 success, 1 a failed check (integrity, verification, view differences),
+2 bad usage or input.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 
 from artifactstore_core import migrate as migrations
-from artifactstore_core.config import load_settings
-from artifactstore_core.errors import ArtifactStoreError, IntegrityError
+from artifactstore_core.config import Settings, load_settings
+from artifactstore_core.domain.package import Package
+from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
+from artifactstore_core.store import ArtifactStore
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+class _Context:
+    """Settings from options and environment; the store is opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: ArtifactStore | None = None
+
+    @property
+    def store(self) -> ArtifactStore:
+        if self._store is None:
+            self._store = ArtifactStore.from_settings(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_context = click.make_pass_decorator(_Context)
+
+
+def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(count)
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A byte progress bar on a terminal for large work; nothing otherwise."""
+    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _time(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{option} {value!r} is not an ISO 8601 timestamp") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 @click.group()
-@click.option("--database-url", envvar="ARTIFACTSTORE_DATABASE_URL", help="Registry database URL.")
-@click.option("--storage-url", envvar="ARTIFACTSTORE_STORAGE_URL", help="Blob storage URL.")
+@click.option("--database-url", help="Registry database URL [ARTIFACTSTORE_DATABASE_URL].")
+@click.option("--storage-url", help="Blob storage URL [ARTIFACTSTORE_STORAGE_URL].")
+@click.option("--actor", help="Actor recorded on events [ARTIFACTSTORE_ACTOR].")
+@click.version_option(package_name="artifact-store")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, storage_url: str | None) -> None:
-    """artifact-store: content-addressed artifact registry and storage gateway."""
-    overrides = {"database_url": database_url, "storage_url": storage_url}
-    ctx.obj = load_settings(**{k: v for k, v in overrides.items() if v})
+def cli(
+    ctx: click.Context, database_url: str | None, storage_url: str | None, actor: str | None
+) -> None:
+    """artifact-store: a content-addressed registry for generated artifacts."""
+    overrides = {"database_url": database_url, "storage_url": storage_url, "actor": actor}
+    context = _Context(load_settings(**{k: v for k, v in overrides.items() if v}))
+    ctx.obj = context
+    ctx.call_on_close(context.close)
 
 
 @cli.command()
-@click.pass_obj
-def migrate(settings: object) -> None:
+@pass_context
+def migrate(ctx: _Context) -> None:
     """Create or upgrade the registry schema (alembic upgrade head)."""
-    url = settings.database_url  # type: ignore[attr-defined]
-    migrations.upgrade(url)
-    click.echo(f"database at {url} is at the latest schema revision")
+    migrations.upgrade(ctx.settings.database_url)
+    click.echo(f"registry at {ctx.settings.database_url} is at the latest schema revision")
+
+
+def _print_package(package: Package) -> None:
+    rows = [
+        ("id", package.id),
+        ("reference", package.reference),
+        ("kind", package.kind),
+        ("status", package.status + (" (on hold)" if package.on_hold else "")),
+        ("content address", package.content_address),
+        ("sha256", package.digest_sha256),
+        ("size", f"{_size(package.size)} in {len(package.files)} file(s)"),
+        ("created", f"{package.created_at.isoformat()} by {package.actor}"),
+        ("retention", f"{package.retention_class}, expires {package.expires_at or 'never'}"),
+        (
+            "tier",
+            package.retrieval_tier
+            + (f" ({package.restore_status})" if package.restore_status else ""),
+        ),
+        ("tags", ", ".join(package.tags) or "-"),
+        ("inputs", ", ".join(package.provenance.inputs) or "-"),
+    ]
+    if package.provenance.run_id:
+        rows.append(("run id", package.provenance.run_id))
+    if package.metadata:
+        rows.append(("metadata", json.dumps(package.metadata, sort_keys=True)))
+    for hold in package.holds:
+        rows.append(("hold", f"{hold.hold_id} {hold.kind} by {hold.actor}: {hold.reason}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {value}")
+    click.echo("")
+    _table(
+        ["path", "size", "content address"],
+        [(e.path, _size(e.blob.size), e.blob.content_address) for e in package.files],
+    )
+
+
+def _parse_metadata(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read metadata file {value[1:]!r}: {exc}") from exc
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--metadata is not valid JSON ({exc}): {text[:60]!r}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInputError(f"--metadata must be a JSON object, got {text[:60]!r}")
+    return parsed
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--kind", default="output", show_default=True, help="Package kind.")
+@click.option("--retention-class", help="Retention class (default from settings).")
+@click.option("--metadata", help="JSON object, or @file with one.")
+@click.option("--input", "inputs", multiple=True, help="Reference of an input package.")
+@click.option("--run-id", help="Run that produced the package.")
+@click.option("--producer", help="What produced the package.")
+@click.option("--code-version", help="Version of the producing code.")
+@_json_option
+@pass_context
+def put(
+    ctx: _Context,
+    name: str,
+    paths: tuple[Path, ...],
+    kind: str,
+    retention_class: str | None,
+    metadata: str | None,
+    inputs: tuple[str, ...],
+    run_id: str | None,
+    producer: str | None,
+    code_version: str | None,
+    as_json: bool,
+) -> None:
+    """Store files (or directories) as a new version of package NAME."""
+    for path in paths:
+        if not path.exists():
+            raise InvalidInputError(f"path {str(path)!r} does not exist")
+    total = sum(
+        f.stat().st_size
+        for p in paths
+        for f in ([p] if p.is_file() else [x for x in p.rglob("*") if x.is_file()])
+    )
+    files: Any = paths[0] if len(paths) == 1 else list(paths)
+    provenance = {"run_id": run_id, "producer": producer, "code_version": code_version}
+    with _progress(total, f"storing {name}") as progress:
+        package = ctx.store.put(
+            name,
+            files,
+            kind=kind,
+            metadata=_parse_metadata(metadata),
+            retention_class=retention_class,
+            inputs=inputs,
+            provenance=provenance,
+            progress=progress,
+        )
+    if as_json:
+        _echo_json(package.to_dict())
+    else:
+        click.echo(f"stored {package.reference} {package.content_address} ({_size(package.size)})")
+
+
+@cli.command()
+@click.argument("reference")
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--purpose", help="Why the package is read (recorded).")
+@_json_option
+@pass_context
+def get(
+    ctx: _Context,
+    reference: str,
+    destination: Path,
+    force: bool,
+    purpose: str | None,
+    as_json: bool,
+) -> None:
+    """Write the files of package REFERENCE into DESTINATION (verified)."""
+    package = ctx.store.describe(reference)
+    with _progress(package.size, f"reading {package.reference}") as progress:
+        package = ctx.store.export(
+            package.id, destination, force=force, purpose=purpose, progress=progress
+        )
+    if as_json:
+        _echo_json(package.to_dict())
+    else:
+        click.echo(f"wrote {len(package.files)} file(s) of {package.reference} to {destination}")
+
+
+@cli.command("ls")
+@click.argument("prefix", required=False)
+@click.option("--kind")
+@click.option("--tag")
+@click.option("--retention-class")
+@click.option("--status", type=click.Choice(["active", "expired"]))
+@click.option("--created-after", help="ISO timestamp.")
+@click.option("--created-before", help="ISO timestamp.")
+@click.option("--limit", type=click.IntRange(min=1))
+@_json_option
+@pass_context
+def list_command(
+    ctx: _Context,
+    prefix: str | None,
+    kind: str | None,
+    tag: str | None,
+    retention_class: str | None,
+    status: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List packages, optionally those whose name starts with PREFIX."""
+    packages = ctx.store.list_packages(
+        name_prefix=prefix,
+        kind=kind,
+        tag=tag,
+        retention_class=retention_class,
+        status=status,
+        created_after=_time(created_after, "--created-after"),
+        created_before=_time(created_before, "--created-before"),
+        limit=limit,
+    )
+    if as_json:
+        _echo_json([p.to_dict() for p in packages])
+        return
+    _table(
+        ["reference", "kind", "size", "files", "class", "status", "tags", "created"],
+        [
+            (p.reference, p.kind, _size(p.size), len(p.files), p.retention_class, p.status,
+             ",".join(p.tags), p.created_at.isoformat(timespec="seconds"))
+            for p in packages
+        ],
+    )  # fmt: skip
+
+
+@cli.command()
+@click.argument("reference")
+@_json_option
+@pass_context
+def show(ctx: _Context, reference: str, as_json: bool) -> None:
+    """Show a package: identity, retention, provenance, files."""
+    package = ctx.store.describe(reference)
+    if as_json:
+        _echo_json(package.to_dict())
+    else:
+        _print_package(package)
+
+
+@cli.command()
+@click.argument("reference")
+@click.argument("tag")
+@_json_option
+@pass_context
+def tag(ctx: _Context, reference: str, tag: str, as_json: bool) -> None:
+    """Point TAG of the package's name at package REFERENCE."""
+    package = ctx.store.tag(reference, tag)
+    if as_json:
+        _echo_json(package.to_dict())
+    else:
+        click.echo(f"{package.name}:{tag} -> {package.reference}")
+
+
+@cli.command()
+@click.argument("reference")
+@click.option("--downstream", is_flag=True, help="Follow consumers instead of inputs.")
+@click.option("--depth", type=click.IntRange(min=1), help="Hops to follow (default all).")
+@_json_option
+@pass_context
+def lineage(
+    ctx: _Context, reference: str, downstream: bool, depth: int | None, as_json: bool
+) -> None:
+    """Show the inputs (or consumers) of a package, transitively."""
+    start = ctx.store.describe(reference)
+    edges = ctx.store.lineage(start.id, downstream=downstream, depth=depth)
+    if as_json:
+        _echo_json(
+            {
+                "package": start.to_dict(),
+                "direction": "downstream" if downstream else "upstream",
+                "edges": [
+                    {"depth": e.depth, "package_id": str(e.package_id),
+                     "input_id": str(e.input_id), "related": p.to_dict()}
+                    for e, p in edges
+                ],
+            }
+        )  # fmt: skip
+        return
+    click.echo(start.reference)
+    for edge, package in edges:
+        arrow = "<-" if not downstream else "->"
+        click.echo(f"{'  ' * edge.depth}{arrow} {package.reference} ({package.kind}, {package.id})")
+
+
+@cli.command()
+@click.argument("reference", required=False)
+@click.option("--all", "everything", is_flag=True, help="Verify every active package.")
+@click.option("--exists-only", is_flag=True, help="Check presence, do not re-hash.")
+@_json_option
+@pass_context
+def verify(
+    ctx: _Context, reference: str | None, everything: bool, exists_only: bool, as_json: bool
+) -> None:
+    """Re-hash the stored bytes of REFERENCE (or --all); exit 1 on any problem."""
+    if bool(reference) == everything:
+        raise click.UsageError("give a package REFERENCE or --all")
+    total = ctx.store.describe(reference).size if reference else 0
+    with _progress(total, "verifying") as progress:
+        result = ctx.store.verify(reference, rehash=not exists_only, progress=progress)
+    if as_json:
+        _echo_json(
+            {
+                "ok": result.ok,
+                "packages": result.packages,
+                "blobs": result.blobs,
+                "bytes_verified": result.bytes_verified,
+                "problems": [problem.__dict__ for problem in result.problems],
+            }
+        )
+    else:
+        for problem in result.problems:
+            click.echo(
+                f"{problem.problem.upper()}: {problem.content_address} in {problem.backend} "
+                f"(used by {', '.join(problem.packages)}): {problem.detail}",
+                err=True,
+            )
+        state = "OK" if result.ok else f"FAILED ({len(result.problems)} problem(s))"
+        click.echo(
+            f"{state}: {result.packages} package(s), {result.blobs} blob(s), "
+            f"{_size(result.bytes_verified)} re-hashed"
+        )
+    if not result.ok:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@cli.group()
+def log() -> None:
+    """The event log."""
+
+
+@log.command("verify")
+@_json_option
+@pass_context
+def log_verify(ctx: _Context, as_json: bool) -> None:
+    """Walk the hash chain; exit 1 naming the first bad sequence."""
+    report = ctx.store.verify_log()
+    if as_json:
+        _echo_json({"ok": True, "checked": report.checked, "head_sequence": report.head_sequence,
+                    "head_digest": report.head_digest})  # fmt: skip
+    else:
+        click.echo(
+            f"OK: {report.checked} event(s), head {report.head_sequence} {report.head_digest}"
+        )
+
+
+@cli.group()
+def views() -> None:
+    """The projections (view tables) derived from the event log."""
+
+
+@views.command("rebuild")
+@pass_context
+def views_rebuild(ctx: _Context) -> None:
+    """Drop the views and replay the whole event log into them."""
+    count = ctx.store.rebuild_views()
+    click.echo(f"rebuilt the views from {count} event(s)")
+
+
+@views.command("check")
+@_json_option
+@pass_context
+def views_check(ctx: _Context, as_json: bool) -> None:
+    """Replay the log into scratch tables and compare; exit 1 on any difference."""
+    differences = ctx.store.check_views()
+    if as_json:
+        _echo_json({"ok": not differences, "differences": [d.__dict__ for d in differences]})
+    else:
+        for diff in differences:
+            click.echo(f"DIFF {diff.table} {diff.key}: live={diff.live} rebuilt={diff.rebuilt}")
+        click.echo("OK: views match the event log" if not differences else "FAILED")
+    if differences:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@click.option("--since", type=click.IntRange(min=0), default=0, help="After this sequence.")
+@click.option("--subject", help="KIND:ID, e.g. package:<id> or blob:blake3:<hex>.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@_json_option
+@pass_context
+def events(ctx: _Context, since: int, subject: str | None, limit: int, as_json: bool) -> None:
+    """List recorded events."""
+    kind, _, subject_id = (subject or "").partition(":")
+    if subject and not subject_id:
+        raise click.BadParameter("use KIND:ID", param_hint="--subject")
+    items = ctx.store.events(
+        since=since, subject_kind=kind or None, subject_id=subject_id or None, limit=limit
+    )
+    if as_json:
+        _echo_json(
+            [
+                {"sequence": e.sequence, "created_at": e.created_at.isoformat(), "actor": e.actor,
+                 "event_type": e.event.event_type, "subject_kind": e.event.subject_kind,
+                 "subject_id": e.event.subject_id, "payload": e.event.to_payload(),
+                 "payload_digest": e.payload_digest, "chain_digest": e.chain_digest}
+                for e in items
+            ]
+        )  # fmt: skip
+        return
+    _table(
+        ["seq", "time", "type", "subject", "actor"],
+        [(e.sequence, e.created_at.isoformat(timespec="seconds"), e.event.event_type,
+          f"{e.event.subject_kind}:{e.event.subject_id}", e.actor) for e in items],
+    )  # fmt: skip
+
+
+@cli.group()
+def schema() -> None:
+    """Metadata schemas per package kind."""
+
+
+@schema.command("set")
+@click.argument("kind")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_context
+def schema_set(ctx: _Context, kind: str, file: Path) -> None:
+    """Require metadata of KIND to satisfy the JSON Schema in FILE."""
+    try:
+        document = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+    ctx.store.register_schema(kind, document)
+    click.echo(f"metadata of kind {kind!r} must now satisfy {file}")
+
+
+@schema.command("ls")
+@_json_option
+@pass_context
+def schema_list(ctx: _Context, as_json: bool) -> None:
+    """List registered metadata schemas."""
+    schemas = ctx.store.schemas()
+    if as_json:
+        _echo_json(schemas)
+    else:
+        _table(["kind", "schema"], [(k, json.dumps(v)[:80]) for k, v in sorted(schemas.items())])
 
 
 def main() -> None:
     """Console-script entry point: typed errors become a message and an exit code."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, prog_name="artifactstore")
     except click.exceptions.Abort:
+        click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +103,18 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
+    # Sorted keys: JSON text is the same however a payload's maps were ordered (SQLite
+    # compares JSON as text in `views check`).
+    kwargs.setdefault("json_serializer", _json_dumps)
     engine = sa.create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _configure_sqlite)
         sa.event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

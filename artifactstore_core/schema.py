@@ -2,8 +2,9 @@
 
 ``events`` is the source of truth. ``artifact_packages``, ``artifact_files``,
 ``package_tags``, ``package_inputs``, ``storage_locations``, ``retention_state`` and
-``retention_holds`` are projections rebuilt from it. ``retention_classes``,
-``metadata_schemas`` and ``leases`` are configuration and coordination tables.
+``retention_holds`` are projections rebuilt from it, and so is ``metadata_schemas`` (the
+JSON Schema per kind, registered through events). ``retention_classes`` is seeded
+configuration and ``leases`` coordinates sweeps.
 """
 
 from __future__ import annotations
@@ -230,4 +231,5 @@ PROJECTION_TABLES: tuple[sa.Table, ...] = (
     storage_locations,
     retention_state,
     retention_holds,
+    metadata_schemas,
 )

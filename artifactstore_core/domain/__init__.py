@@ -1,0 +1,1 @@
+"""Pure domain logic: names, references, manifests, events, retention. No I/O here."""

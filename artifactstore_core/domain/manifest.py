@@ -1,0 +1,136 @@
+"""Package manifests and their digest: equal content gives equal identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import blake3
+
+from artifactstore_core.errors import InvalidInputError
+from artifactstore_core.hashing import BlobHash, Digest
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of a package: its relative path and the blob that holds its bytes."""
+
+    path: str
+    blob: BlobHash
+
+    def to_dict(self) -> JsonObject:
+        return {
+            "path": self.path,
+            "content_address": self.blob.content_address,
+            "digest_sha256": self.blob.sha256.hex,
+            "size": self.blob.size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileEntry:
+        digest = Digest.parse(data["content_address"])
+        return cls(
+            data["path"], BlobHash(digest, Digest("sha256", data["digest_sha256"]), data["size"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a package came from: producer, run, code version, actor, inputs, attributes."""
+
+    producer: str | None = None
+    run_id: str | None = None
+    code_version: str | None = None
+    actor: str | None = None
+    inputs: tuple[str, ...] = ()
+    attributes: JsonObject = field(default_factory=dict)
+
+    def to_dict(self) -> JsonObject:
+        return {
+            "producer": self.producer,
+            "run_id": self.run_id,
+            "code_version": self.code_version,
+            "actor": self.actor,
+            "inputs": list(self.inputs),
+            "attributes": self.attributes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        return cls(
+            producer=data.get("producer"),
+            run_id=data.get("run_id"),
+            code_version=data.get("code_version"),
+            actor=data.get("actor"),
+            inputs=tuple(data.get("inputs") or ()),
+            attributes=dict(data.get("attributes") or {}),
+        )
+
+
+def normalize_json_object(value: Any, what: str) -> JsonObject:
+    """A JSON object equal to ``value`` after a JSON round trip; refuses anything else.
+
+    Names the first offending key path in the error.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a JSON object, got {type(value).__name__}")
+    _check_json(value, what)
+    result: JsonObject = json.loads(json.dumps(value, allow_nan=False))
+    return result
+
+
+def _check_json(value: Any, where: str) -> None:
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{where} is {value!r}, which JSON cannot represent")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{where} has a non-text key {key!r}")
+            _check_json(item, f"{where}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]")
+        return
+    raise InvalidInputError(
+        f"{where} is a {type(value).__name__} ({value!r:.60}), which is not JSON-serialisable"
+    )
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def manifest_document(
+    kind: str, files: Sequence[FileEntry], metadata: JsonObject, provenance: Provenance
+) -> JsonObject:
+    """The canonical manifest a package digest covers (files sorted by path)."""
+    return {
+        "kind": kind,
+        "files": [entry.to_dict() for entry in sorted(files, key=lambda e: e.path)],
+        "metadata": metadata,
+        "provenance": provenance.to_dict(),
+    }
+
+
+def package_digest(document: JsonObject) -> BlobHash:
+    """BLAKE3 and SHA-256 of the canonical manifest document."""
+    data = canonical_json(document)
+    return BlobHash(
+        Digest("blake3", blake3.blake3(data).hexdigest()),
+        Digest("sha256", hashlib.sha256(data).hexdigest()),
+        len(data),
+    )

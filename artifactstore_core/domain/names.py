@@ -1,0 +1,84 @@
+"""Validation of package names, tags, kinds and file paths inside a package."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from artifactstore_core.errors import InvalidInputError
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+_KIND = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
+MAX_NAME = 512
+MAX_PATH = 1024
+BUILTIN_KINDS = frozenset({"report", "log", "snapshot", "export", "evidence", "release", "output"})
+
+
+def validate_name(name: str) -> str:
+    """A package name: ``/``-separated segments of letters, digits, ``_``, ``.``, ``-``."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"package name must be non-empty text, got {name!r}")
+    if len(name) > MAX_NAME:
+        raise InvalidInputError(f"package name longer than {MAX_NAME} characters: {name[:40]!r}…")
+    for segment in name.split("/"):
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise InvalidInputError(
+                f"invalid package name {name!r}: segment {segment!r} must start with a letter, "
+                "digit or '_' and contain only letters, digits, '_', '.' and '-'"
+            )
+    return name
+
+
+def validate_tag(tag: str) -> str:
+    """A tag such as ``production``: letters, digits, ``_``, ``.``, ``-`` (max 128)."""
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise InvalidInputError(
+            f"invalid tag {tag!r}: use letters, digits, '_', '.' and '-' (at most 128)"
+        )
+    return tag
+
+
+def validate_kind(kind: str) -> str:
+    """A kind's syntax: lowercase letters, digits, ``_`` and ``-``."""
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise InvalidInputError(
+            f"invalid kind {kind!r}: use lowercase letters, digits, '_' and '-'"
+        )
+    return kind
+
+
+def validate_file_path(path: str) -> str:
+    """A file path inside a package: relative POSIX, no ``..``/``.``/empty segments,
+    no backslash or NUL."""
+    if not isinstance(path, str) or not path:
+        raise InvalidInputError(f"file path must be non-empty text, got {path!r}")
+    if "\x00" in path:
+        raise InvalidInputError(f"file path {path!r} contains a NUL character")
+    if "\\" in path:
+        raise InvalidInputError(f"file path {path!r} contains a backslash; use '/'")
+    if path.startswith("/"):
+        raise InvalidInputError(f"file path {path!r} is absolute; paths are relative")
+    if len(path) > MAX_PATH:
+        raise InvalidInputError(f"file path longer than {MAX_PATH} characters: {path[:40]!r}…")
+    for segment in path.split("/"):
+        if segment == "":
+            raise InvalidInputError(f"file path {path!r} has an empty segment")
+        if segment in (".", ".."):
+            raise InvalidInputError(f"file path {path!r} contains {segment!r}")
+    return path
+
+
+def validate_file_paths(paths: Iterable[str]) -> list[str]:
+    """Every path valid and none repeated; at least one."""
+    seen: set[str] = set()
+    result = []
+    for path in paths:
+        validate_file_path(path)
+        if path in seen:
+            raise InvalidInputError(f"file path {path!r} appears more than once in the package")
+        seen.add(path)
+        result.append(path)
+    if not result:
+        raise InvalidInputError("a package needs at least one file")
+    return result

@@ -1,0 +1,110 @@
+"""The read model of a package, as the registry returns it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from artifactstore_core.domain.manifest import FileEntry, Provenance
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 text of an aware datetime, or ``None``."""
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A hold standing on a package."""
+
+    hold_id: uuid.UUID
+    kind: str
+    reason: str
+    actor: str
+    placed_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hold_id": str(self.hold_id),
+            "kind": self.kind,
+            "reason": self.reason,
+            "actor": self.actor,
+            "placed_at": iso(self.placed_at),
+        }
+
+
+@dataclass(frozen=True)
+class Package:
+    """An immutable package version with its current retention state and tags."""
+
+    id: uuid.UUID
+    name: str
+    version: int
+    kind: str
+    content_address: str
+    digest_sha256: str
+    size: int
+    created_at: dt.datetime
+    actor: str
+    metadata: dict[str, Any]
+    provenance: Provenance
+    files: tuple[FileEntry, ...]
+    retention_class: str
+    expires_at: dt.datetime | None
+    status: str = "active"
+    expired_at: dt.datetime | None = None
+    on_hold: bool = False
+    retrieval_tier: str = "hot"
+    restore_status: str | None = None
+    tags: tuple[str, ...] = ()
+    holds: tuple[Hold, ...] = field(default=())
+
+    @property
+    def reference(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    def file(self, path: str | None = None) -> FileEntry:
+        """The entry for ``path``; with ``None``, the only file of a one-file package."""
+        from artifactstore_core.errors import InvalidInputError, NotFoundError
+
+        if path is None:
+            if len(self.files) != 1:
+                raise InvalidInputError(
+                    f"package {self.reference} has {len(self.files)} files; name one of: "
+                    + ", ".join(e.path for e in self.files[:10])
+                )
+            return self.files[0]
+        for entry in self.files:
+            if entry.path == path:
+                return entry
+        raise NotFoundError(f"package {self.reference} has no file {path!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``show --json`` and ``put --json``."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "version": self.version,
+            "reference": self.reference,
+            "kind": self.kind,
+            "content_address": self.content_address,
+            "digest_sha256": self.digest_sha256,
+            "size": self.size,
+            "created_at": iso(self.created_at),
+            "actor": self.actor,
+            "retention_class": self.retention_class,
+            "expires_at": iso(self.expires_at),
+            "status": self.status,
+            "expired_at": iso(self.expired_at),
+            "on_hold": self.on_hold,
+            "holds": [hold.to_dict() for hold in self.holds],
+            "retrieval_tier": self.retrieval_tier,
+            "restore_status": self.restore_status,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "provenance": self.provenance.to_dict(),
+            "files": [entry.to_dict() for entry in self.files],
+        }

@@ -1,0 +1,205 @@
+"""Append events in the caller's transaction, read them back, verify the chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from artifactstore_core.domain.events import EVENT_TYPES, Event
+from artifactstore_core.errors import EventLogTamperedError, IntegrityError
+from artifactstore_core.eventlog import codec
+from artifactstore_core.eventlog.chain import EventHeader, chain_digest
+from artifactstore_core.schema import events as events_table
+
+# Key of the transaction-scoped advisory lock that serialises the chain head on PostgreSQL.
+_CHAIN_LOCK_KEY = 0x4172_7469_6661_6374  # "Artifact"
+BATCH_SIZE = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: its envelope and the domain event."""
+
+    sequence: int
+    created_at: dt.datetime
+    actor: str
+    event: Event
+    payload_digest: str
+    chain_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of a chain verification."""
+
+    checked: int
+    head_sequence: int
+    head_digest: str | None
+
+
+class EventLog:
+    """The append-only log in table ``events``; never updates or deletes a row."""
+
+    def append(
+        self, conn: sa.Connection, new_events: Sequence[Event], *, actor: str, at: dt.datetime
+    ) -> list[RecordedEvent]:
+        """Append ``new_events`` in order, within the caller's transaction."""
+        if not new_events:
+            return []
+        self._lock_head(conn)
+        head = conn.execute(
+            sa.select(events_table.c.sequence, events_table.c.chain_digest)
+            .order_by(events_table.c.sequence.desc())
+            .limit(1)
+        ).first()
+        sequence, previous = (head.sequence, head.chain_digest) if head else (0, None)
+        rows, recorded = [], []
+        for event in new_events:
+            sequence += 1
+            payload = codec.encode(event.to_payload())
+            header = EventHeader(
+                sequence=sequence,
+                created_at=at,
+                event_type=event.event_type,
+                schema_version=event.schema_version,
+                subject_kind=event.subject_kind,
+                subject_id=event.subject_id,
+                actor=actor,
+                payload_digest=codec.payload_digest(payload),
+            )
+            digest = chain_digest(previous, header)
+            rows.append(
+                {
+                    "sequence": sequence,
+                    "created_at": at,
+                    "event_type": header.event_type,
+                    "schema_version": header.schema_version,
+                    "subject_kind": header.subject_kind,
+                    "subject_id": header.subject_id,
+                    "actor": actor,
+                    "payload": payload,
+                    "payload_digest": header.payload_digest,
+                    "previous_digest": previous,
+                    "chain_digest": digest,
+                }
+            )
+            recorded.append(
+                RecordedEvent(sequence, at, actor, event, header.payload_digest, digest)
+            )
+            previous = digest
+        conn.execute(events_table.insert(), rows)
+        return recorded
+
+    @staticmethod
+    def _lock_head(conn: sa.Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_KEY)))
+        # SQLite: every write transaction already began with BEGIN IMMEDIATE.
+
+    def read(
+        self,
+        conn: sa.Connection,
+        *,
+        since: int = 0,
+        until: int | None = None,
+        subject_kind: str | None = None,
+        subject_id: str | None = None,
+        event_types: Sequence[str] | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> Iterator[RecordedEvent]:
+        """Events with ``sequence > since`` in order, fetched in batches (keyset pagination).
+
+        Payload digests are checked as events are decoded.
+        """
+        table = events_table
+        last = since
+        while True:
+            query = sa.select(table).where(table.c.sequence > last)
+            if until is not None:
+                query = query.where(table.c.sequence <= until)
+            if subject_kind is not None:
+                query = query.where(table.c.subject_kind == subject_kind)
+            if subject_id is not None:
+                query = query.where(table.c.subject_id == subject_id)
+            if event_types:
+                query = query.where(table.c.event_type.in_(list(event_types)))
+            rows = conn.execute(query.order_by(table.c.sequence).limit(batch_size)).all()
+            for row in rows:
+                yield _decode(row)
+            if len(rows) < batch_size:
+                return
+            last = rows[-1].sequence
+
+    def head(self, conn: sa.Connection) -> int:
+        """The highest sequence number, 0 for an empty log."""
+        return int(conn.execute(sa.select(sa.func.max(events_table.c.sequence))).scalar() or 0)
+
+    def verify(self, conn: sa.Connection, *, batch_size: int = BATCH_SIZE) -> VerifyReport:
+        """Walk the whole chain; ``EventLogTamperedError`` names the first bad sequence."""
+        table = events_table
+        expected_sequence, previous, checked = 1, None, 0
+        last = 0
+        while True:
+            rows = conn.execute(
+                sa.select(table)
+                .where(table.c.sequence > last)
+                .order_by(table.c.sequence)
+                .limit(batch_size)
+            ).all()
+            for row in rows:
+                _verify_row(row, expected_sequence, previous)
+                previous = row.chain_digest
+                expected_sequence = row.sequence + 1
+                checked += 1
+            if len(rows) < batch_size:
+                return VerifyReport(checked, expected_sequence - 1, previous)
+            last = rows[-1].sequence
+
+
+def _verify_row(
+    row: sa.Row[tuple[object, ...]], expected_sequence: int, previous: str | None
+) -> None:
+    sequence = row.sequence
+    if sequence != expected_sequence:
+        raise EventLogTamperedError(
+            expected_sequence,
+            f"event {expected_sequence} is missing (next present is {sequence})",
+        )
+    if row.previous_digest != previous:
+        raise EventLogTamperedError(sequence, "previous digest does not match the chain")
+    actual_payload = codec.payload_digest(row.payload)
+    if actual_payload != row.payload_digest:
+        raise EventLogTamperedError(sequence, "payload does not match its payload digest")
+    header = EventHeader(
+        sequence=sequence,
+        created_at=row.created_at,
+        event_type=row.event_type,
+        schema_version=row.schema_version,
+        subject_kind=row.subject_kind,
+        subject_id=row.subject_id,
+        actor=row.actor,
+        payload_digest=row.payload_digest,
+    )
+    if chain_digest(previous, header) != row.chain_digest:
+        raise EventLogTamperedError(sequence, "header fields do not match the chain digest")
+
+
+def _decode(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
+    sequence = row.sequence
+    if codec.payload_digest(row.payload) != row.payload_digest:
+        raise EventLogTamperedError(sequence, "payload does not match its payload digest")
+    event_class = EVENT_TYPES.get(row.event_type)
+    if event_class is None:
+        raise IntegrityError(f"event {sequence} has unknown type {row.event_type!r}")
+    payload = codec.decode(row.payload, sequence=sequence)
+    return RecordedEvent(
+        sequence=sequence,
+        created_at=row.created_at,
+        actor=row.actor,
+        event=event_class.from_payload(payload),
+        payload_digest=row.payload_digest,
+        chain_digest=row.chain_digest,
+    )

@@ -1,0 +1,117 @@
+"""Rebuild the views from the event log, or replay into scratch tables and compare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from artifactstore_core.eventlog import EventLog
+from artifactstore_core.projections.projectors import project
+from artifactstore_core.projections.writer import ProjectionWriter
+from artifactstore_core.schema import PROJECTION_TABLES
+
+Progress = Callable[[int], None]
+BATCH_SIZE = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """A row that differs between the live views and a replay of the log."""
+
+    table: str
+    key: dict[str, Any]
+    live: dict[str, Any] | None
+    rebuilt: dict[str, Any] | None
+
+
+def _replay(
+    conn: sa.Connection,
+    tables: dict[str, sa.Table],
+    batch_size: int,
+    progress: Progress | None,
+) -> int:
+    writer = ProjectionWriter(conn, tables)
+    count = 0
+    pending = 0
+    for recorded in EventLog().read(conn, batch_size=batch_size):
+        writer.add(project(recorded))
+        count += 1
+        pending += 1
+        if pending >= batch_size:
+            writer.flush()
+            pending = 0
+            if progress:
+                progress(count)
+    writer.flush()
+    if progress:
+        progress(count)
+    return count
+
+
+def rebuild_views(
+    engine: sa.Engine, *, batch_size: int = BATCH_SIZE, progress: Progress | None = None
+) -> int:
+    """Empty every view table and replay the whole log in one transaction; returns events."""
+    with engine.begin() as conn:
+        for table in reversed(PROJECTION_TABLES):
+            conn.execute(table.delete())
+        return _replay(conn, {t.name: t for t in PROJECTION_TABLES}, batch_size, progress)
+
+
+def _scratch_tables() -> dict[str, sa.Table]:
+    scratch = sa.MetaData()
+    return {
+        table.name: sa.Table(
+            f"scratch_{table.name}",
+            scratch,
+            *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns),
+        )
+        for table in PROJECTION_TABLES
+    }
+
+
+def check_views(
+    engine: sa.Engine,
+    *,
+    batch_size: int = BATCH_SIZE,
+    limit: int = 50,
+    progress: Progress | None = None,
+) -> list[Difference]:
+    """Replay the log into scratch tables and list rows that differ from the live views.
+
+    Everything happens in one transaction that is rolled back: nothing is left behind.
+    """
+    scratch = _scratch_tables()
+    with engine.connect() as conn, conn.begin() as transaction:
+        for table in scratch.values():
+            table.create(conn)
+        _replay(conn, scratch, batch_size, progress)
+        differences: list[Difference] = []
+        for live in PROJECTION_TABLES:
+            differences.extend(_compare(conn, live, scratch[live.name], limit))
+        transaction.rollback()
+    return differences[:limit]
+
+
+def _compare(
+    conn: sa.Connection, live: sa.Table, rebuilt: sa.Table, limit: int
+) -> list[Difference]:
+    key_columns = [c.name for c in live.primary_key]
+    only_live = conn.execute(
+        sa.select(*live.c).except_(sa.select(*rebuilt.c)).limit(limit)
+    ).mappings()
+    only_rebuilt = conn.execute(
+        sa.select(*rebuilt.c).except_(sa.select(*live.c)).limit(limit)
+    ).mappings()
+    by_key: dict[tuple[Any, ...], list[dict[str, Any] | None]] = {}
+    for index, rows in enumerate((only_live, only_rebuilt)):
+        for row in rows:
+            key = tuple(row[c] for c in key_columns)
+            by_key.setdefault(key, [None, None])[index] = dict(row)
+    return [
+        Difference(live.name, dict(zip(key_columns, key, strict=True)), pair[0], pair[1])
+        for key, pair in by_key.items()
+    ]

@@ -1,0 +1,116 @@
+"""Apply row operations to the view tables, coalesced into a few batched statements.
+
+Within one flush, operations on the same primary key are merged in memory; then the
+writer runs updates of existing rows, deletes (children first) and inserts or upserts
+(``INSERT … ON CONFLICT DO UPDATE``, parents first), each as one executemany per table,
+which gives the same end state as applying the operations one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
+from artifactstore_core.schema import PROJECTION_TABLES
+
+Key = tuple[Any, ...]
+
+
+class ProjectionWriter:
+    """Collects row operations and writes them on ``flush`` within the caller's transaction."""
+
+    def __init__(self, conn: sa.Connection, tables: Mapping[str, sa.Table] | None = None) -> None:
+        self._conn = conn
+        self._tables = dict(tables or {t.name: t for t in PROJECTION_TABLES})
+        self._order = list(self._tables)
+        self._keys = {name: [c.name for c in t.primary_key] for name, t in self._tables.items()}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending: dict[str, dict[Key, Row]] = {name: {} for name in self._order}
+        self._upserts: dict[str, set[Key]] = {name: set() for name in self._order}
+        self._updates: dict[str, dict[Key, Row]] = {name: {} for name in self._order}
+        self._deletes: dict[str, set[Key]] = {name: set() for name in self._order}
+
+    def _key(self, table: str, row: Mapping[str, Any]) -> Key:
+        return tuple(row[column] for column in self._keys[table])
+
+    def add(self, ops: Iterable[Op]) -> None:
+        """Queue operations, merging those that touch the same row."""
+        for op in ops:
+            if isinstance(op, Insert | Upsert):
+                key = self._key(op.table, op.row)
+                if isinstance(op, Upsert):
+                    self._upserts[op.table].add(key)
+                    self._updates[op.table].pop(key, None)
+                self._pending[op.table][key] = dict(op.row)
+            elif isinstance(op, Update):
+                key = self._key(op.table, op.key)
+                target = self._pending[op.table].get(key)
+                if target is None:
+                    target = self._updates[op.table].setdefault(key, {})
+                target.update(op.values)
+            else:
+                key = self._key(op.table, op.key)
+                self._pending[op.table].pop(key, None)
+                self._updates[op.table].pop(key, None)
+                self._deletes[op.table].add(key)
+
+    def flush(self) -> None:
+        """Write everything queued, then start empty."""
+        for name in self._order:
+            self._flush_updates(name)
+        for name in reversed(self._order):
+            self._flush_deletes(name)
+        for name in self._order:
+            self._flush_inserts(name)
+        self._reset()
+
+    def _flush_inserts(self, name: str) -> None:
+        table, upserts = self._tables[name], self._upserts[name]
+        inserts = [row for key, row in self._pending[name].items() if key not in upserts]
+        replacing = [row for key, row in self._pending[name].items() if key in upserts]
+        if inserts:
+            self._conn.execute(table.insert(), inserts)
+        if replacing:
+            insert = postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
+            statement = insert(table)
+            keys = self._keys[name]
+            statement = statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={
+                    c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys
+                },
+            )
+            self._conn.execute(statement, replacing)
+
+    def _where_key(self, name: str) -> list[sa.ColumnElement[bool]]:
+        table = self._tables[name]
+        return [table.c[column] == sa.bindparam(f"k_{column}") for column in self._keys[name]]
+
+    def _flush_updates(self, name: str) -> None:
+        groups: dict[tuple[str, ...], list[Row]] = {}
+        for key, values in self._updates[name].items():
+            params = {f"k_{c}": v for c, v in zip(self._keys[name], key, strict=True)}
+            params.update({f"v_{c}": v for c, v in values.items()})
+            groups.setdefault(tuple(sorted(values)), []).append(params)
+        table = self._tables[name]
+        for columns, batch in groups.items():
+            statement = (
+                table.update()
+                .where(*self._where_key(name))
+                .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+            )
+            self._conn.execute(statement, batch)
+
+    def _flush_deletes(self, name: str) -> None:
+        keys = self._deletes[name]
+        if keys:
+            params: list[Row] = [
+                {f"k_{c}": v for c, v in zip(self._keys[name], key, strict=True)} for key in keys
+            ]
+            self._conn.execute(self._tables[name].delete().where(*self._where_key(name)), params)

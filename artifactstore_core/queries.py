@@ -1,0 +1,204 @@
+"""Read-side queries over the views: resolve references, load packages, list, lineage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from artifactstore_core.domain.manifest import FileEntry, Provenance
+from artifactstore_core.domain.package import Hold, Package
+from artifactstore_core.domain.references import PackageRef, parse_reference
+from artifactstore_core.errors import AmbiguousReferenceError, NotFoundError
+from artifactstore_core.hashing import BlobHash
+from artifactstore_core.schema import (
+    artifact_files,
+    artifact_packages,
+    package_inputs,
+    package_tags,
+    retention_holds,
+    retention_state,
+)
+
+_IN_CHUNK = 500
+
+
+def resolve(conn: sa.Connection, reference: str | PackageRef | uuid.UUID) -> uuid.UUID:
+    """The package id a reference selects; ``NotFoundError`` or ``AmbiguousReferenceError``."""
+    if isinstance(reference, uuid.UUID):
+        reference = PackageRef(str(reference), package_id=reference)
+    ref = reference if isinstance(reference, PackageRef) else parse_reference(reference)
+    p = artifact_packages
+    if ref.package_id is not None:
+        query = sa.select(p.c.package_id).where(p.c.package_id == ref.package_id)
+    elif ref.digest is not None:
+        column = p.c.content_address if ref.digest.algorithm == "blake3" else p.c.digest_sha256
+        value = str(ref.digest) if ref.digest.algorithm == "blake3" else ref.digest.hex
+        query = sa.select(p.c.package_id, p.c.name, p.c.version).where(column == value)
+    elif ref.version is not None:
+        query = sa.select(p.c.package_id).where(p.c.name == ref.name, p.c.version == ref.version)
+    else:
+        t = package_tags
+        query = sa.select(t.c.package_id).where(t.c.name == ref.name, t.c.tag == ref.tag)
+    rows = conn.execute(query.limit(11)).all()
+    if not rows:
+        raise NotFoundError(f"no package matches reference {ref.text!r}")
+    if len(rows) > 1:
+        matches = ", ".join(f"{r.name}@{r.version}" for r in rows[:10])
+        raise AmbiguousReferenceError(
+            f"reference {ref.text!r} matches {len(rows)} packages ({matches}); "
+            "use name@version or a package id"
+        )
+    return uuid.UUID(str(rows[0].package_id))
+
+
+def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
+    return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
+
+
+def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package]:
+    """Full packages (files, tags, holds, retention state) in the order of ``ids``."""
+    p, s = artifact_packages, retention_state
+    rows: dict[uuid.UUID, Any] = {}
+    row: Any
+    files: dict[uuid.UUID, list[FileEntry]] = {}
+    tags: dict[uuid.UUID, list[str]] = {}
+    holds: dict[uuid.UUID, list[Hold]] = {}
+    for chunk in _chunks(ids):
+        query = (
+            sa.select(p, s.c.status, s.c.expires_at, s.c.expired_at, s.c.on_hold,
+                      s.c.retrieval_tier, s.c.restore_status,
+                      s.c.retention_class.label("current_class"))
+            .join(s, s.c.package_id == p.c.package_id)
+            .where(p.c.package_id.in_(chunk))
+        )  # fmt: skip
+        for row in conn.execute(query):
+            rows[row.package_id] = row
+        f = artifact_files
+        for row in conn.execute(sa.select(f).where(f.c.package_id.in_(chunk)).order_by(f.c.path)):
+            blob = BlobHash.from_hex(row.digest_primary, row.digest_sha256, row.size)
+            files.setdefault(row.package_id, []).append(FileEntry(row.path, blob))
+        t = package_tags
+        for row in conn.execute(
+            sa.select(t.c.package_id, t.c.tag).where(t.c.package_id.in_(chunk)).order_by(t.c.tag)
+        ):
+            tags.setdefault(row.package_id, []).append(row.tag)
+        h = retention_holds
+        for row in conn.execute(
+            sa.select(h).where(h.c.package_id.in_(chunk)).order_by(h.c.placed_at)
+        ):
+            hold = Hold(row.hold_id, row.hold_kind, row.reason, row.actor, row.placed_at)
+            holds.setdefault(row.package_id, []).append(hold)
+    result = []
+    for package_id in ids:
+        row = rows.get(package_id)
+        if row is None:
+            raise NotFoundError(f"package {package_id} does not exist")
+        result.append(
+            Package(
+                id=row.package_id,
+                name=row.name,
+                version=row.version,
+                kind=row.kind,
+                content_address=row.content_address,
+                digest_sha256=row.digest_sha256,
+                size=row.size,
+                created_at=row.created_at,
+                actor=row.actor,
+                metadata=row.metadata,
+                provenance=Provenance.from_dict(row.provenance),
+                files=tuple(files.get(package_id, ())),
+                retention_class=row.current_class,
+                expires_at=row.expires_at,
+                status=row.status,
+                expired_at=row.expired_at,
+                on_hold=row.on_hold,
+                retrieval_tier=row.retrieval_tier,
+                restore_status=row.restore_status,
+                tags=tuple(tags.get(package_id, ())),
+                holds=tuple(holds.get(package_id, ())),
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class PackageFilter:
+    """Filters for ``list``; every one that is set must hold."""
+
+    name_prefix: str | None = None
+    kind: str | None = None
+    tag: str | None = None
+    retention_class: str | None = None
+    status: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    limit: int | None = None
+
+
+def list_ids(conn: sa.Connection, where: PackageFilter) -> list[uuid.UUID]:
+    """Ids of packages matching ``where``, by name then version."""
+    p, s = artifact_packages, retention_state
+    query = sa.select(p.c.package_id).join(s, s.c.package_id == p.c.package_id)
+    if where.name_prefix:
+        escaped = where.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(p.c.name.like(f"{escaped}%", escape="\\"))
+    if where.kind:
+        query = query.where(p.c.kind == where.kind)
+    if where.retention_class:
+        query = query.where(s.c.retention_class == where.retention_class)
+    if where.status:
+        query = query.where(s.c.status == where.status)
+    if where.created_after:
+        query = query.where(p.c.created_at >= where.created_after)
+    if where.created_before:
+        query = query.where(p.c.created_at < where.created_before)
+    if where.tag:
+        t = package_tags
+        query = query.where(
+            sa.exists().where(t.c.package_id == p.c.package_id, t.c.tag == where.tag)
+        )
+    query = query.order_by(p.c.name, p.c.version)
+    if where.limit:
+        query = query.limit(where.limit)
+    return [row.package_id for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEdge:
+    """``package_id`` was built from ``input_id``; ``depth`` counts hops from the start."""
+
+    depth: int
+    package_id: uuid.UUID
+    input_id: uuid.UUID
+
+
+def lineage(
+    conn: sa.Connection, start: uuid.UUID, *, downstream: bool, depth: int | None
+) -> list[LineageEdge]:
+    """Edges reachable from ``start`` upstream (inputs) or downstream (consumers), breadth-first."""
+    i = package_inputs
+    source, target = (i.c.input_package_id, i.c.package_id) if downstream else (
+        i.c.package_id, i.c.input_package_id
+    )  # fmt: skip
+    edges: list[LineageEdge] = []
+    seen = {start}
+    frontier = [start]
+    level = 0
+    while frontier and (depth is None or level < depth):
+        level += 1
+        found: list[uuid.UUID] = []
+        for chunk in _chunks(frontier):
+            query = sa.select(source.label("src"), target.label("dst")).where(source.in_(chunk))
+            for row in conn.execute(query.order_by(source, target)):
+                pkg, inp = (row.dst, row.src) if downstream else (row.src, row.dst)
+                edges.append(LineageEdge(level, pkg, inp))
+                if row.dst not in seen:
+                    seen.add(row.dst)
+                    found.append(row.dst)
+        frontier = found
+    return edges

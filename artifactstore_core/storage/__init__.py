@@ -1,0 +1,7 @@
+"""Blob storage: one small protocol, a digest-sharded layout, and its adapters."""
+
+from artifactstore_core.storage.factory import open_blob_store
+from artifactstore_core.storage.layout import address_from_key, key_for
+from artifactstore_core.storage.ports import BlobStore, StoredBlob
+
+__all__ = ["BlobStore", "StoredBlob", "address_from_key", "key_for", "open_blob_store"]

@@ -1,0 +1,97 @@
+"""Blobs in a local directory, sharded by digest; writes are atomic and fsync'd."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from artifactstore_core.errors import ConfigurationError
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    DigestError,
+    DigestMismatchError,
+    hash_copy,
+    matches,
+)
+from artifactstore_core.storage.layout import address_from_key, key_for
+from artifactstore_core.storage.ports import BlobStore, StoredBlob
+
+_TMP_PREFIX = ".tmp-"
+
+
+class LocalBlobStore(BlobStore):
+    """A directory of blobs laid out as ``<root>/blake3/ab/cd/<hex>``."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root).expanduser().absolute()
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigurationError(f"storage path {str(self.root)!r} is not a directory")
+        self.url = str(self.root)
+        self._fsync = fsync
+
+    def path(self, address: Digest) -> Path:
+        return self.root / key_for(address)
+
+    def uri(self, address: Digest) -> str:
+        return self.path(address).as_uri()
+
+    def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
+        staging = self.root / "staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=staging)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                actual = hash_copy(source, out.write)
+                if expected is not None and not matches(expected, actual):
+                    raise self.mismatch(DigestMismatchError(expected, actual))
+                target = self.path(actual.blake3)
+                if target.exists():
+                    return StoredBlob(actual, target.as_uri(), created=False)
+                if self._fsync:
+                    os.fsync(out.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+            if self._fsync:
+                _fsync_directory(target.parent)
+            return StoredBlob(actual, target.as_uri(), created=True)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def open_raw(self, address: Digest) -> BinaryIO:
+        try:
+            return self.path(address).open("rb")
+        except FileNotFoundError:
+            raise self.missing(address) from None
+
+    def exists(self, address: Digest) -> bool:
+        return self.path(address).is_file()
+
+    def delete(self, address: Digest) -> bool:
+        try:
+            self.path(address).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_addresses(self) -> Iterator[Digest]:
+        for algorithm_dir in sorted(self.root.glob("*")):
+            if not algorithm_dir.is_dir() or algorithm_dir.name == "staging":
+                continue
+            for path in algorithm_dir.glob("*/*/*"):
+                with contextlib.suppress(DigestError):
+                    yield address_from_key(path.relative_to(self.root).as_posix())
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

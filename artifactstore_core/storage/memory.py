@@ -1,0 +1,54 @@
+"""Blobs in a dict: the same rules as the other backends, for tests and examples."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from artifactstore_core.hashing import BlobHash, Digest, DigestMismatchError, hash_copy, matches
+from artifactstore_core.storage.layout import key_for
+from artifactstore_core.storage.ports import BlobStore, StoredBlob
+
+
+class MemoryBlobStore(BlobStore):
+    """Blobs held in memory under their layout key; ``memory://<name>``."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.url = f"memory://{name}"
+        self.blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def uri(self, address: Digest) -> str:
+        return f"{self.url}/{key_for(address)}"
+
+    def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
+        buffer = io.BytesIO()
+        actual = hash_copy(source, buffer.write)
+        if expected is not None and not matches(expected, actual):
+            raise self.mismatch(DigestMismatchError(expected, actual))
+        key = key_for(actual.blake3)
+        with self._lock:
+            created = key not in self.blobs
+            if created:
+                self.blobs[key] = buffer.getvalue()
+        return StoredBlob(actual, self.uri(actual.blake3), created)
+
+    def open_raw(self, address: Digest) -> BinaryIO:
+        data = self.blobs.get(key_for(address))
+        if data is None:
+            raise self.missing(address)
+        return io.BytesIO(data)
+
+    def exists(self, address: Digest) -> bool:
+        return key_for(address) in self.blobs
+
+    def delete(self, address: Digest) -> bool:
+        with self._lock:
+            return self.blobs.pop(key_for(address), None) is not None
+
+    def iter_addresses(self) -> Iterator[Digest]:
+        for key in list(self.blobs):
+            algorithm, _, _, hexpart = key.split("/")
+            yield Digest.parse(f"{algorithm}:{hexpart}")

@@ -1,0 +1,84 @@
+"""The storage protocol every blob backend implements.
+
+A backend stores immutable blobs under their BLAKE3 address. Writes hash while they
+stream, are atomic (nothing is visible under an address unless complete and verified),
+idempotent and deduplicated. Reads verify the digest as they stream.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from artifactstore_core.errors import IntegrityError, NotFoundError
+from artifactstore_core.hashing import BlobHash, Digest, DigestMismatchError, VerifyingReader
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """The outcome of a write: the blob's hash, where it lives, and whether it was new."""
+
+    hash: BlobHash
+    uri: str
+    created: bool
+
+
+class BlobStore(ABC):
+    """A content-addressed blob backend (local directory, S3 bucket, memory)."""
+
+    #: A URL that reopens this backend (``/srv/blobs``, ``s3://bucket/prefix``, ``memory://x``).
+    url: str
+
+    @abstractmethod
+    def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
+        """Store the bytes of ``source`` under their BLAKE3 address.
+
+        With ``expected`` given (a full ``BlobHash`` or one ``Digest``; compare with
+        ``hashing.matches``), bytes that hash differently raise ``IntegrityError`` and
+        nothing becomes visible. Storing bytes already present is a successful no-op.
+        """
+
+    @abstractmethod
+    def open_raw(self, address: Digest) -> BinaryIO:
+        """The stored bytes, unverified; ``NotFoundError`` if the blob is absent."""
+
+    @abstractmethod
+    def exists(self, address: Digest) -> bool:
+        """Whether a blob is stored under ``address``."""
+
+    @abstractmethod
+    def delete(self, address: Digest) -> bool:
+        """Remove a blob; ``False`` if it was not there."""
+
+    @abstractmethod
+    def iter_addresses(self) -> Iterator[Digest]:
+        """Every stored blob's address, in no particular order."""
+
+    @abstractmethod
+    def uri(self, address: Digest) -> str:
+        """Where the blob with ``address`` lives, as a URI."""
+
+    def open(self, blob: BlobHash) -> BinaryIO:
+        """The stored bytes of ``blob``, verified as they are read (``IntegrityError``)."""
+        raw = self.open_raw(blob.blake3)
+        return VerifyingReader(raw, blob, lambda err: self._corrupt(blob, err))  # type: ignore[return-value]
+
+    def _corrupt(self, blob: BlobHash, error: DigestMismatchError) -> IntegrityError:
+        return IntegrityError(
+            f"stored blob {blob.content_address} at {self.uri(blob.blake3)} is corrupt: "
+            f"its bytes hash to {error.actual.content_address} ({error.actual.size} bytes, "
+            f"expected {blob.size})"
+        )
+
+    def missing(self, address: Digest) -> NotFoundError:
+        """The error for an absent blob, naming it and this backend."""
+        return NotFoundError(f"blob {address} is missing from {self.url}")
+
+    def mismatch(self, error: DigestMismatchError) -> IntegrityError:
+        """The error for written bytes that do not match the expected hash."""
+        return IntegrityError(f"refused to store bytes at {self.url}: {error}")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has none."""

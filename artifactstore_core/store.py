@@ -1,0 +1,703 @@
+"""``ArtifactStore``: the one entry point. Each command loads, decides, appends, returns."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import sqlalchemy as sa
+
+from artifactstore_core import queries
+from artifactstore_core.config import (
+    READ_ONLY,
+    Settings,
+    check_connection,
+    create_engine,
+    load_settings,
+)
+from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.manifest import (
+    FileEntry,
+    Provenance,
+    manifest_document,
+    normalize_json_object,
+    package_digest,
+)
+from artifactstore_core.domain.names import (
+    BUILTIN_KINDS,
+    validate_file_paths,
+    validate_kind,
+    validate_name,
+    validate_tag,
+)
+from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.references import PackageRef
+from artifactstore_core.errors import (
+    ArchivedError,
+    ConfigurationError,
+    InvalidInputError,
+    NotFoundError,
+    PackageExpiredError,
+)
+from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
+from artifactstore_core.hashing import BlobHash, Digest, DigestError
+from artifactstore_core.projections import ProjectionWriter, check_views, project, rebuild_views
+from artifactstore_core.projections.projectors import parse_time
+from artifactstore_core.projections.rebuild import Difference, Progress
+from artifactstore_core.schema import (
+    artifact_packages,
+    metadata_schemas,
+    package_tags,
+    retention_classes,
+    storage_locations,
+)
+from artifactstore_core.sources import Files, FileSource, collect
+from artifactstore_core.storage import BlobStore, StoredBlob, open_blob_store
+from artifactstore_core.validation import check_schema, validate_metadata
+
+Reference = str | uuid.UUID | PackageRef
+Clock = Callable[[], dt.datetime]
+HOT = "hot"
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class BlobProblem:
+    """A blob that ``verify`` found missing or corrupt, with the packages that need it."""
+
+    content_address: str
+    backend: str
+    problem: Literal["missing", "corrupt"]
+    detail: str
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What ``verify`` checked and found."""
+
+    packages: int
+    blobs: int
+    bytes_verified: int
+    problems: tuple[BlobProblem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _Counting:
+    """A stream wrapper that reports bytes read to a progress callback."""
+
+    def __init__(self, stream: BinaryIO, progress: Callable[[int], None]) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self._progress(len(data))
+        return len(data)
+
+
+class ArtifactStore:
+    """The registry: packages, their bytes, provenance, retention and the event log.
+
+    Build it with ``ArtifactStore.open(database_url, storage_url)`` or
+    ``ArtifactStore.from_settings()``; the constructor takes explicit parts.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        blobs: BlobStore,
+        *,
+        tiers: Mapping[str, BlobStore] | None = None,
+        clock: Clock = utcnow,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        actor: str = "artifactstore",
+        default_retention_class: str = "raw-evidence",
+        gc_grace: dt.timedelta = dt.timedelta(hours=1),
+    ) -> None:
+        self.engine = engine
+        self.tiers: dict[str, BlobStore] = {HOT: blobs, **(tiers or {})}
+        self.clock = clock
+        self.new_id = new_id
+        self.actor = actor
+        self.default_retention_class = default_retention_class
+        self.gc_grace = gc_grace
+        self.log = EventLog()
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The hot tier: where new bytes are written."""
+        return self.tiers[HOT]
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(
+        cls,
+        database_url: str | None = None,
+        storage_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        migrate: bool = True,
+        **kwargs: Any,
+    ) -> ArtifactStore:
+        """Open the registry at ``database_url`` with blobs at ``storage_url``.
+
+        Unset arguments come from settings. With ``migrate`` (the default) the schema is
+        created or upgraded first.
+        """
+        settings = settings or load_settings()
+        database_url = database_url or settings.database_url
+        storage_url = storage_url or settings.storage_url
+        engine = create_engine(database_url)
+        check_connection(engine)
+        if migrate:
+            from artifactstore_core.migrate import ensure_current
+
+            ensure_current(engine, database_url)
+        tiers = {
+            name: open_blob_store(url, settings)
+            for name, url in (
+                ("cold", settings.tier_cold_url),
+                ("archive", settings.tier_archive_url),
+            )
+            if url
+        }
+        kwargs.setdefault("actor", settings.actor)
+        kwargs.setdefault("default_retention_class", settings.default_retention_class)
+        kwargs.setdefault("gc_grace", dt.timedelta(seconds=settings.gc_grace_seconds))
+        return cls(engine, open_blob_store(storage_url, settings), tiers=tiers, **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> ArtifactStore:
+        """Open the registry described by ``ARTIFACTSTORE_*`` settings."""
+        return cls.open(settings=settings or load_settings(), **kwargs)
+
+    def close(self) -> None:
+        """Release database connections and backend clients."""
+        for store in self.tiers.values():
+            store.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> ArtifactStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
+            yield conn
+
+    def _commit(
+        self,
+        decide: Callable[[sa.Connection, dt.datetime], Sequence[ev.Event]],
+        *,
+        actor: str | None = None,
+    ) -> list[RecordedEvent]:
+        """One transaction: lock the chain head, decide events, append and project them."""
+        with self.engine.begin() as conn:
+            EventLog._lock_head(conn)
+            now = self.clock()
+            new_events = decide(conn, now)
+            recorded = self.log.append(conn, new_events, actor=actor or self.actor, at=now)
+            writer = ProjectionWriter(conn)
+            for item in recorded:
+                writer.add(project(item))
+            writer.flush()
+        return recorded
+
+    # ------------------------------------------------------------------ validation
+    def retention_class(self, conn: sa.Connection, name: str) -> sa.Row[Any]:
+        """The row of retention class ``name``; ``InvalidInputError`` lists the known ones."""
+        row = conn.execute(
+            sa.select(retention_classes).where(retention_classes.c.name == name)
+        ).first()
+        if row is None:
+            known = conn.execute(
+                sa.select(retention_classes.c.name).order_by(retention_classes.c.name)
+            )
+            raise InvalidInputError(
+                f"unknown retention class {name!r}; known classes: "
+                + ", ".join(r.name for r in known)
+            )
+        return row
+
+    def _schema_for(self, conn: sa.Connection, kind: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            sa.select(metadata_schemas.c.json_schema).where(metadata_schemas.c.kind == kind)
+        ).first()
+        return None if row is None else dict(row.json_schema)
+
+    def _check_kind_and_metadata(
+        self, conn: sa.Connection, kind: str, metadata: dict[str, Any]
+    ) -> None:
+        validate_kind(kind)
+        schema = self._schema_for(conn, kind)
+        if schema is None and kind not in BUILTIN_KINDS:
+            raise InvalidInputError(
+                f"unknown kind {kind!r}; use one of {', '.join(sorted(BUILTIN_KINDS))} "
+                "or register a metadata schema for it first"
+            )
+        if schema is not None:
+            validate_metadata(kind, schema, metadata)
+
+    # ------------------------------------------------------------------ commands
+    def put(
+        self,
+        name: str,
+        files: Files,
+        *,
+        kind: str = "output",
+        metadata: Mapping[str, Any] | None = None,
+        retention_class: str | None = None,
+        inputs: Sequence[Reference] = (),
+        provenance: Provenance | Mapping[str, Any] | None = None,
+        expected: Mapping[str, str | Digest | BlobHash] | None = None,
+        actor: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Package:
+        """Store files as a new version of package ``name`` and register it.
+
+        Everything is validated before any byte is written; on failure no event is
+        recorded. ``expected`` maps file paths to digests their bytes must match.
+        """
+        validate_name(name)
+        sources = collect(files)
+        validate_file_paths(source.path for source in sources)
+        meta = normalize_json_object(metadata, "metadata")
+        prov = provenance if isinstance(provenance, Provenance) else Provenance.from_dict(
+            normalize_json_object(provenance, "provenance")
+        )  # fmt: skip
+        normalize_json_object(prov.attributes, "provenance.attributes")
+        class_name = retention_class or self.default_retention_class
+        expectations = self._parse_expected(expected or {}, {s.path for s in sources})
+        with self._reading() as conn:
+            duration = self.retention_class(conn, class_name).default_duration_seconds
+            self._check_kind_and_metadata(conn, kind, meta)
+            input_ids = [str(queries.resolve(conn, ref)) for ref in inputs]
+        prov = Provenance(
+            producer=prov.producer,
+            run_id=prov.run_id,
+            code_version=prov.code_version,
+            actor=prov.actor or actor or self.actor,
+            inputs=tuple(dict.fromkeys([*prov.inputs, *input_ids])),
+            attributes=prov.attributes,
+        )
+        stored = [self._store_file(s, expectations.get(s.path), progress) for s in sources]
+        entries = [FileEntry(s.path, blob.hash) for s, blob in zip(sources, stored, strict=True)]
+        document = manifest_document(kind, entries, meta, prov)
+        digest = package_digest(document)
+        package_id = self.new_id()
+
+        def decide(conn: sa.Connection, now: dt.datetime) -> list[ev.Event]:
+            p = artifact_packages
+            latest = conn.execute(sa.select(sa.func.max(p.c.version)).where(p.c.name == name))
+            expires = None if duration is None else now + dt.timedelta(seconds=duration)
+            registered: list[ev.Event] = [
+                ev.PackageRegistered(
+                    package_id=str(package_id),
+                    name=name,
+                    version=1 + int(latest.scalar() or 0),
+                    kind=kind,
+                    content_address=digest.content_address,
+                    digest_sha256=digest.sha256.hex,
+                    size=sum(e.blob.size for e in entries),
+                    files=document["files"],
+                    metadata=meta,
+                    provenance=prov.to_dict(),
+                    retention_class=class_name,
+                    expires_at=expires.isoformat() if expires else None,
+                )
+            ]
+            return registered + self._blob_events(conn, stored, HOT)
+
+        recorded = self._commit(decide, actor=actor)[0]
+        event = recorded.event
+        assert isinstance(event, ev.PackageRegistered)
+        return Package(
+            id=package_id,
+            name=name,
+            version=event.version,
+            kind=kind,
+            content_address=digest.content_address,
+            digest_sha256=digest.sha256.hex,
+            size=event.size,
+            created_at=recorded.created_at,
+            actor=recorded.actor,
+            metadata=meta,
+            provenance=prov,
+            files=tuple(sorted(entries, key=lambda e: e.path)),
+            retention_class=class_name,
+            expires_at=parse_time(event.expires_at),
+            tags=("latest",),
+        )
+
+    def _parse_expected(
+        self, expected: Mapping[str, str | Digest | BlobHash], paths: set[str]
+    ) -> dict[str, Digest | BlobHash]:
+        result: dict[str, Digest | BlobHash] = {}
+        for path, value in expected.items():
+            if path not in paths:
+                raise InvalidInputError(
+                    f"expected digest given for {path!r}, which is not a file of the package"
+                )
+            try:
+                result[path] = (
+                    value if isinstance(value, Digest | BlobHash) else Digest.parse(value)
+                )
+            except DigestError as exc:
+                raise InvalidInputError(f"expected digest for {path!r}: {exc}") from exc
+        return result
+
+    def _store_file(
+        self,
+        source: FileSource,
+        expected: Digest | BlobHash | None,
+        progress: Callable[[int], None] | None,
+    ) -> StoredBlob:
+        with source.open() as stream:
+            reader: Any = _Counting(stream, progress) if progress else stream
+            return self.blobs.write(reader, expected)
+
+    def _blob_events(
+        self, conn: sa.Connection, stored: Sequence[StoredBlob], backend: str
+    ) -> list[ev.Event]:
+        """``BlobStored`` for blobs the registry does not yet know in ``backend``."""
+        unique = {blob.hash.content_address: blob for blob in stored}
+        known: set[str] = set()
+        addresses = list(unique)
+        for start in range(0, len(addresses), 500):
+            chunk = addresses[start : start + 500]
+            s = storage_locations
+            known.update(
+                conn.execute(
+                    sa.select(s.c.content_address).where(
+                        s.c.backend == backend, s.c.content_address.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return [
+            ev.BlobStored(
+                content_address=address,
+                backend=backend,
+                digest_sha256=blob.hash.sha256.hex,
+                size=blob.hash.size,
+                uri=blob.uri,
+            )
+            for address, blob in unique.items()
+            if address not in known
+        ]
+
+    def describe(self, reference: Reference) -> Package:
+        """The package a reference selects, without recording a retrieval."""
+        with self._reading() as conn:
+            return queries.load_packages(conn, [queries.resolve(conn, reference)])[0]
+
+    def get(
+        self,
+        reference: Reference,
+        *,
+        record: bool = True,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> Package:
+        """The package a reference selects, recording a retrieval unless ``record=False``.
+
+        An expired package raises ``PackageExpiredError`` (``describe`` still works).
+        """
+        package = self.describe(reference)
+        self._check_readable(package)
+        if record:
+            self.record_retrieval(package, actor=actor, purpose=purpose, run_id=run_id)
+        return package
+
+    def _check_readable(self, package: Package) -> None:
+        if package.status == "expired":
+            expired = package.expired_at or package.expires_at
+            raise PackageExpiredError(
+                f"package {package.reference} ({package.id}) of retention class "
+                f"{package.retention_class!r} expired on "
+                f"{expired.isoformat() if expired else 'an unknown date'}; its bytes may be gone "
+                "(its manifest is still shown by `artifactstore show`)"
+            )
+        if package.retrieval_tier == "archive" and package.restore_status != "restored":
+            raise ArchivedError(
+                f"package {package.reference} is in the archive tier "
+                f"(restore status: {package.restore_status or 'not requested'}); "
+                f"restore it first with `artifactstore restore {package.reference}`"
+            )
+
+    def record_retrieval(
+        self,
+        package: Package,
+        *,
+        path: str | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Record that ``package`` (or one file) was read."""
+        event = ev.PackageRetrieved(
+            package_id=str(package.id), purpose=purpose, run_id=run_id, path=path
+        )
+        self._commit(lambda _conn, _now: [event], actor=actor)
+
+    def _tier_store(self, package: Package) -> BlobStore:
+        tier = HOT if package.retrieval_tier == "archive" else package.retrieval_tier
+        store = self.tiers.get(tier)
+        if store is None:
+            raise ConfigurationError(
+                f"package {package.reference} lives in tier {tier!r}, which has no backend "
+                f"configured; set ARTIFACTSTORE_TIER_{tier.upper()}_URL"
+            )
+        return store
+
+    def open_file(
+        self,
+        reference: Reference,
+        path: str | None = None,
+        *,
+        record: bool = True,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> BinaryIO:
+        """A stream of one file's bytes, verified as it is read (``IntegrityError``)."""
+        package = self.describe(reference)
+        self._check_readable(package)
+        entry = package.file(path)
+        stream = self._tier_store(package).open(entry.blob)
+        if record:
+            self.record_retrieval(
+                package, path=entry.path, actor=actor, purpose=purpose, run_id=run_id
+            )
+        return stream
+
+    def read_bytes(self, reference: Reference, path: str | None = None, **kwargs: Any) -> bytes:
+        """All bytes of one file, verified."""
+        with self.open_file(reference, path, **kwargs) as stream:
+            return stream.read()
+
+    def export(
+        self,
+        reference: Reference,
+        destination: str | Path,
+        *,
+        force: bool = False,
+        record: bool = True,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Package:
+        """Write every file of a package under ``destination``; nothing is left half-written.
+
+        Files are written to a temporary directory beside ``destination`` and moved in
+        place only after all of them verified. Existing files are refused unless ``force``.
+        """
+        package = self.describe(reference)
+        self._check_readable(package)
+        target = Path(destination)
+        clashes = [e.path for e in package.files if (target / e.path).exists()]
+        if clashes and not force:
+            raise InvalidInputError(
+                f"{str(target / clashes[0])!r} already exists; "
+                "pass force=True (--force) to overwrite"
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(target, f".artifactstore-export-{uuid.uuid4().hex}")
+        store = self._tier_store(package)
+        try:
+            for entry in package.files:
+                out_path = staging / entry.path
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                with store.open(entry.blob) as reader, out_path.open("wb") as out:
+                    while chunk := reader.read(1024 * 1024):
+                        out.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+            for entry in package.files:
+                final = target / entry.path
+                final.parent.mkdir(parents=True, exist_ok=True)
+                (staging / entry.path).replace(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if record:
+            self.record_retrieval(package, actor=actor, purpose=purpose, run_id=run_id)
+        return package
+
+    def list_packages(
+        self, where: queries.PackageFilter | None = None, **filters: Any
+    ) -> list[Package]:
+        """Packages matching the filters (see ``PackageFilter``), by name and version."""
+        where = where or queries.PackageFilter(**filters)
+        with self._reading() as conn:
+            return queries.load_packages(conn, queries.list_ids(conn, where))
+
+    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
+        """Point ``tag`` of the package's name at this package (``latest`` moves itself)."""
+        validate_tag(tag)
+        if tag == "latest":
+            raise InvalidInputError(
+                "tag 'latest' always follows the newest version; use another tag"
+            )
+        package_id: uuid.UUID | None = None
+
+        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
+            nonlocal package_id
+            package_id = queries.resolve(conn, reference)
+            package = queries.load_packages(conn, [package_id])[0]
+            t = package_tags
+            previous = conn.execute(
+                sa.select(t.c.package_id).where(t.c.name == package.name, t.c.tag == tag)
+            ).scalar()
+            return [
+                ev.TagMoved(
+                    package_id=str(package_id),
+                    name=package.name,
+                    tag=tag,
+                    previous_package_id=str(previous) if previous else None,
+                )
+            ]
+
+        self._commit(decide, actor=actor)
+        assert package_id is not None
+        return self.describe(package_id)
+
+    def lineage(
+        self, reference: Reference, *, downstream: bool = False, depth: int | None = None
+    ) -> list[tuple[queries.LineageEdge, Package]]:
+        """Upstream inputs (or downstream consumers) of a package, with the related package."""
+        if depth is not None and depth < 1:
+            raise InvalidInputError(f"lineage depth must be at least 1, got {depth}")
+        with self._reading() as conn:
+            start = queries.resolve(conn, reference)
+            edges = queries.lineage(conn, start, downstream=downstream, depth=depth)
+            related = [e.package_id if downstream else e.input_id for e in edges]
+            packages = {p.id: p for p in queries.load_packages(conn, list(dict.fromkeys(related)))}
+        return [(e, packages[r]) for e, r in zip(edges, related, strict=True)]
+
+    def register_schema(
+        self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None
+    ) -> None:
+        """Require metadata of ``kind`` to satisfy the JSON Schema ``schema`` from now on."""
+        validate_kind(kind)
+        checked = check_schema(kind, normalize_json_object(schema, f"schema for {kind!r}"))
+        event = ev.MetadataSchemaRegistered(kind=kind, json_schema=checked)
+        self._commit(lambda _conn, _now: [event], actor=actor)
+
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        """The registered metadata schemas by kind."""
+        with self._reading() as conn:
+            rows = conn.execute(sa.select(metadata_schemas.c.kind, metadata_schemas.c.json_schema))
+            return {row.kind: dict(row.json_schema) for row in rows}
+
+    # ------------------------------------------------------------------ integrity
+    def verify(
+        self,
+        reference: Reference | None = None,
+        *,
+        rehash: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyResult:
+        """Check the stored bytes of one package (or every active package).
+
+        With ``rehash`` every blob is read and re-hashed; without, only its presence is
+        checked. Missing and corrupt blobs are reported, never raised.
+        """
+        with self._reading() as conn:
+            if reference is not None:
+                ids = [queries.resolve(conn, reference)]
+            else:
+                ids = queries.list_ids(conn, queries.PackageFilter(status="active"))
+            blobs: dict[tuple[str, str], tuple[BlobHash, list[str]]] = {}
+            for package in queries.load_packages(conn, ids):
+                tier = HOT if package.retrieval_tier == "archive" else package.retrieval_tier
+                for entry in package.files:
+                    item = blobs.setdefault((entry.blob.content_address, tier), (entry.blob, []))
+                    item[1].append(package.reference)
+        problems: list[BlobProblem] = []
+        verified = 0
+        for (address, tier), (blob, users) in blobs.items():
+            store = self.tiers.get(tier)
+            problem = self._check_blob(store, blob, rehash) if store else "no backend for tier"
+            if problem is None:
+                verified += blob.size if rehash else 0
+            else:
+                kind: Literal["missing", "corrupt"] = (
+                    "corrupt" if problem.startswith("corrupt") else "missing"
+                )
+                problems.append(BlobProblem(address, tier, kind, problem, tuple(users)))
+            if progress:
+                progress(blob.size)
+        return VerifyResult(len(ids), len(blobs), verified, tuple(problems))
+
+    @staticmethod
+    def _check_blob(store: BlobStore, blob: BlobHash, rehash: bool) -> str | None:
+        from artifactstore_core.errors import IntegrityError
+
+        if not rehash:
+            return None if store.exists(blob.blake3) else f"missing from {store.url}"
+        try:
+            with store.open(blob) as reader:
+                while reader.read(4 * 1024 * 1024):
+                    pass
+        except NotFoundError:
+            return f"missing from {store.url}"
+        except IntegrityError as exc:
+            return f"corrupt: {exc}"
+        return None
+
+    def verify_log(self) -> VerifyReport:
+        """Walk the event log's hash chain (``EventLogTamperedError`` on the first break)."""
+        with self._reading() as conn:
+            return self.log.verify(conn)
+
+    def rebuild_views(self, *, progress: Progress | None = None) -> int:
+        """Drop the projections and replay the log; returns the number of events replayed."""
+        return rebuild_views(self.engine, progress=progress)
+
+    def check_views(self, *, progress: Progress | None = None) -> list[Difference]:
+        """Rows where the live projections differ from a replay of the log (empty: all good)."""
+        return check_views(self.engine, progress=progress)
+
+    def events(
+        self,
+        *,
+        since: int = 0,
+        subject_kind: str | None = None,
+        subject_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Recorded events after ``since``, oldest first."""
+        with self._reading() as conn:
+            result = []
+            for item in self.log.read(
+                conn, since=since, subject_kind=subject_kind, subject_id=subject_id
+            ):
+                result.append(item)
+                if limit is not None and len(result) >= limit:
+                    break
+            return result
