@@ -1,1 +1,57 @@
-"""artifact-store."""
+"""artifact-store: a content-addressed registry for generated artifacts.
+
+``ArtifactStore`` is the one entry point; everything else here is the vocabulary of
+its arguments and results.
+"""
+
+from artifactstore_core.config import Settings, load_settings
+from artifactstore_core.domain.manifest import FileEntry, Provenance
+from artifactstore_core.domain.package import Hold, Package
+from artifactstore_core.errors import (
+    AmbiguousReferenceError,
+    ArchivedError,
+    ArtifactStoreError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    EventLogTamperedError,
+    IntegrityError,
+    InvalidInputError,
+    MissingExtraError,
+    NotFoundError,
+    PackageExpiredError,
+    RetentionError,
+    SchemaViolationError,
+)
+from artifactstore_core.hashing import BlobHash, Digest
+from artifactstore_core.queries import PackageFilter
+from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
+
+__all__ = [
+    "AmbiguousReferenceError",
+    "ArchivedError",
+    "ArtifactStore",
+    "ArtifactStoreError",
+    "BackendUnavailableError",
+    "BlobHash",
+    "BlobProblem",
+    "ConfigurationError",
+    "ConflictError",
+    "Digest",
+    "EventLogTamperedError",
+    "FileEntry",
+    "Hold",
+    "IntegrityError",
+    "InvalidInputError",
+    "MissingExtraError",
+    "NotFoundError",
+    "Package",
+    "PackageExpiredError",
+    "PackageFilter",
+    "Provenance",
+    "RetentionError",
+    "SchemaViolationError",
+    "Settings",
+    "VerifyResult",
+    "load_settings",
+]

@@ -1,0 +1,178 @@
+"""The hash-chained event log: tampering is detected at the right sequence; appends from
+many processes stay one linear chain; projections equal a replay of the log."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from artifactstore_core import ArtifactStore
+from artifactstore_core.errors import EventLogTamperedError, IntegrityError
+from artifactstore_core.eventlog import codec
+from artifactstore_core.schema import artifact_packages, events, package_tags, retention_state
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def history(store: ArtifactStore) -> ArtifactStore:
+    """Six events: two packages (with blobs), a tag and a retrieval."""
+    store.put("t/a", {"f": b"one"})  # 1 PackageRegistered, 2 BlobStored
+    store.put("t/b", {"f": b"two"})  # 3, 4
+    store.tag("t/a", "production")  # 5
+    store.read_bytes("t/b")  # 6
+    assert store.verify_log().checked == 6
+    return store
+
+
+def _tamper(store: ArtifactStore, statement: str, **params: object) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+
+
+TAMPERING: list[tuple[str, str, int, str]] = [
+    ("edited payload", "UPDATE events SET payload = :p WHERE sequence = 3", 3, "payload"),
+    ("edited actor", "UPDATE events SET actor = 'mallory' WHERE sequence = 4", 4, "header"),
+    ("edited type", "UPDATE events SET event_type = 'TagMoved' WHERE sequence = 2", 2, "header"),
+    ("edited time", "UPDATE events SET created_at = :t WHERE sequence = 5", 5, "header"),
+    ("deleted event", "DELETE FROM events WHERE sequence = 3", 3, "missing"),
+    ("deleted first", "DELETE FROM events WHERE sequence = 1", 1, "missing"),
+]
+
+
+@pytest.mark.parametrize(("what", "statement", "bad", "reason"), TAMPERING)
+def test_tampering_is_detected_at_the_first_bad_sequence(
+    history: ArtifactStore, what: str, statement: str, bad: int, reason: str
+) -> None:
+    import datetime as dt
+
+    params = {"p": codec.encode({"package_id": str(uuid.uuid4())}), "t": dt.datetime(2020, 1, 1)}
+    _tamper(history, statement, **{k: v for k, v in params.items() if f":{k}" in statement})
+    with pytest.raises(EventLogTamperedError, match=reason) as caught:
+        history.verify_log()
+    assert caught.value.sequence == bad, what
+    assert f"sequence {bad}" in str(caught.value)
+
+
+def test_inserted_event_is_detected(history: ArtifactStore) -> None:
+    with history.engine.begin() as conn:
+        row = conn.execute(sa.select(events).where(events.c.sequence == 4)).one()._asdict()
+        conn.execute(
+            sa.update(events).where(events.c.sequence >= 4).values(sequence=events.c.sequence + 100)
+        )
+        conn.execute(
+            events.insert().values({**row, "sequence": 4, "chain_digest": "blake3:" + "f" * 64})
+        )
+    with pytest.raises(EventLogTamperedError) as caught:
+        history.verify_log()
+    assert caught.value.sequence == 4
+
+
+def test_reordered_events_are_detected(history: ArtifactStore) -> None:
+    _tamper(history, "UPDATE events SET sequence = -3 WHERE sequence = 3")
+    _tamper(history, "UPDATE events SET sequence = 3 WHERE sequence = 4")
+    _tamper(history, "UPDATE events SET sequence = 4 WHERE sequence = -3")
+    with pytest.raises(EventLogTamperedError) as caught:
+        history.verify_log()
+    assert caught.value.sequence == 3
+
+
+def test_tampered_payload_refuses_replay(history: ArtifactStore) -> None:
+    _tamper(history, "UPDATE events SET payload = :p WHERE sequence = 1", p=b"\xff\x00")
+    with pytest.raises(IntegrityError, match="sequence 1"):
+        history.rebuild_views()
+    assert history.describe("t/a").name == "t/a"  # rebuild rolled back, views intact
+
+
+def test_views_check_reports_an_edited_projection(history: ArtifactStore) -> None:
+    assert history.check_views() == []
+    with history.engine.begin() as conn:
+        conn.execute(
+            sa.update(artifact_packages).where(artifact_packages.c.name == "t/a").values(kind="log")
+        )
+        conn.execute(sa.delete(package_tags).where(package_tags.c.tag == "production"))
+    differences = history.check_views()
+    assert {d.table for d in differences} == {"artifact_packages", "package_tags"}
+    edited = next(d for d in differences if d.table == "artifact_packages")
+    assert edited.live is not None and edited.live["kind"] == "log"
+    assert edited.rebuilt is not None and edited.rebuilt["kind"] == "output"
+    removed = next(d for d in differences if d.table == "package_tags")
+    assert removed.live is None and removed.rebuilt is not None
+    history.rebuild_views()
+    assert history.check_views() == []
+    assert history.describe("t/a").kind == "output"
+    assert history.describe("t/a:production").name == "t/a"
+
+
+def _snapshot(store: ArtifactStore) -> dict[str, list[tuple[object, ...]]]:
+    from artifactstore_core.schema import PROJECTION_TABLES
+
+    with store.engine.connect() as conn:
+        return {
+            t.name: sorted(map(tuple, conn.execute(sa.select(t)).all()), key=repr)
+            for t in PROJECTION_TABLES
+        }
+
+
+def test_rebuild_gives_identical_rows(history: ArtifactStore) -> None:
+    history.register_schema("report", {"type": "object"})
+    before = _snapshot(history)
+    assert sum(map(len, before.values())) > 10
+    assert history.rebuild_views() == 7
+    assert _snapshot(history) == before
+
+
+def test_rebuild_in_small_batches(history: ArtifactStore) -> None:
+    from artifactstore_core.projections import rebuild_views
+
+    before = _snapshot(history)
+    assert rebuild_views(history.engine, batch_size=2) == 6
+    assert _snapshot(history) == before
+
+
+def _put_many(database_url: str, storage: str, worker: int, count: int) -> None:
+    with ArtifactStore.open(database_url, storage, migrate=False) as store:
+        for index in range(count):
+            store.put("shared/name", {"f": f"{worker}-{index}".encode()})
+
+
+def test_appends_from_many_processes_stay_one_chain(
+    store: ArtifactStore, database_url: str, tmp_path: Path
+) -> None:
+    storage = str(tmp_path / "blobs")
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_put_many, args=(database_url, storage, w, 15)) for w in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    report = store.verify_log()
+    assert report.checked == 4 * 15 * 2
+    versions = [p.version for p in store.list_packages(name_prefix="shared/")]
+    assert versions == list(range(1, 61))
+    assert store.check_views() == []
+
+
+def test_projection_rows_are_in_the_same_transaction(store: ArtifactStore) -> None:
+    """A failure while projecting leaves neither the event nor any row behind."""
+    original: Callable[..., object] = store.log.append
+
+    def failing_append(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)
+        raise RuntimeError("crash after append")
+
+    store.log.append = failing_append  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        store.put("crash", {"f": b"x"})
+    store.log.append = original  # type: ignore[method-assign]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(retention_state)).scalar() == 0
