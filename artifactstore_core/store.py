@@ -36,20 +36,27 @@ from artifactstore_core.domain.names import (
     validate_name,
     validate_tag,
 )
-from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.package import Hold, Package, iso
 from artifactstore_core.domain.references import PackageRef
+from artifactstore_core.domain.retention import HOLD_KINDS, RetentionClass, decide_change
 from artifactstore_core.errors import (
     ArchivedError,
     ConfigurationError,
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PackageExpiredError,
+    RetentionError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import BlobHash, Digest, DigestError
 from artifactstore_core.projections import ProjectionWriter, check_views, project, rebuild_views
 from artifactstore_core.projections.projectors import parse_time
 from artifactstore_core.projections.rebuild import Difference, Progress
+from artifactstore_core.retention import sweep as sweep_module
+from artifactstore_core.retention import tiering
+from artifactstore_core.retention.explain import Explanation
+from artifactstore_core.retention.explain import explain as explain_package
 from artifactstore_core.schema import (
     artifact_packages,
     metadata_schemas,
@@ -330,7 +337,9 @@ class ArtifactStore:
                     expires_at=expires.isoformat() if expires else None,
                 )
             ]
-            return registered + self._blob_events(conn, stored, HOT)
+            new_locations = self._blob_events(conn, stored, HOT)
+            self._check_reused_blobs_still_exist(new_locations, stored)
+            return registered + new_locations
 
         recorded = self._commit(decide, actor=actor)[0]
         event = recorded.event
@@ -379,6 +388,20 @@ class ArtifactStore:
         with source.open() as stream:
             reader: Any = _Counting(stream, progress) if progress else stream
             return self.blobs.write(reader, expected)
+
+    def _check_reused_blobs_still_exist(
+        self, new_locations: Sequence[ev.Event], stored: Sequence[StoredBlob]
+    ) -> None:
+        """Bytes we found already present but the registry no longer records may have been
+        collected meanwhile: check before registering, rather than register missing bytes."""
+        reused = {b.hash.content_address: b for b in stored if not b.created}
+        for event in new_locations:
+            blob = reused.get(getattr(event, "content_address", ""))
+            if blob is not None and not self.blobs.exists(blob.hash.blake3):
+                raise ConflictError(
+                    f"blob {blob.hash.content_address} was garbage-collected while this put "
+                    "ran; nothing was registered, retry the put"
+                )
 
     def _blob_events(
         self, conn: sa.Connection, stored: Sequence[StoredBlob], backend: str
@@ -435,7 +458,7 @@ class ArtifactStore:
 
     def _check_readable(self, package: Package) -> None:
         if package.status == "expired":
-            expired = package.expired_at or package.expires_at
+            expired = package.expires_at or package.expired_at
             raise PackageExpiredError(
                 f"package {package.reference} ({package.id}) of retention class "
                 f"{package.retention_class!r} expired on "
@@ -613,6 +636,179 @@ class ArtifactStore:
         with self._reading() as conn:
             rows = conn.execute(sa.select(metadata_schemas.c.kind, metadata_schemas.c.json_schema))
             return {row.kind: dict(row.json_schema) for row in rows}
+
+    # ------------------------------------------------------------------ retention
+    def set_retention(
+        self,
+        reference: Reference,
+        *,
+        retention_class: str | None = None,
+        expires_at: dt.datetime | None = None,
+        never_expires: bool = False,
+        override: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Change a package's class and/or expiry.
+
+        Extending is always allowed; shortening is refused for protected classes
+        (``release-evidence``, ``permanent-record``) and needs ``override`` and a
+        ``reason`` for the others. The change is an event with actor and reason.
+        """
+        package_id: uuid.UUID | None = None
+
+        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
+            nonlocal package_id
+            package_id = queries.resolve(conn, reference)
+            package = queries.load_packages(conn, [package_id])[0]
+            if package.status == "expired":
+                raise RetentionError(
+                    f"package {package.reference} expired on {iso(package.expired_at)}; "
+                    "its retention can no longer change"
+                )
+            current = RetentionClass.from_row(self.retention_class(conn, package.retention_class))
+            target = (
+                RetentionClass.from_row(self.retention_class(conn, retention_class))
+                if retention_class
+                else None
+            )
+            decision = decide_change(
+                created_at=package.created_at,
+                current=current,
+                current_expiry=package.expires_at,
+                target=target,
+                expires_at=expires_at,
+                clear_expiry=never_expires,
+                override=override,
+                reason=reason,
+            )
+            return [
+                ev.RetentionChanged(
+                    package_id=str(package.id),
+                    retention_class=decision.retention_class,
+                    expires_at=iso(decision.expires_at),
+                    previous_class=package.retention_class,
+                    previous_expires_at=iso(package.expires_at),
+                    override=decision.shortens,
+                    reason=reason,
+                )
+            ]
+
+        self._commit(decide, actor=actor)
+        assert package_id is not None
+        return self.describe(package_id)
+
+    def place_hold(
+        self,
+        reference: Reference,
+        *,
+        reason: str,
+        kind: str = "legal",
+        actor: str | None = None,
+    ) -> Hold:
+        """Place a hold: the package never expires and keeps its bytes until released."""
+        if kind not in HOLD_KINDS:
+            raise InvalidInputError(
+                f"unknown hold kind {kind!r}; use one of {', '.join(HOLD_KINDS)}"
+            )
+        if not reason or not reason.strip():
+            raise InvalidInputError("a hold needs a reason")
+        hold_id = self.new_id()
+        package_id: uuid.UUID | None = None
+
+        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
+            nonlocal package_id
+            package_id = queries.resolve(conn, reference)
+            return [
+                ev.HoldPlaced(
+                    package_id=str(package_id), hold_id=str(hold_id), hold_kind=kind, reason=reason
+                )
+            ]
+
+        recorded = self._commit(decide, actor=actor)[0]
+        return Hold(hold_id, kind, reason, recorded.actor, recorded.created_at)
+
+    def release_hold(
+        self,
+        reference: Reference,
+        hold_id: uuid.UUID | str,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Release one hold of a package; ``NotFoundError`` if it has no such hold."""
+        try:
+            hold = uuid.UUID(str(hold_id))
+        except ValueError as exc:
+            raise InvalidInputError(f"hold id {hold_id!r} is not a UUID") from exc
+        package_id: uuid.UUID | None = None
+
+        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
+            nonlocal package_id
+            package_id = queries.resolve(conn, reference)
+            package = queries.load_packages(conn, [package_id])[0]
+            if hold not in {h.hold_id for h in package.holds}:
+                standing = ", ".join(str(h.hold_id) for h in package.holds) or "none"
+                raise NotFoundError(
+                    f"package {package.reference} has no hold {hold}; standing holds: {standing}"
+                )
+            return [
+                ev.HoldReleased(
+                    package_id=str(package_id),
+                    hold_id=str(hold),
+                    reason=reason,
+                    holds_remaining=len(package.holds) - 1,
+                )
+            ]
+
+        self._commit(decide, actor=actor)
+        assert package_id is not None
+        return self.describe(package_id)
+
+    def sweep(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        dry_run: bool = False,
+        grace: dt.timedelta | None = None,
+        limit: int | None = None,
+        batch_size: int = sweep_module.BATCH_SIZE,
+        actor: str | None = None,
+        progress: sweep_module.Progress | None = None,
+    ) -> sweep_module.SweepResult:
+        """Expire due packages, move tiers by class rules, then collect unneeded blobs.
+
+        With ``dry_run`` nothing changes and the result's ``plan`` is exactly what a
+        sweep at the same ``now`` does. Two sweeps never run at once (``ConflictError``).
+        """
+        if now is not None and now.tzinfo is None:
+            raise InvalidInputError(f"sweep time {now.isoformat()} has no time zone")
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"limit must be at least 1, got {limit}")
+        at = now or self.clock()
+        plan = sweep_module.plan_sweep(
+            self, at, grace=self.gc_grace if grace is None else grace, batch_size=batch_size,
+            limit=limit,
+        )  # fmt: skip
+        if dry_run:
+            return sweep_module.SweepResult(plan, dry_run=True)
+        return sweep_module.execute_sweep(
+            self, plan, actor=actor, batch_size=batch_size, progress=progress
+        )
+
+    def move_tier(self, reference: Reference, tier: str, *, actor: str | None = None) -> Package:
+        """Move a package's bytes to ``tier`` (``hot``, ``cold`` or ``archive``), verified."""
+        return tiering.move_tier(self, reference, tier, actor=actor)
+
+    def restore(self, reference: Reference, *, actor: str | None = None) -> Package:
+        """Copy an archived package's bytes back to the hot tier so it can be read."""
+        return tiering.restore(self, reference, actor=actor)
+
+    def explain(self, reference: Reference, *, now: dt.datetime | None = None) -> Explanation:
+        """Why a package is kept or when it goes: class, expiry, holds, shared blobs."""
+        with self._reading() as conn:
+            package = queries.load_packages(conn, [queries.resolve(conn, reference)])[0]
+            return explain_package(conn, package, now or self.clock())
 
     # ------------------------------------------------------------------ integrity
     def verify(

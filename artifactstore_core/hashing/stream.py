@@ -113,10 +113,9 @@ def hash_copy(
         rest = source.read(_THREAD_THRESHOLD) if first else b""
         if not rest:
             hasher = _DualHasher(None)
-            view = memoryview(first)
-            hasher.start(view)
+            hasher.start(memoryview(first))
             if write is not None and first:
-                write(view)
+                write(memoryview(first))
             return hasher.result()
         first += rest
     buffers = [bytearray(chunk_size), bytearray(chunk_size)]

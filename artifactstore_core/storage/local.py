@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterator
@@ -79,6 +80,28 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             return False
         return True
+
+    def modified_at(self, address: Digest) -> dt.datetime | None:
+        try:
+            return dt.datetime.fromtimestamp(self.path(address).stat().st_mtime, dt.UTC)
+        except FileNotFoundError:
+            return None
+
+    def size_of(self, address: Digest) -> int:
+        try:
+            return self.path(address).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def purge_staging(self, older_than: dt.datetime) -> int:
+        removed = 0
+        for path in (self.root / "staging").glob(f"{_TMP_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+                if modified <= older_than:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def iter_addresses(self) -> Iterator[Digest]:
         for algorithm_dir in sorted(self.root.glob("*")):

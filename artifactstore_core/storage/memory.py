@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ class MemoryBlobStore(BlobStore):
     def __init__(self, name: str = "default") -> None:
         self.url = f"memory://{name}"
         self.blobs: dict[str, bytes] = {}
+        self.written_at: dict[str, dt.datetime] = {}
         self._lock = threading.Lock()
 
     def uri(self, address: Digest) -> str:
@@ -33,6 +35,7 @@ class MemoryBlobStore(BlobStore):
             created = key not in self.blobs
             if created:
                 self.blobs[key] = buffer.getvalue()
+                self.written_at[key] = dt.datetime.now(dt.UTC)
         return StoredBlob(actual, self.uri(actual.blake3), created)
 
     def open_raw(self, address: Digest) -> BinaryIO:
@@ -47,6 +50,12 @@ class MemoryBlobStore(BlobStore):
     def delete(self, address: Digest) -> bool:
         with self._lock:
             return self.blobs.pop(key_for(address), None) is not None
+
+    def modified_at(self, address: Digest) -> dt.datetime | None:
+        return self.written_at.get(key_for(address))
+
+    def size_of(self, address: Digest) -> int:
+        return len(self.blobs.get(key_for(address), b""))
 
     def iter_addresses(self) -> Iterator[Digest]:
         for key in list(self.blobs):

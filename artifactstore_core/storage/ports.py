@@ -7,6 +7,7 @@ idempotent and deduplicated. Reads verify the digest as they stream.
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,18 @@ class BlobStore(ABC):
     @abstractmethod
     def uri(self, address: Digest) -> str:
         """Where the blob with ``address`` lives, as a URI."""
+
+    def modified_at(self, address: Digest) -> dt.datetime | None:
+        """When the blob was written, if the backend knows (used to age orphans)."""
+        return None
+
+    def size_of(self, address: Digest) -> int:
+        """The stored size of a blob in bytes (0 if unknown)."""
+        return 0
+
+    def purge_staging(self, older_than: dt.datetime) -> int:
+        """Remove temporary uploads left by interrupted writes; returns how many."""
+        return 0
 
     def open(self, blob: BlobHash) -> BinaryIO:
         """The stored bytes of ``blob``, verified as they are read (``IntegrityError``)."""

@@ -1,0 +1,129 @@
+"""Retention policy as pure functions: expiry, changes of class or expiry, due packages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from artifactstore_core.errors import InvalidInputError, RetentionError
+
+TIERS = ("hot", "cold", "archive")
+HOLD_KINDS = ("legal", "operational")
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Move a package's bytes to ``tier`` once it is ``after`` old."""
+
+    after: dt.timedelta
+    tier: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionClass:
+    """A retention class: default duration (``None`` = never expires), protection, transitions."""
+
+    name: str
+    duration: dt.timedelta | None
+    protected: bool = False
+    transitions: tuple[Transition, ...] = field(default=())
+
+    @classmethod
+    def from_row(cls, row: Any) -> RetentionClass:
+        seconds = row.default_duration_seconds
+        return cls(
+            name=row.name,
+            duration=None if seconds is None else dt.timedelta(seconds=seconds),
+            protected=bool(row.protected),
+            transitions=tuple(
+                Transition(dt.timedelta(seconds=t["after_seconds"]), t["tier"])
+                for t in (row.transitions or ())
+            ),
+        )
+
+    def expiry(self, created_at: dt.datetime) -> dt.datetime | None:
+        """When a package of this class created at ``created_at`` expires."""
+        return None if self.duration is None else created_at + self.duration
+
+
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    """Whether expiry ``a`` is strictly later than ``b`` (``None`` is never)."""
+    if a is None:
+        return b is not None
+    return b is not None and a > b
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionDecision:
+    """The outcome of a requested change: new class and expiry, and whether it shortens."""
+
+    retention_class: str
+    expires_at: dt.datetime | None
+    shortens: bool
+
+
+def decide_change(
+    *,
+    created_at: dt.datetime,
+    current: RetentionClass,
+    current_expiry: dt.datetime | None,
+    target: RetentionClass | None,
+    expires_at: dt.datetime | None,
+    clear_expiry: bool,
+    override: bool,
+    reason: str | None,
+) -> RetentionDecision:
+    """Apply the rules: extending is always allowed; shortening is refused for protected
+    classes and needs ``override`` with a ``reason`` for the others."""
+    new_class = target or current
+    if expires_at is not None and clear_expiry:
+        raise InvalidInputError("give an expiry or ask for none, not both")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInputError(f"expiry {expires_at.isoformat()} has no time zone")
+        new_expiry: dt.datetime | None = expires_at
+    elif clear_expiry:
+        new_expiry = None
+    elif target is not None:
+        new_expiry = target.expiry(created_at)
+    else:
+        raise InvalidInputError("nothing to change: give a retention class or an expiry")
+    shortens = _later(current_expiry, new_expiry)
+    if shortens:
+        protected = [c.name for c in (current, new_class) if c.protected]
+        if protected:
+            raise RetentionError(
+                f"retention class {protected[0]!r} is protected: its expiry "
+                f"({current_expiry.isoformat() if current_expiry else 'never'}) cannot be "
+                f"shortened to {new_expiry.isoformat() if new_expiry else 'never'}"
+            )
+        if not override:
+            raise RetentionError(
+                f"this shortens retention from "
+                f"{current_expiry.isoformat() if current_expiry else 'never'} to "
+                f"{new_expiry.isoformat() if new_expiry else 'never'}; pass override "
+                "(--override) with a reason"
+            )
+        if not reason or not reason.strip():
+            raise InvalidInputError("an override that shortens retention needs a reason")
+    return RetentionDecision(new_class.name, new_expiry, shortens)
+
+
+def is_due(status: str, expires_at: dt.datetime | None, on_hold: bool, now: dt.datetime) -> bool:
+    """Whether a package expires in a sweep at ``now``."""
+    return status == "active" and not on_hold and expires_at is not None and expires_at <= now
+
+
+def due_transition(
+    transitions: Sequence[Transition], created_at: dt.datetime, tier: str, now: dt.datetime
+) -> str | None:
+    """The tier a package should be in now per its class, if that differs from ``tier``."""
+    target = None
+    for transition in sorted(transitions, key=lambda t: t.after):
+        if created_at + transition.after <= now:
+            target = transition.tier
+    if target is None or TIERS.index(target) <= TIERS.index(tier):
+        return None
+    return target

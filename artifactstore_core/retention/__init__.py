@@ -1,0 +1,1 @@
+"""Retention execution: sweeps (expire + collect), tier moves and restores, under a lease."""

@@ -1,0 +1,79 @@
+"""Why a package is still kept, or when it will go."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from artifactstore_core.domain.package import Package, iso
+from artifactstore_core.schema import artifact_files, artifact_packages, retention_state
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The retention facts of one package and a one-line verdict."""
+
+    package: Package
+    now: dt.datetime
+    verdict: str
+    shared_blobs: int
+    shared_bytes: int
+    sharing_packages: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.package
+        return {
+            "package_id": str(p.id),
+            "reference": p.reference,
+            "status": p.status,
+            "retention_class": p.retention_class,
+            "expires_at": iso(p.expires_at),
+            "expired_at": iso(p.expired_at),
+            "holds": [h.to_dict() for h in p.holds],
+            "tier": p.retrieval_tier,
+            "restore_status": p.restore_status,
+            "shared_blobs": self.shared_blobs,
+            "shared_bytes": self.shared_bytes,
+            "sharing_packages": list(self.sharing_packages),
+            "verdict": self.verdict,
+            "now": iso(self.now),
+        }
+
+
+def verdict(package: Package, now: dt.datetime) -> str:
+    """A sentence saying why the package is kept or when it goes."""
+    if package.holds:
+        who = "; ".join(f"{h.kind} hold by {h.actor}: {h.reason}" for h in package.holds)
+        return f"kept: {len(package.holds)} hold(s) stand ({who})"
+    if package.status == "expired":
+        return (
+            f"expired on {iso(package.expires_at)} (swept {iso(package.expired_at)}); "
+            "its bytes go unless another live package shares them"
+        )
+    if package.expires_at is None:
+        return f"kept forever: class {package.retention_class!r} never expires"
+    if package.expires_at <= now:
+        return f"due: expired on {iso(package.expires_at)}, goes at the next sweep"
+    return f"kept until {iso(package.expires_at)} (class {package.retention_class!r})"
+
+
+def explain(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanation:
+    """Facts about ``package`` at ``now``, including blobs other live packages share."""
+    f, s, p = artifact_files, retention_state, artifact_packages
+    other = f.alias("other")
+    rows = conn.execute(
+        sa.select(other.c.content_address, other.c.size, p.c.name, p.c.version)
+        .join(s, s.c.package_id == other.c.package_id)
+        .join(p, p.c.package_id == other.c.package_id)
+        .where(other.c.package_id != package.id)
+        .where(other.c.content_address.in_([e.blob.content_address for e in package.files]))
+        .where(sa.or_(s.c.on_hold.is_(True), s.c.status == "active"))
+        .order_by(p.c.name, p.c.version)
+    ).all()
+    sizes = {r.content_address: r.size for r in rows}
+    sharing = tuple(dict.fromkeys(f"{r.name}@{r.version}" for r in rows))
+    return Explanation(package, now, verdict(package, now), len(sizes), sum(sizes.values()),
+                       sharing)  # fmt: skip

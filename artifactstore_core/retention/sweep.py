@@ -1,0 +1,427 @@
+"""The sweep: expire due packages, then delete blobs no live package needs.
+
+``plan_sweep`` only reads (in batches) and returns the exact plan; ``execute_sweep``
+carries it out under a lease, batch by batch, re-checking each item under the event-log
+lock so that a hold placed or a package added meanwhile is respected. A sweep killed
+part-way can simply run again: finished batches are recorded, the rest is redone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.package import iso
+from artifactstore_core.domain.retention import RetentionClass, due_transition
+from artifactstore_core.hashing import Digest
+from artifactstore_core.retention.lease import hold_lease
+from artifactstore_core.schema import (
+    artifact_files,
+    artifact_packages,
+    retention_classes,
+    retention_state,
+    storage_locations,
+)
+from artifactstore_core.storage import BlobStore
+
+if TYPE_CHECKING:
+    from artifactstore_core.store import ArtifactStore
+
+BATCH_SIZE = 1_000
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiringPackage:
+    """A package the sweep expires."""
+
+    package_id: uuid.UUID
+    name: str
+    version: int
+    retention_class: str
+    expires_at: dt.datetime
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class BlobDeletion:
+    """A blob the sweep deletes from one backend (tier)."""
+
+    content_address: str
+    backend: str
+    size: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TierMove:
+    """A package whose class moves it to another tier now."""
+
+    package_id: uuid.UUID
+    reference: str
+    from_tier: str
+    to_tier: str
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Exactly what a sweep at ``now`` does."""
+
+    now: dt.datetime
+    grace: dt.timedelta
+    expire: tuple[ExpiringPackage, ...] = ()
+    delete: tuple[BlobDeletion, ...] = ()
+    tier_moves: tuple[TierMove, ...] = ()
+    shared_kept_blobs: int = 0
+    shared_kept_bytes: int = 0
+    moves_without_backend: int = 0
+
+    @property
+    def bytes_to_reclaim(self) -> int:
+        return sum(d.size for d in self.delete)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": iso(self.now),
+            "grace_seconds": int(self.grace.total_seconds()),
+            "expire": [
+                {"package_id": str(p.package_id), "reference": p.reference,
+                 "retention_class": p.retention_class, "expires_at": iso(p.expires_at)}
+                for p in self.expire
+            ],
+            "delete": [
+                {"content_address": d.content_address, "backend": d.backend, "size": d.size,
+                 "reason": d.reason}
+                for d in self.delete
+            ],
+            "tier_moves": [
+                {"package_id": str(m.package_id), "reference": m.reference,
+                 "from_tier": m.from_tier, "to_tier": m.to_tier}
+                for m in self.tier_moves
+            ],
+            "bytes_to_reclaim": self.bytes_to_reclaim,
+            "shared_kept_blobs": self.shared_kept_blobs,
+            "shared_kept_bytes": self.shared_kept_bytes,
+            "moves_without_backend": self.moves_without_backend,
+        }  # fmt: skip
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did (for a dry run: what it would do, nothing done)."""
+
+    plan: SweepPlan
+    dry_run: bool
+    expired: list[ExpiringPackage] = field(default_factory=list)
+    deleted: list[BlobDeletion] = field(default_factory=list)
+    moved: list[TierMove] = field(default_factory=list)
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return sum(d.size for d in self.deleted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "plan": self.plan.to_dict(),
+            "expired": [str(p.package_id) for p in self.expired],
+            "deleted": [f"{d.backend}:{d.content_address}" for d in self.deleted],
+            "moved": [str(m.package_id) for m in self.moved],
+            "bytes_reclaimed": self.bytes_reclaimed,
+        }
+
+
+def _live_reference(now: dt.datetime, address: Any) -> sa.Exists:
+    """A package that is held, or active and not yet due, references ``address``."""
+    f, s = artifact_files.alias("live_files"), retention_state.alias("live_state")
+    return (
+        sa.exists()
+        .where(f.c.content_address == address)
+        .where(s.c.package_id == f.c.package_id)
+        .where(
+            sa.or_(
+                s.c.on_hold.is_(True),
+                sa.and_(
+                    s.c.status == "active",
+                    sa.or_(s.c.expires_at.is_(None), s.c.expires_at > now),
+                ),
+            )
+        )
+    )
+
+
+def _due_packages(conn: sa.Connection, now: dt.datetime, batch: int) -> Iterator[ExpiringPackage]:
+    s, p = retention_state, artifact_packages
+    last: uuid.UUID | None = None
+    while True:
+        query = (
+            sa.select(p.c.package_id, p.c.name, p.c.version, s.c.retention_class, s.c.expires_at)
+            .join(s, s.c.package_id == p.c.package_id)
+            .where(s.c.status == "active", s.c.on_hold.is_(False), s.c.expires_at <= now)
+            .order_by(p.c.package_id)
+            .limit(batch)
+        )
+        if last is not None:
+            query = query.where(p.c.package_id > last)
+        rows = conn.execute(query).all()
+        for row in rows:
+            yield ExpiringPackage(row.package_id, row.name, row.version, row.retention_class,
+                                  row.expires_at)  # fmt: skip
+        if len(rows) < batch:
+            return
+        last = rows[-1].package_id
+
+
+def _unreferenced_blobs(
+    conn: sa.Connection, now: dt.datetime, cutoff: dt.datetime, batch: int
+) -> Iterator[BlobDeletion]:
+    sl = storage_locations
+    last: tuple[str, str] | None = None
+    while True:
+        query = (
+            sa.select(sl.c.content_address, sl.c.backend, sl.c.size)
+            .where(sl.c.stored_at <= cutoff, ~_live_reference(now, sl.c.content_address))
+            .order_by(sl.c.content_address, sl.c.backend)
+            .limit(batch)
+        )
+        if last is not None:
+            after = sa.tuple_(sa.literal(last[0]), sa.literal(last[1]))
+            query = query.where(sa.tuple_(sl.c.content_address, sl.c.backend) > after)
+        rows = conn.execute(query).all()
+        for row in rows:
+            yield BlobDeletion(row.content_address, row.backend, row.size, "unreferenced")
+        if len(rows) < batch:
+            return
+        last = (rows[-1].content_address, rows[-1].backend)
+
+
+def _shared_kept(
+    conn: sa.Connection, now: dt.datetime, expiring: Sequence[ExpiringPackage]
+) -> tuple[int, int]:
+    """Distinct blobs of expiring packages that stay because a live package shares them."""
+    f = artifact_files
+    seen: dict[str, int] = {}
+    ids = [p.package_id for p in expiring]
+    for start in range(0, len(ids), 500):
+        query = (
+            sa.select(f.c.content_address, f.c.size)
+            .where(f.c.package_id.in_(ids[start : start + 500]))
+            .where(_live_reference(now, f.c.content_address))
+            .distinct()
+        )
+        seen.update({row.content_address: row.size for row in conn.execute(query)})
+    return len(seen), sum(seen.values())
+
+
+def _tier_moves(
+    conn: sa.Connection, now: dt.datetime, batch: int
+) -> Iterator[tuple[TierMove, RetentionClass]]:
+    p, s = artifact_packages, retention_state
+    for row in conn.execute(sa.select(retention_classes)).all():
+        policy = RetentionClass.from_row(row)
+        if not policy.transitions:
+            continue
+        earliest = min(t.after for t in policy.transitions)
+        last: uuid.UUID | None = None
+        while True:
+            query = (
+                sa.select(p.c.package_id, p.c.name, p.c.version, p.c.created_at,
+                          s.c.retrieval_tier)
+                .join(s, s.c.package_id == p.c.package_id)
+                .where(s.c.retention_class == policy.name, s.c.status == "active",
+                       s.c.retrieval_tier != "archive", p.c.created_at <= now - earliest)
+                .where(sa.or_(s.c.on_hold.is_(True), s.c.expires_at.is_(None),
+                              s.c.expires_at > now))
+                .order_by(p.c.package_id)
+                .limit(batch)
+            )  # fmt: skip
+            if last is not None:
+                query = query.where(p.c.package_id > last)
+            rows = conn.execute(query).all()
+            for r in rows:
+                target = due_transition(policy.transitions, r.created_at, r.retrieval_tier, now)
+                if target is not None:
+                    move = TierMove(r.package_id, f"{r.name}@{r.version}", r.retrieval_tier, target)
+                    yield move, policy
+            if len(rows) < batch:
+                break
+            last = rows[-1].package_id
+
+
+def _orphans(
+    store: ArtifactStore, conn: sa.Connection, cutoff: dt.datetime, batch: int
+) -> Iterator[BlobDeletion]:
+    """Blobs in a backend that the registry does not record there (failed or killed puts)."""
+    sl = storage_locations
+    for tier, backend in store.tiers.items():
+        pending: list[Digest] = []
+
+        def flush(
+            chunk: list[Digest], tier: str = tier, backend: BlobStore = backend
+        ) -> Iterator[BlobDeletion]:
+            known = set(
+                conn.execute(
+                    sa.select(sl.c.content_address).where(
+                        sl.c.backend == tier, sl.c.content_address.in_([str(d) for d in chunk])
+                    )
+                ).scalars()
+            )
+            for digest in chunk:
+                if str(digest) in known:
+                    continue
+                modified = backend.modified_at(digest)
+                if modified is not None and modified <= cutoff:
+                    yield BlobDeletion(str(digest), tier, backend.size_of(digest), "orphan")
+
+        for digest in backend.iter_addresses():
+            pending.append(digest)
+            if len(pending) >= batch:
+                yield from flush(pending)
+                pending = []
+        if pending:
+            yield from flush(pending)
+
+
+def plan_sweep(
+    store: ArtifactStore,
+    now: dt.datetime,
+    *,
+    grace: dt.timedelta,
+    batch_size: int = BATCH_SIZE,
+    limit: int | None = None,
+) -> SweepPlan:
+    """The exact plan of a sweep at ``now`` (reads only)."""
+    cutoff = now - grace
+    with store._reading() as conn:
+        expire = list(_due_packages(conn, now, batch_size))[:limit]
+        delete = list(_unreferenced_blobs(conn, now, cutoff, batch_size))
+        kept_blobs, kept_bytes = _shared_kept(conn, now, expire)
+        moves, missing = [], 0
+        for move, _policy in _tier_moves(conn, now, batch_size):
+            if move.to_tier in store.tiers:
+                moves.append(move)
+            else:
+                missing += 1
+        delete.extend(_orphans(store, conn, cutoff, batch_size))
+    if limit is not None:
+        delete = delete[:limit]
+        moves = moves[:limit]
+    return SweepPlan(now, grace, tuple(expire), tuple(delete), tuple(moves), kept_blobs,
+                     kept_bytes, missing)  # fmt: skip
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def execute_sweep(
+    store: ArtifactStore,
+    plan: SweepPlan,
+    *,
+    actor: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Carry out ``plan`` under the sweep lease, re-checking every item as it goes."""
+    result = SweepResult(plan, dry_run=False)
+    with hold_lease(store.engine, "sweep", store.clock) as lease:
+        for chunk in _batches(plan.expire, batch_size):
+            result.expired.extend(_expire_batch(store, plan.now, chunk, actor))
+            lease.renew()
+            if progress:
+                progress("expire", len(chunk))
+        for move in plan.tier_moves:
+            store.move_tier(move.package_id, move.to_tier, actor=actor)
+            result.moved.append(move)
+            lease.renew()
+            if progress:
+                progress("move", 1)
+        for chunk in _batches(plan.delete, batch_size):
+            result.deleted.extend(_delete_batch(store, plan, chunk, actor, progress))
+            lease.renew()
+        for backend in store.tiers.values():
+            backend.purge_staging(plan.now - plan.grace)
+    return result
+
+
+def _expire_batch(
+    store: ArtifactStore, now: dt.datetime, chunk: Sequence[ExpiringPackage], actor: str | None
+) -> list[ExpiringPackage]:
+    done: list[ExpiringPackage] = []
+
+    def decide(conn: sa.Connection, _at: dt.datetime) -> list[ev.Event]:
+        s = retention_state
+        still_due = set(
+            conn.execute(
+                sa.select(s.c.package_id).where(
+                    s.c.package_id.in_([p.package_id for p in chunk]),
+                    s.c.status == "active",
+                    s.c.on_hold.is_(False),
+                    s.c.expires_at <= now,
+                )
+            ).scalars()
+        )
+        done.extend(p for p in chunk if p.package_id in still_due)
+        return [
+            ev.PackageExpired(package_id=str(p.package_id), expires_at=iso(p.expires_at))
+            for p in done
+        ]
+
+    store._commit(decide, actor=actor)
+    return done
+
+
+def _delete_batch(
+    store: ArtifactStore,
+    plan: SweepPlan,
+    chunk: Sequence[BlobDeletion],
+    actor: str | None,
+    progress: Progress | None,
+) -> list[BlobDeletion]:
+    done: list[BlobDeletion] = []
+
+    def decide(conn: sa.Connection, _at: dt.datetime) -> list[ev.Event]:
+        sl = storage_locations
+        cutoff = plan.now - plan.grace
+        recorded = conn.execute(
+            sa.select(sl.c.content_address, sl.c.backend, sl.c.stored_at).where(
+                sl.c.content_address.in_([d.content_address for d in chunk])
+            )
+        ).all()
+        rows = {(r.content_address, r.backend): r.stored_at for r in recorded}
+        live = set(
+            conn.execute(
+                sa.select(artifact_files.c.content_address)
+                .where(artifact_files.c.content_address.in_([d.content_address for d in chunk]))
+                .where(_live_reference(plan.now, artifact_files.c.content_address))
+            ).scalars()
+        )
+        for item in chunk:
+            stored_at = rows.get((item.content_address, item.backend))
+            if item.content_address in live:
+                continue  # a hold or a new package needs it now
+            if item.reason == "orphan" and stored_at is not None:
+                continue  # registered meanwhile
+            if item.reason == "unreferenced" and (stored_at is None or stored_at > cutoff):
+                continue  # already purged, or stored again meanwhile
+            store.tiers[item.backend].delete(Digest.parse(item.content_address))
+            done.append(item)
+            if progress:
+                progress("delete", 1)
+        return [
+            ev.BlobPurged(content_address=d.content_address, backend=d.backend, reason=d.reason)
+            for d in done
+        ]
+
+    store._commit(decide, actor=actor)
+    return done
