@@ -719,6 +719,9 @@ class ArtifactStore:
         def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
             nonlocal package_id
             package_id = queries.resolve(conn, reference)
+            package = queries.load_packages(conn, [package_id])[0]
+            if package.status == "expired":
+                self._check_tombstone_intact(package)
             return [
                 ev.HoldPlaced(
                     package_id=str(package_id), hold_id=str(hold_id), hold_kind=kind, reason=reason
@@ -727,6 +730,21 @@ class ArtifactStore:
 
         recorded = self._commit(decide, actor=actor)[0]
         return Hold(hold_id, kind, reason, recorded.actor, recorded.created_at)
+
+    def _check_tombstone_intact(self, package: Package) -> None:
+        """A hold on an expired package can only keep bytes that are still there."""
+        backend = self.tiers.get(
+            HOT if package.retrieval_tier == "archive" else package.retrieval_tier
+        )
+        gone = [
+            e.path for e in package.files if backend is None or not backend.exists(e.blob.blake3)
+        ]
+        if gone:
+            raise RetentionError(
+                f"package {package.reference} expired on {iso(package.expires_at)} and "
+                f"{len(gone)} of its {len(package.files)} file(s) are already purged "
+                f"({', '.join(gone[:5])}); a hold can no longer keep them"
+            )
 
     def release_hold(
         self,
