@@ -1,15 +1,23 @@
-"""Run the Alembic migrations programmatically (``artifactstore migrate``, tests, the store)."""
+"""Run the Alembic migrations programmatically (``artifactstore migrate``, tests, the store).
+
+Alembic is imported only when a migration actually runs, so opening a registry that is
+already current stays cheap.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from artifactstore_core.config import sync_database_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+#: The newest revision in ``migrations/versions`` (a test keeps the two in step).
+SCHEMA_REVISION = "0001"
 _HERE = Path(__file__).resolve().parent
 
 
@@ -23,6 +31,8 @@ def migrations_directory() -> Path:
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic ``Config`` bound to ``database_url`` (async drivers translated)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_directory()))
     config.set_main_option("path_separator", "os")
@@ -33,16 +43,20 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Migrate the database at ``database_url`` up to ``revision``."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
-def ensure_current(engine: sa.Engine, database_url: str) -> None:
-    """Upgrade the schema unless it is already at the head revision."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision recorded in ``alembic_version``, or ``None`` for an empty database."""
     with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    if current != head:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ensure_current(engine: sa.Engine, database_url: str) -> None:
+    """Upgrade the schema unless it is already at ``SCHEMA_REVISION``."""
+    if current_revision(engine) != SCHEMA_REVISION:
         upgrade(database_url)

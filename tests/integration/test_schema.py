@@ -201,3 +201,18 @@ def test_foreign_key_to_unknown_retention_class_is_refused(
         )
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(metadata_schemas)).scalar() == 0
+
+
+def test_schema_revision_constant_is_the_alembic_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert script.get_current_head() == migrate.SCHEMA_REVISION
+
+
+def test_open_migrates_an_empty_database_once(engine: sa.Engine, database_url: str) -> None:
+    assert migrate.current_revision(engine) is None
+    migrate.ensure_current(engine, database_url)
+    assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
+    migrate.ensure_current(engine, database_url)  # already current: a no-op
+    assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
