@@ -49,7 +49,14 @@ from artifactstore_core.errors import (
     RetentionError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
-from artifactstore_core.hashing import BlobHash, Digest, DigestError
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    DigestError,
+    DigestMismatchError,
+    hash_copy,
+    matches,
+)
 from artifactstore_core.projections import ProjectionWriter, check_views, project, rebuild_views
 from artifactstore_core.projections.projectors import parse_time
 from artifactstore_core.projections.rebuild import Difference, Progress
@@ -385,9 +392,28 @@ class ArtifactStore:
         expected: Digest | BlobHash | None,
         progress: Callable[[int], None] | None,
     ) -> StoredBlob:
+        backend = self.blobs
+        if backend.hash_before_write and source.size_hint is not None:
+            # Re-readable source, remote backend: hash locally first, and skip the upload
+            # when the registry already records these bytes there.
+            with source.open() as stream:
+                actual = hash_copy(stream)
+            if expected is not None and not matches(expected, actual):
+                raise backend.mismatch(DigestMismatchError(expected, actual))
+            if self._recorded(actual.content_address, HOT):
+                return StoredBlob(actual, backend.uri(actual.blake3), created=False)
+            expected = actual
         with source.open() as stream:
             reader: Any = _Counting(stream, progress) if progress else stream
-            return self.blobs.write(reader, expected)
+            return backend.write(reader, expected)
+
+    def _recorded(self, content_address: str, backend: str) -> bool:
+        s = storage_locations
+        with self._reading() as conn:
+            query = sa.select(s.c.content_address).where(
+                s.c.content_address == content_address, s.c.backend == backend
+            )
+            return conn.execute(query).first() is not None
 
     def _check_reused_blobs_still_exist(
         self, new_locations: Sequence[ev.Event], stored: Sequence[StoredBlob]

@@ -89,3 +89,20 @@ _CONFIG: list[pytest.Config] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     _CONFIG.append(config)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Endpoint URL of the test S3 server (moto, in a subprocess, for the session).
+
+    ``ARTIFACTSTORE_TEST_S3_ENDPOINT`` points at an existing server instead (it must accept
+    the test credentials). A server that cannot start fails the test with its log.
+    """
+    from artifactstore_core.testing.servers import s3_server
+
+    external = os.environ.get("ARTIFACTSTORE_TEST_S3_ENDPOINT")
+    if external:
+        yield external
+        return
+    with s3_server() as server:
+        yield server.endpoint_url

@@ -1,9 +1,9 @@
 """Apply row operations to the view tables, coalesced into a few batched statements.
 
 Within one flush, operations on the same primary key are merged in memory; then the
-writer runs updates of existing rows, deletes (children first) and inserts or upserts
-(``INSERT … ON CONFLICT DO UPDATE``, parents first), each as one executemany per table,
-which gives the same end state as applying the operations one by one.
+writer runs updates of existing rows, deletes (children first; an upsert deletes the old
+row) and inserts (parents first), each as one cached executemany per table, which gives
+the same end state as applying the operations one by one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
 from artifactstore_core.schema import PROJECTION_TABLES
@@ -32,7 +31,6 @@ class ProjectionWriter:
 
     def _reset(self) -> None:
         self._pending: dict[str, dict[Key, Row]] = {name: {} for name in self._order}
-        self._upserts: dict[str, set[Key]] = {name: set() for name in self._order}
         self._updates: dict[str, dict[Key, Row]] = {name: {} for name in self._order}
         self._deletes: dict[str, set[Key]] = {name: set() for name in self._order}
 
@@ -45,7 +43,7 @@ class ProjectionWriter:
             if isinstance(op, Insert | Upsert):
                 key = self._key(op.table, op.row)
                 if isinstance(op, Upsert):
-                    self._upserts[op.table].add(key)
+                    self._deletes[op.table].add(key)
                     self._updates[op.table].pop(key, None)
                 self._pending[op.table][key] = dict(op.row)
             elif isinstance(op, Update):
@@ -71,22 +69,9 @@ class ProjectionWriter:
         self._reset()
 
     def _flush_inserts(self, name: str) -> None:
-        table, upserts = self._tables[name], self._upserts[name]
-        inserts = [row for key, row in self._pending[name].items() if key not in upserts]
-        replacing = [row for key, row in self._pending[name].items() if key in upserts]
-        if inserts:
-            self._conn.execute(table.insert(), inserts)
-        if replacing:
-            insert = postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
-            statement = insert(table)
-            keys = self._keys[name]
-            statement = statement.on_conflict_do_update(
-                index_elements=keys,
-                set_={
-                    c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys
-                },
-            )
-            self._conn.execute(statement, replacing)
+        rows = list(self._pending[name].values())
+        if rows:
+            self._conn.execute(self._tables[name].insert(), rows)
 
     def _where_key(self, name: str) -> list[sa.ColumnElement[bool]]:
         table = self._tables[name]

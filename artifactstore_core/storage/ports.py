@@ -31,6 +31,9 @@ class BlobStore(ABC):
 
     #: A URL that reopens this backend (``/srv/blobs``, ``s3://bucket/prefix``, ``memory://x``).
     url: str
+    #: Remote backends prefer the caller to hash a re-readable source first, so that bytes
+    #: the registry already records there are never uploaded again.
+    hash_before_write: bool = False
 
     @abstractmethod
     def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:

@@ -96,3 +96,291 @@ def postgres_server() -> Iterator[PostgresServer]:
             _run_as(as_user, [*pg_ctl, "-m", "fast", "stop"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- S3: moto's server mode in a subprocess --------------------------------------------
+# (This section was appended; its imports stay here so the PostgreSQL part is untouched.)
+
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from typing import Any  # noqa: E402
+
+#: Credentials the test S3 server accepts while authentication is off (any non-empty pair).
+S3_TEST_ACCESS_KEY = "testing"
+S3_TEST_SECRET_KEY = "testing"
+S3_TEST_REGION = "us-east-1"
+_S3_START_TIMEOUT = 30.0
+# Loopback requests must not go through an HTTP proxy from the environment.
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class S3Server:
+    """A moto S3 server in its own process on loopback.
+
+    ``kill()`` and ``pause()``/``resume()`` exist for fault tests; ``enable_auth()`` makes
+    it check signatures against IAM credentials from ``create_credentials()``.
+    """
+
+    endpoint_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint_url.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        """What the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """Stop the server at once (SIGKILL), as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are accepted but never answered."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a paused server (SIGCONT)."""
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGCONT)
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def client(self, service: str = "s3") -> Any:
+        """A boto3 client for ``service`` on this server, with the test credentials."""
+        return s3_client(self.endpoint_url, service)
+
+    def create_bucket(self, name: str) -> str:
+        """Create bucket ``name`` on this server and return its name."""
+        return create_s3_bucket(self.endpoint_url, name)
+
+    def create_credentials(self, user: str = "artifactstore") -> tuple[str, str]:
+        """An IAM user with full S3 access; its ``(access key id, secret)``.
+
+        Call before ``enable_auth()``: once authentication is on, only these work.
+        """
+        iam = self.client("iam")
+        iam.create_user(UserName=user)
+        iam.put_user_policy(
+            UserName=user,
+            PolicyName="s3-full-access",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+    def enable_auth(self) -> None:
+        """Make the server verify every request's signature and IAM permissions.
+
+        moto accepts any credentials until ``INITIAL_NO_AUTH_ACTION_COUNT`` requests have
+        been served; its ``/moto-api/reset-auth`` endpoint sets that count to 0.
+        """
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            # A form content type would make the server parse (and empty) the body.
+            headers={"Content-Type": "text/plain"},
+        )
+        with _LOOPBACK.open(request, timeout=5) as response:
+            if response.status != 200:
+                raise RuntimeError(f"moto refused to enable authentication: {response.status}")
+
+
+def s3_client(
+    endpoint_url: str,
+    service: str = "s3",
+    key: str = S3_TEST_ACCESS_KEY,
+    secret: str = S3_TEST_SECRET_KEY,
+) -> Any:
+    """A boto3 client for ``service`` at ``endpoint_url`` (test credentials by default)."""
+    import boto3  # type: ignore[import-untyped]  # a development dependency (moto)
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=S3_TEST_REGION,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    )
+
+
+def create_s3_bucket(endpoint_url: str, name: str) -> str:
+    """Create bucket ``name`` at ``endpoint_url`` (us-east-1: no location constraint)."""
+    s3_client(endpoint_url).create_bucket(Bucket=name)
+    return name
+
+
+def _wait_until_answering(server: S3Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise ServerStartError(
+                f"moto S3 server exited with {server.process.returncode} before answering "
+                f"on {server.endpoint_url}:\n{server.log()}"
+            )
+        try:
+            with _LOOPBACK.open(f"{server.endpoint_url}/moto-api/", timeout=1):
+                return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"moto S3 server did not answer on {server.endpoint_url} within "
+                    f"{timeout:.0f} s ({exc}):\n{server.log()}"
+                ) from exc
+            time.sleep(0.05)
+
+
+def _default_signals() -> None:
+    # A shell running us in the background may ignore these; the server must not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def s3_server(env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
+    """Start moto's S3 server as a subprocess on a free loopback port; stop it after.
+
+    ``env`` adds environment variables for the server process (moto settings).
+    """
+    root = Path(tempfile.mkdtemp(prefix="artifactstore-s3-"))
+    log_path = root / "server.log"
+    port = free_port()
+    child_env = {**os.environ, "AWS_DEFAULT_REGION": S3_TEST_REGION, **(env or {})}
+    try:
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child_env,
+                start_new_session=True,
+                preexec_fn=_default_signals,
+            )
+        server = S3Server(f"http://127.0.0.1:{port}", process, log_path)
+        try:
+            _wait_until_answering(server, _S3_START_TIMEOUT)
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- A TCP proxy that can cut connections, for fault tests --------------------------------
+
+
+class CuttingProxy:
+    """Forwards loopback TCP connections to ``upstream``.
+
+    With ``cut_after`` set, each connection is closed once that many bytes have flowed from
+    the server to the client, as a network failure in the middle of a response would.
+    """
+
+    def __init__(self, upstream_port: int, cut_after: int | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), 5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets.update((client, upstream))
+            for source, target, limited in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(
+                    target=self._pump, args=(source, target, limited), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, limited: bool) -> None:
+        sent = 0
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                limit = self.cut_after if limited else None
+                if limit is not None and sent + len(data) >= limit:
+                    target.sendall(data[: limit - sent])
+                    self.cuts += 1
+                    break
+                target.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        """Stop accepting and drop every open connection."""
+        with self._lock:
+            self._closed = True
+            sockets = list(self._sockets)
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def cutting_proxy(upstream_port: int, cut_after: int | None = None) -> Iterator[CuttingProxy]:
+    """A ``CuttingProxy`` to ``127.0.0.1:upstream_port`` for the duration of the block."""
+    proxy = CuttingProxy(upstream_port, cut_after)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

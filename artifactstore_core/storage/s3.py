@@ -1,0 +1,664 @@
+"""Blobs in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW), through s3fs.
+
+Keys follow the shared layout under the URL's prefix: ``<prefix>/blake3/ab/cd/<hex>``.
+A write streams the source once, hashing BLAKE3 and SHA-256 while s3fs uploads it in parts,
+so memory stays bounded by the part size whatever the blob's size. Nothing is ever visible
+under a content address unless it is complete and verified:
+
+* without an expected hash the bytes go to ``<prefix>/staging/<uuid>`` first; once the
+  upload is complete and its size checked, a server-side copy publishes them under their
+  address (create-only: skipped if the blob exists, ``If-None-Match: *`` on the copy) and
+  the staging object is deleted;
+* with an expected hash the bytes go straight to the final key, but the upload is only
+  completed (``If-None-Match: *``) after the digests matched; a mismatch aborts it.
+
+Provider errors are translated here, once, into the ``ArtifactStoreError`` tree, naming the
+endpoint and bucket and keeping the original as ``__cause__``. Transient failures are
+retried with backoff a bounded number of times (botocore's "standard" retry mode, plus
+s3fs's own retry of interrupted response bodies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from urllib.parse import urlparse
+
+from artifactstore_core.errors import (
+    ArtifactStoreError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    MissingExtraError,
+)
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    DigestError,
+    DigestMismatchError,
+    hash_copy,
+    matches,
+)
+from artifactstore_core.storage.layout import address_from_key, key_for
+from artifactstore_core.storage.ports import BlobStore, StoredBlob
+
+if TYPE_CHECKING:
+    from artifactstore_core.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: Size of each uploaded part; memory per write is about twice this plus one hash chunk.
+DEFAULT_PART_SIZE = 16 * 2**20
+#: Size of each ranged GET when reading a blob.
+DEFAULT_READ_BLOCK_SIZE = 8 * 2**20
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+#: Upper bound on one request, its retries included. Socket timeouts cannot catch an upload
+#: stalled against a server that stopped reading, so this must allow for a whole part.
+DEFAULT_REQUEST_TIMEOUT = 300.0
+#: Attempts per request, first try included (botocore "standard" mode, jittered backoff).
+DEFAULT_MAX_ATTEMPTS = 3
+# s3fs retries its own calls too (notably bodies cut off mid-response, which botocore does
+# not retry); kept at 2 so the two loops multiply to a small bound.
+_S3FS_ATTEMPTS = 2
+#: CopyObject refuses sources above 5 GiB; larger blobs are copied in parts.
+_COPY_OBJECT_LIMIT = 5 * 2**30
+_COPY_PART_SIZE = 512 * 2**20
+_STAGING = "staging"
+
+_AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AuthorizationHeaderMalformed",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+    }
+)
+
+
+class S3BlobStore(BlobStore):
+    """Blobs in ``s3://<bucket>/<prefix>``, laid out as ``<prefix>/blake3/ab/cd/<hex>``."""
+
+    hash_before_write = True
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        addressing_style: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        part_size: int = DEFAULT_PART_SIZE,
+        read_block_size: int = DEFAULT_READ_BLOCK_SIZE,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        conditional_writes: bool = True,
+    ) -> None:
+        """Connect lazily to ``bucket``; unset options fall back to botocore's defaults
+        (``AWS_*`` environment variables, shared config and credential files).
+
+        ``conditional_writes=False`` stops sending ``If-None-Match: *`` for servers that
+        reject it; an existing blob may then be overwritten with the same verified bytes.
+        """
+        filesystem = _filesystem_class()
+        if not bucket or "/" in bucket:
+            raise ConfigurationError(f"invalid S3 bucket name {bucket!r}")
+        if (access_key_id is None) != (secret_access_key is None):
+            given, missing = (
+                ("access key id", "secret access key")
+                if secret_access_key is None
+                else ("secret access key", "access key id")
+            )
+            raise ConfigurationError(
+                f"S3 credentials for bucket {bucket!r}: a {given} is set but no {missing}; "
+                "set both ARTIFACTSTORE_S3_ACCESS_KEY_ID and ARTIFACTSTORE_S3_SECRET_ACCESS_KEY"
+            )
+        if addressing_style not in (None, "path", "virtual", "auto"):
+            raise ConfigurationError(
+                f"S3 addressing style must be path, virtual or auto, got {addressing_style!r}"
+            )
+        if part_size < 5 * 2**20:
+            raise ConfigurationError(f"S3 part size must be at least 5 MiB, got {part_size}")
+        if max_attempts < 1:
+            raise ConfigurationError(f"S3 max_attempts must be at least 1, got {max_attempts}")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.endpoint_url = endpoint_url
+        self.endpoint = endpoint_url or "the AWS S3 endpoint"
+        self.part_size = part_size
+        self.read_block_size = read_block_size
+        self._root = f"{self.prefix}/" if self.prefix else ""
+        self._bucket_checked = False
+        self._if_none_match: dict[str, str] = {"IfNoneMatch": "*"} if conditional_writes else {}
+        config: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "retries": {"mode": "standard", "total_max_attempts": max_attempts},
+        }
+        # A custom endpoint (MinIO, Ceph, a test server) rarely has wildcard DNS.
+        style = addressing_style or ("path" if endpoint_url else None)
+        if style:
+            config["s3"] = {"addressing_style": style}
+        self._fs: Any = filesystem(
+            key=access_key_id,
+            secret=secret_access_key,
+            endpoint_url=endpoint_url,
+            client_kwargs={"region_name": region} if region else {},
+            config_kwargs=config,
+            default_block_size=part_size,
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
+        self._fs.retries = _S3FS_ATTEMPTS
+        self._fs.request_timeout = request_timeout
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings | None = None, **options: Any) -> S3BlobStore:
+        """A store for ``s3://bucket/prefix`` configured from ``settings``.
+
+        Endpoint, region, credentials and addressing style come from the
+        ``ARTIFACTSTORE_S3_*`` settings; each one unset falls back to the standard
+        ``AWS_*`` environment variables. ``options`` go to the constructor (timeouts,
+        attempts, part size).
+        """
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ConfigurationError(
+                f"S3 storage URL must look like s3://bucket/prefix, got {url!r}"
+            )
+        if settings is None:
+            from artifactstore_core.config import load_settings
+
+            settings = load_settings()
+        secret = settings.s3_secret_access_key
+        return cls(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=settings.s3_endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL"),
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+            addressing_style=settings.s3_addressing_style,
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore({self.url!r}, endpoint={self.endpoint!r})"
+
+    # --- keys -------------------------------------------------------------------------
+
+    def key(self, address: Digest) -> str:
+        """The object key of a blob: ``<prefix>/blake3/ab/cd/<hex>``."""
+        return f"{self._root}{key_for(address)}"
+
+    def uri(self, address: Digest) -> str:
+        return f"s3://{self.bucket}/{self.key(address)}"
+
+    def _path(self, key: str) -> str:
+        return f"{self.bucket}/{key}"
+
+    # --- the BlobStore protocol -------------------------------------------------------
+
+    def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
+        self._ensure_bucket()
+        if expected is not None:
+            address = expected.blake3 if isinstance(expected, BlobHash) else expected
+            if address.algorithm == "blake3":
+                return self._write_expected(source, address, expected)
+        # The address is known only once every byte is hashed: stage, then publish.
+        staging = f"{self._root}{_STAGING}/{uuid.uuid4().hex}"
+        try:
+            actual, _ = self._upload(source, staging, expected=expected, create_only=False)
+            return self._publish(staging, actual)
+        finally:
+            self._delete_quietly(staging)
+
+    def open_raw(self, address: Digest) -> BinaryIO:
+        self._ensure_bucket()
+        uri = self.uri(address)
+        try:
+            handle = self._fs.open(
+                self._path(self.key(address)), "rb", block_size=self.read_block_size
+            )
+        except FileNotFoundError:
+            raise self.missing(address) from None
+        except Exception as exc:
+            self._reraise(exc, f"opening {uri}")
+        return _S3Reader(handle, uri, self)  # type: ignore[return-value]
+
+    def exists(self, address: Digest) -> bool:
+        self._ensure_bucket()
+        return self._head(self.key(address)) is not None
+
+    def delete(self, address: Digest) -> bool:
+        self._ensure_bucket()
+        key = self.key(address)
+        if self._head(key) is None:
+            return False
+        with self._translated(f"deleting {self.uri(address)}"):
+            self._fs.call_s3("delete_object", Bucket=self.bucket, Key=key)
+        return True
+
+    def iter_addresses(self) -> Iterator[Digest]:
+        self._ensure_bucket()
+        for key, _ in self._list(f"{self._root}blake3/"):
+            with contextlib.suppress(DigestError):
+                yield address_from_key(key[len(self._root) :])
+
+    def modified_at(self, address: Digest) -> datetime | None:
+        head = self._head(self.key(address))
+        return None if head is None else head.get("LastModified")
+
+    def size_of(self, address: Digest) -> int:
+        head = self._head(self.key(address))
+        return 0 if head is None else int(head.get("ContentLength", 0))
+
+    def purge_staging(self, older_than: datetime) -> int:
+        removed = 0
+        for key in list(self.iter_staging(older_than)):
+            self.delete_staging(key)
+            removed += 1
+        return removed
+
+    def close(self) -> None:
+        """Close the HTTP connections; the store reconnects if used again."""
+        creator = getattr(self._fs, "_s3creator", None)
+        if creator is not None and getattr(self._fs, "_s3", None) is not None:
+            with contextlib.suppress(Exception):
+                self._fs.close_session(self._fs.loop, creator)
+            self._fs._s3 = None
+
+    # --- staging objects, for garbage collection --------------------------------------
+
+    def iter_staging(self, older_than: datetime) -> Iterator[str]:
+        """Keys of staging objects last modified before ``older_than`` (timezone-aware).
+
+        Staging objects are left behind only by writers that died between upload and
+        clean-up; pass each key to ``delete_staging``.
+        """
+        if older_than.tzinfo is None:
+            raise InvalidInputError(
+                f"older_than must be timezone-aware (S3 reports UTC), got {older_than!r}"
+            )
+        self._ensure_bucket()
+        for key, modified in self._list(f"{self._root}{_STAGING}/"):
+            if modified < older_than:
+                yield key
+
+    def delete_staging(self, key: str) -> None:
+        """Delete one staging object by key (as ``iter_staging`` yields it)."""
+        staging = f"{self._root}{_STAGING}/"
+        if not key.startswith(staging) or "/" in key[len(staging) :]:
+            raise InvalidInputError(f"{key!r} is not a staging key of {self.url}")
+        with self._translated(f"deleting staging object s3://{self.bucket}/{key}"):
+            self._fs.call_s3("delete_object", Bucket=self.bucket, Key=key)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _write_expected(
+        self, source: BinaryIO, address: Digest, expected: BlobHash | Digest
+    ) -> StoredBlob:
+        """Upload straight to the blob's key, completing it only if the bytes match."""
+        key = self.key(address)
+        uri = self.uri(address)
+        if self._head(key) is not None:
+            # Stored already: check the caller's bytes without sending them again.
+            actual = hash_copy(source)
+            if not matches(expected, actual):
+                raise self.mismatch(DigestMismatchError(expected, actual))
+            return StoredBlob(actual, uri, created=False)
+        actual, created = self._upload(source, key, expected=expected, create_only=True)
+        return StoredBlob(actual, uri, created)
+
+    def _upload(
+        self,
+        source: BinaryIO,
+        key: str,
+        *,
+        expected: BlobHash | Digest | None,
+        create_only: bool,
+    ) -> tuple[BlobHash, bool]:
+        """Stream ``source`` to ``key``; the upload completes only if it matches ``expected``.
+
+        Returns the hash and whether the object was created (``False`` when create-only
+        found it present). Any failure aborts the upload before raising.
+        """
+        target = f"s3://{self.bucket}/{key}"
+        with self._translated(f"starting an upload to {target}"):
+            handle = self._fs.open(
+                self._path(key),
+                "xb" if create_only and self._if_none_match else "wb",
+                block_size=self.part_size,
+            )
+        try:
+            sink = self._translating(handle.write, f"uploading to {target}")
+            actual = hash_copy(source, sink)
+            if expected is not None and not matches(expected, actual):
+                raise self.mismatch(DigestMismatchError(expected, actual))
+            try:
+                handle.close()  # a single PUT, or CompleteMultipartUpload
+            except Exception as exc:
+                if create_only and _precondition_failed(exc):
+                    _abandon(handle)
+                    return actual, False
+                self._reraise(exc, f"completing the upload to {target}")
+            return actual, True
+        except BaseException:
+            _abandon(handle)
+            raise
+
+    def _publish(self, staging: str, actual: BlobHash) -> StoredBlob:
+        """Copy a complete staging object to its content address, unless already there."""
+        key = self.key(actual.blake3)
+        uri = self.uri(actual.blake3)
+        head = self._head(staging)
+        size = None if head is None else head.get("ContentLength")
+        if size != actual.size:
+            raise IntegrityError(
+                f"upload to s3://{self.bucket}/{staging} holds {size} bytes after sending "
+                f"{actual.size}; refusing to publish {actual.content_address}"
+            )
+        if self._head(key) is not None:
+            return StoredBlob(actual, uri, created=False)
+        try:
+            if actual.size <= _COPY_OBJECT_LIMIT:
+                self._fs.call_s3(
+                    "copy_object",
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": staging},
+                    **self._if_none_match,
+                )
+            else:
+                self._copy_in_parts(staging, key, actual.size)
+        except Exception as exc:
+            if _precondition_failed(exc):
+                return StoredBlob(actual, uri, created=False)
+            self._reraise(exc, f"publishing {uri}")
+        return StoredBlob(actual, uri, created=True)
+
+    def _copy_in_parts(self, source_key: str, key: str, size: int) -> None:
+        """Server-side multipart copy (for sources above CopyObject's 5 GiB limit)."""
+        call = self._fs.call_s3
+        upload = call("create_multipart_upload", Bucket=self.bucket, Key=key)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, _COPY_PART_SIZE), start=1):
+                end = min(start + _COPY_PART_SIZE, size) - 1
+                result = call(
+                    "upload_part_copy",
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source_key},
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]})
+            call(
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload,
+                MultipartUpload={"Parts": parts},
+                **self._if_none_match,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload)
+            raise
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self._fs.call_s3("delete_object", Bucket=self.bucket, Key=key)
+        except Exception as exc:  # best effort: iter_staging finds what is left
+            log.warning("could not delete staging object s3://%s/%s: %s", self.bucket, key, exc)
+
+    # --- requests and error translation -----------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        """Check once per store that the bucket exists and the credentials are accepted."""
+        if self._bucket_checked:
+            return
+        try:
+            self._fs.call_s3("head_bucket", Bucket=self.bucket)
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise self._no_bucket() from exc
+            self._reraise(exc, "checking the bucket")
+        self._bucket_checked = True
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata, or ``None`` if there is no such object."""
+        try:
+            result: dict[str, Any] = self._fs.call_s3("head_object", Bucket=self.bucket, Key=key)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            self._reraise(exc, f"looking up s3://{self.bucket}/{key}")
+        return result
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """``(key, last modified)`` of every object under ``prefix``, page by page."""
+        token: dict[str, str] = {}
+        while True:
+            with self._translated(f"listing s3://{self.bucket}/{prefix}"):
+                page = self._fs.call_s3(
+                    "list_objects_v2", Bucket=self.bucket, Prefix=prefix, **token
+                )
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"]
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            self._reraise(exc, action)
+
+    def _reraise(self, exc: Exception, action: str) -> NoReturn:
+        """Raise ``exc`` translated if it is a provider error, else unchanged."""
+        if isinstance(exc, ArtifactStoreError) or not isinstance(exc, _provider_errors()):
+            raise exc
+        raise self._translate(exc, action) from exc
+
+    def _translating(self, call: Callable[..., Any], action: str) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            with self._translated(action):
+                return call(*args)
+
+        return wrapper
+
+    def _no_bucket(self) -> ConfigurationError:
+        return ConfigurationError(
+            f"S3 bucket {self.bucket!r} does not exist at {self.endpoint}; create it, or "
+            f"correct the storage URL {self.url!r} or ARTIFACTSTORE_S3_ENDPOINT_URL"
+        )
+
+    def _translate(self, exc: BaseException, action: str) -> ArtifactStoreError:
+        """The ``ArtifactStoreError`` for a provider error (the caller chains ``exc``)."""
+        code, status, message = _error_details(exc)
+        where = f"S3 bucket {self.bucket!r} at {self.endpoint}"
+        if code == "NoSuchBucket":
+            return self._no_bucket()
+        if code in _AUTH_CODES or status in (401, 403) or _is_credentials_error(exc):
+            return BackendUnavailableError(
+                f"{where} refused access while {action} ({message}); check the credentials "
+                "(ARTIFACTSTORE_S3_ACCESS_KEY_ID / ARTIFACTSTORE_S3_SECRET_ACCESS_KEY or the "
+                "AWS_* variables) and their permissions on the bucket"
+            )
+        if code == "ConditionalRequestConflict":
+            return ConflictError(f"{where}: a concurrent write conflicted while {action}; retry")
+        if _is_connection_failure(exc):
+            return BackendUnavailableError(f"cannot connect to {where} while {action}: {message}")
+        if _is_timeout(exc):
+            return BackendUnavailableError(
+                f"{where} did not answer in time while {action}: {message}"
+            )
+        return BackendUnavailableError(f"{where} failed while {action}: {message}")
+
+
+class _S3Reader(io.RawIOBase):
+    """An s3fs file whose provider errors are translated as they surface."""
+
+    def __init__(self, handle: Any, uri: str, store: S3BlobStore) -> None:
+        super().__init__()
+        self._handle = handle
+        self._uri = uri
+        self._store = store
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._handle.read(size)
+        except Exception as exc:
+            if type(exc).__name__ == "FileExpired":
+                raise IntegrityError(
+                    f"blob {self._uri} was replaced while it was being read"
+                ) from exc
+            self._store._reraise(exc, f"reading {self._uri}")
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            super().close()
+
+
+_FILESYSTEM: list[type] = []
+
+
+def _filesystem_class() -> type:
+    """``s3fs.S3FileSystem`` with a total time limit on each request (imported lazily)."""
+    if _FILESYSTEM:
+        return _FILESYSTEM[0]
+    try:
+        import s3fs
+        from fsspec.asyn import sync
+    except ImportError as exc:
+        raise MissingExtraError("the S3 storage backend", "s3", "s3fs") from exc
+
+    class TimedS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+        """Every request, its uploads' parts included, is cancelled after a time limit."""
+
+        request_timeout: float | None = None
+
+        def call_s3(self, method: str, *kwarg_dicts: Any, **kwargs: Any) -> Any:
+            return sync(
+                self.loop,
+                self._call_s3,
+                method,
+                *kwarg_dicts,
+                timeout=self.request_timeout,
+                **kwargs,
+            )
+
+    _FILESYSTEM.append(TimedS3FileSystem)
+    return TimedS3FileSystem
+
+
+def _abandon(handle: Any) -> None:
+    """Abort an s3fs upload (best effort) so nothing is ever committed from it."""
+    try:
+        handle.discard()  # aborts a multipart upload; drops the buffer
+    except Exception as exc:
+        log.warning("could not abort the upload to %s: %s", handle.path, exc)
+    finally:
+        handle.buffer = None
+        handle.closed = True  # keeps fsspec from flushing the upload on garbage collection
+
+
+def _provider_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the storage service failed (not a bug in the caller)."""
+    import aiohttp
+    import botocore.exceptions  # type: ignore[import-untyped]
+
+    return (
+        OSError,
+        aiohttp.ClientError,
+        botocore.exceptions.BotoCoreError,
+        botocore.exceptions.ClientError,
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _error_details(exc: BaseException) -> tuple[str | None, int | None, str]:
+    """The S3 error code, HTTP status and a one-line message found along ``exc``'s chain."""
+    for error in _chain(exc):
+        response = getattr(error, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            code = response["Error"].get("Code")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            text = response["Error"].get("Message") or code
+            return code, status, f"{code}: {text}" if text != code else str(code)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return None, None, f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether a create-only write failed because the object exists already."""
+    if isinstance(exc, FileExistsError):
+        return True
+    code, status, _ = _error_details(exc)
+    return code in ("PreconditionFailed", "412") or status == 412
+
+
+def _is_credentials_error(exc: BaseException) -> bool:
+    names = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
+    return any(
+        isinstance(error, PermissionError) or type(error).__name__ in names for error in _chain(exc)
+    )
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    names = {"EndpointConnectionError", "ClientConnectorError", "ProxyConnectionError"}
+    return any(
+        isinstance(error, ConnectionRefusedError) or type(error).__name__ in names
+        for error in _chain(exc)
+    )
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return any(
+        isinstance(error, TimeoutError) or "Timeout" in type(error).__name__
+        for error in _chain(exc)
+    )
