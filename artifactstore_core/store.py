@@ -241,6 +241,23 @@ class ArtifactStore:
             writer.flush()
         return recorded
 
+    def _commit_on(
+        self,
+        reference: Reference,
+        decide: Callable[[sa.Connection, Package], Sequence[ev.Event]],
+        *,
+        actor: str | None = None,
+    ) -> tuple[Package, list[RecordedEvent]]:
+        """``_commit`` for a command on one package, loaded under the lock."""
+        loaded: list[Package] = []
+
+        def run(conn: sa.Connection, _now: dt.datetime) -> Sequence[ev.Event]:
+            loaded.append(queries.load_packages(conn, [queries.resolve(conn, reference)])[0])
+            return decide(conn, loaded[0])
+
+        recorded = self._commit(run, actor=actor)
+        return loaded[0], recorded
+
     # ------------------------------------------------------------------ validation
     def retention_class(self, conn: sa.Connection, name: str) -> sa.Row[Any]:
         """The row of retention class ``name``; ``InvalidInputError`` lists the known ones."""
@@ -612,28 +629,23 @@ class ArtifactStore:
             raise InvalidInputError(
                 "tag 'latest' always follows the newest version; use another tag"
             )
-        package_id: uuid.UUID | None = None
 
-        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
-            nonlocal package_id
-            package_id = queries.resolve(conn, reference)
-            package = queries.load_packages(conn, [package_id])[0]
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
             t = package_tags
             previous = conn.execute(
                 sa.select(t.c.package_id).where(t.c.name == package.name, t.c.tag == tag)
             ).scalar()
             return [
                 ev.TagMoved(
-                    package_id=str(package_id),
+                    package_id=str(package.id),
                     name=package.name,
                     tag=tag,
                     previous_package_id=str(previous) if previous else None,
                 )
             ]
 
-        self._commit(decide, actor=actor)
-        assert package_id is not None
-        return self.describe(package_id)
+        package, _ = self._commit_on(reference, decide, actor=actor)
+        return self.describe(package.id)
 
     def lineage(
         self, reference: Reference, *, downstream: bool = False, depth: int | None = None
@@ -681,12 +693,8 @@ class ArtifactStore:
         (``release-evidence``, ``permanent-record``) and needs ``override`` and a
         ``reason`` for the others. The change is an event with actor and reason.
         """
-        package_id: uuid.UUID | None = None
 
-        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
-            nonlocal package_id
-            package_id = queries.resolve(conn, reference)
-            package = queries.load_packages(conn, [package_id])[0]
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
             if package.status == "expired":
                 raise RetentionError(
                     f"package {package.reference} expired on {iso(package.expired_at)}; "
@@ -720,9 +728,8 @@ class ArtifactStore:
                 )
             ]
 
-        self._commit(decide, actor=actor)
-        assert package_id is not None
-        return self.describe(package_id)
+        package, _ = self._commit_on(reference, decide, actor=actor)
+        return self.describe(package.id)
 
     def place_hold(
         self,
@@ -740,22 +747,18 @@ class ArtifactStore:
         if not reason or not reason.strip():
             raise InvalidInputError("a hold needs a reason")
         hold_id = self.new_id()
-        package_id: uuid.UUID | None = None
 
-        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
-            nonlocal package_id
-            package_id = queries.resolve(conn, reference)
-            package = queries.load_packages(conn, [package_id])[0]
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
             if package.status == "expired":
                 self._check_tombstone_intact(package)
             return [
                 ev.HoldPlaced(
-                    package_id=str(package_id), hold_id=str(hold_id), hold_kind=kind, reason=reason
+                    package_id=str(package.id), hold_id=str(hold_id), hold_kind=kind, reason=reason
                 )
             ]
 
-        recorded = self._commit(decide, actor=actor)[0]
-        return Hold(hold_id, kind, reason, recorded.actor, recorded.created_at)
+        _, recorded = self._commit_on(reference, decide, actor=actor)
+        return Hold(hold_id, kind, reason, recorded[0].actor, recorded[0].created_at)
 
     def _check_tombstone_intact(self, package: Package) -> None:
         """A hold on an expired package can only keep bytes that are still there."""
@@ -785,12 +788,8 @@ class ArtifactStore:
             hold = uuid.UUID(str(hold_id))
         except ValueError as exc:
             raise InvalidInputError(f"hold id {hold_id!r} is not a UUID") from exc
-        package_id: uuid.UUID | None = None
 
-        def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
-            nonlocal package_id
-            package_id = queries.resolve(conn, reference)
-            package = queries.load_packages(conn, [package_id])[0]
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
             if hold not in {h.hold_id for h in package.holds}:
                 standing = ", ".join(str(h.hold_id) for h in package.holds) or "none"
                 raise NotFoundError(
@@ -798,16 +797,15 @@ class ArtifactStore:
                 )
             return [
                 ev.HoldReleased(
-                    package_id=str(package_id),
+                    package_id=str(package.id),
                     hold_id=str(hold),
                     reason=reason,
                     holds_remaining=len(package.holds) - 1,
                 )
             ]
 
-        self._commit(decide, actor=actor)
-        assert package_id is not None
-        return self.describe(package_id)
+        package, _ = self._commit_on(reference, decide, actor=actor)
+        return self.describe(package.id)
 
     def sweep(
         self,
