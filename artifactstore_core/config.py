@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     actor: str = Field("artifactstore", description="Actor recorded on events by default")
     default_retention_class: str = Field("raw-evidence")
     gc_grace_seconds: int = Field(3600, ge=0, description="Blobs younger than this are kept")
+    fsync: bool = Field(True, description="fsync local blobs before they become visible")
     tier_cold_url: str | None = Field(None, description="Storage URL of the cold tier")
     tier_archive_url: str | None = Field(None, description="Storage URL of the archive tier")
     s3_endpoint_url: str | None = None

@@ -22,7 +22,8 @@ def open_blob_store(url: str, settings: Settings | None = None) -> BlobStore:
     parsed = urlparse(url)
     scheme = parsed.scheme.lower()
     if scheme in ("", "file") or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
-        return LocalBlobStore(parsed.path if scheme == "file" else url)
+        fsync = settings.fsync if settings is not None else True
+        return LocalBlobStore(parsed.path if scheme == "file" else url, fsync=fsync)
     if scheme == "memory":
         name = parsed.netloc or parsed.path or "default"
         return _MEMORY_STORES.setdefault(name, MemoryBlobStore(name))

@@ -34,6 +34,7 @@ class LocalBlobStore(BlobStore):
             raise ConfigurationError(f"storage path {str(self.root)!r} is not a directory")
         self.url = str(self.root)
         self._fsync = fsync
+        self._staging = self.root / "staging"
 
     def path(self, address: Digest) -> Path:
         return self.root / key_for(address)
@@ -42,9 +43,11 @@ class LocalBlobStore(BlobStore):
         return self.path(address).as_uri()
 
     def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
-        staging = self.root / "staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=staging)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._staging)
+        except FileNotFoundError:
+            self._staging.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._staging)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
@@ -56,7 +59,8 @@ class LocalBlobStore(BlobStore):
                     return StoredBlob(actual, target.as_uri(), created=False)
                 if self._fsync:
                     os.fsync(out.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.is_dir():
+                target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
             if self._fsync:
                 _fsync_directory(target.parent)
@@ -95,7 +99,7 @@ class LocalBlobStore(BlobStore):
 
     def purge_staging(self, older_than: dt.datetime) -> int:
         removed = 0
-        for path in (self.root / "staging").glob(f"{_TMP_PREFIX}*"):
+        for path in self._staging.glob(f"{_TMP_PREFIX}*"):
             with contextlib.suppress(FileNotFoundError):
                 modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
                 if modified <= older_than:
