@@ -19,7 +19,8 @@ from artifactstore_core.hashing import (
     hash_copy,
     matches,
 )
-from artifactstore_core.storage.layout import address_from_key, key_for
+from artifactstore_core.hashing.digest import ALGORITHMS
+from artifactstore_core.storage.layout import key_for
 from artifactstore_core.storage.ports import BlobStore, StoredBlob
 
 _TMP_PREFIX = ".tmp-"
@@ -108,12 +109,25 @@ class LocalBlobStore(BlobStore):
         return removed
 
     def iter_addresses(self) -> Iterator[Digest]:
-        for algorithm_dir in sorted(self.root.glob("*")):
-            if not algorithm_dir.is_dir() or algorithm_dir.name == "staging":
-                continue
-            for path in algorithm_dir.glob("*/*/*"):
-                with contextlib.suppress(DigestError):
-                    yield address_from_key(path.relative_to(self.root).as_posix())
+        # os.scandir, not pathlib: a sweep lists every blob, and this is its hot loop.
+        for algorithm in ALGORITHMS:
+            top = os.path.join(self.root, algorithm)
+            for first in _subdirectories(top):
+                for second in _subdirectories(first.path):
+                    with os.scandir(second.path) as entries:
+                        for entry in entries:
+                            with contextlib.suppress(DigestError):
+                                digest = Digest(algorithm, entry.name)
+                                if (first.name, second.name) == (entry.name[:2], entry.name[2:4]):
+                                    yield digest
+
+
+def _subdirectories(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            return [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _fsync_directory(path: Path) -> None:
