@@ -5,7 +5,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --no-sync
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test lint type migrate migrate-fresh check
+.PHONY: install test lint type migrate migrate-fresh check demo dev bench bench-quick
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -31,3 +31,20 @@ migrate-fresh: install
 	$(MAKE) migrate
 
 check: lint type test
+
+# The main job on the embedded default: the example Dagster pipeline (SQLite registry,
+# local blobs, Dagster home under var/), a retention dry run, packages and lineage.
+demo: install
+	$(RUN) python -m examples.evidence_pipeline.demo
+
+# The Dagster UI on the example pipeline.
+dev: install
+	mkdir -p var/dagster
+	DAGSTER_HOME=$(CURDIR)/var/dagster $(RUN) dagster dev -m examples.evidence_pipeline.definitions
+
+# Speed and memory targets (ratios measured within one run; see benchmarks/README.md).
+bench: install
+	for b in benchmarks/bench_*.py; do $(RUN) python $$b || exit 1; done
+
+bench-quick: install
+	for b in benchmarks/bench_*.py; do $(RUN) python $$b --quick || exit 1; done

@@ -1,1 +1,58 @@
-"""Dagster integration for artifact-store."""
+"""Dagster integration for artifact-store: every asset output becomes a registered package.
+
+``build_artifactstore_defs()`` gives the resource, the IO manager, integrity checks,
+retention jobs and (stopped) schedules in one ``Definitions``; the pieces are exported
+for projects that wire them by hand. The integration maps Dagster contexts onto
+``ArtifactStore`` calls and holds no registry logic of its own.
+"""
+
+from artifactstore_dagster.checks import CHECK_NAMES, build_artifact_checks
+from artifactstore_dagster.definitions import ArtifactStoreComponent, build_artifactstore_defs
+from artifactstore_dagster.io_manager import (
+    ArtifactStoreIOManager,
+    artifact_result,
+    files_digest,
+    set_data_version_from_io_manager,
+)
+from artifactstore_dagster.resources import ArtifactStoreResource, close_cached_stores
+from artifactstore_dagster.retention_jobs import (
+    RETENTION_TAG,
+    SweepConfig,
+    TierMoveConfig,
+    VerifyConfig,
+    build_retention_jobs,
+    build_retention_schedule,
+)
+from artifactstore_dagster.serializers import (
+    Serializer,
+    SerializerRegistry,
+    StoredContent,
+    Unsuitable,
+    default_registry,
+    register_serializer,
+)
+
+__all__ = [
+    "CHECK_NAMES",
+    "RETENTION_TAG",
+    "ArtifactStoreComponent",
+    "ArtifactStoreIOManager",
+    "ArtifactStoreResource",
+    "Serializer",
+    "SerializerRegistry",
+    "StoredContent",
+    "SweepConfig",
+    "TierMoveConfig",
+    "Unsuitable",
+    "VerifyConfig",
+    "artifact_result",
+    "build_artifact_checks",
+    "build_artifactstore_defs",
+    "build_retention_jobs",
+    "build_retention_schedule",
+    "close_cached_stores",
+    "default_registry",
+    "files_digest",
+    "register_serializer",
+    "set_data_version_from_io_manager",
+]

@@ -1,9 +1,11 @@
 """Blobs in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW), through s3fs.
 
 Keys follow the shared layout under the URL's prefix: ``<prefix>/blake3/ab/cd/<hex>``.
-A write streams the source once, hashing BLAKE3 and SHA-256 while s3fs uploads it in parts,
-so memory stays bounded by the part size whatever the blob's size. Nothing is ever visible
-under a content address unless it is complete and verified:
+A write streams the source once, hashing BLAKE3 and SHA-256 as the bytes pass into parts
+that are uploaded concurrently (a few at a time, on s3fs's event loop) while the hashing goes
+on, so memory stays bounded by a few parts whatever the blob's size; a stream shorter than a
+part is a single PutObject. Nothing is ever visible under a content address unless it is
+complete and verified:
 
 * without an expected hash the bytes go to ``<prefix>/staging/<uuid>`` first; once the
   upload is complete and its size checked, a server-side copy publishes them under their
@@ -15,17 +17,20 @@ under a content address unless it is complete and verified:
 Provider errors are translated here, once, into the ``ArtifactStoreError`` tree, naming the
 endpoint and bucket and keeping the original as ``__cause__``. Transient failures are
 retried with backoff a bounded number of times (botocore's "standard" retry mode, plus
-s3fs's own retry of interrupted response bodies).
+s3fs's own retry of interrupted response bodies, except for the parts of an upload). Every
+request, each part included, is cut off after ``request_timeout``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import io
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from urllib.parse import urlparse
@@ -55,8 +60,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Size of each uploaded part; memory per write is about twice this plus one hash chunk.
+#: Size of each uploaded part (S3 allows 10,000 parts: 156 GiB at the default).
 DEFAULT_PART_SIZE = 16 * 2**20
+#: Parts of one write uploaded at once. Memory per write is about one part more than this
+#: (the part being filled) plus two hash chunks: 5 x 16 MiB + 8 MiB at the defaults.
+DEFAULT_PARTS_IN_FLIGHT = 4
+#: S3's limit on the parts of one multipart upload.
+_MAX_PARTS = 10_000
 #: Size of each ranged GET when reading a blob.
 DEFAULT_READ_BLOCK_SIZE = 8 * 2**20
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -73,6 +83,8 @@ _S3FS_ATTEMPTS = 2
 _COPY_OBJECT_LIMIT = 5 * 2**30
 _COPY_PART_SIZE = 512 * 2**20
 _STAGING = "staging"
+#: How long an abort waits for the cancelled part uploads to stop.
+_CANCEL_TIMEOUT = 30.0
 
 _AUTH_CODES = frozenset(
     {
@@ -106,6 +118,7 @@ class S3BlobStore(BlobStore):
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         part_size: int = DEFAULT_PART_SIZE,
+        parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
         read_block_size: int = DEFAULT_READ_BLOCK_SIZE,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         conditional_writes: bool = True,
@@ -137,12 +150,17 @@ class S3BlobStore(BlobStore):
             raise ConfigurationError(f"S3 part size must be at least 5 MiB, got {part_size}")
         if max_attempts < 1:
             raise ConfigurationError(f"S3 max_attempts must be at least 1, got {max_attempts}")
+        if parts_in_flight < 1:
+            raise ConfigurationError(
+                f"S3 parts_in_flight must be at least 1, got {parts_in_flight}"
+            )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint_url = endpoint_url
         self.endpoint = endpoint_url or "the AWS S3 endpoint"
         self.part_size = part_size
+        self.parts_in_flight = parts_in_flight
         self.read_block_size = read_block_size
         self._root = f"{self.prefix}/" if self.prefix else ""
         self._bucket_checked = False
@@ -342,28 +360,14 @@ class S3BlobStore(BlobStore):
         Returns the hash and whether the object was created (``False`` when create-only
         found it present). Any failure aborts the upload before raising.
         """
-        target = f"s3://{self.bucket}/{key}"
-        with self._translated(f"starting an upload to {target}"):
-            handle = self._fs.open(
-                self._path(key),
-                "xb" if create_only and self._if_none_match else "wb",
-                block_size=self.part_size,
-            )
+        upload = _PartUpload(self, key, create_only=create_only)
         try:
-            sink = self._translating(handle.write, f"uploading to {target}")
-            actual = hash_copy(source, sink)
+            actual = hash_copy(source, upload.write)
             if expected is not None and not matches(expected, actual):
                 raise self.mismatch(DigestMismatchError(expected, actual))
-            try:
-                handle.close()  # a single PUT, or CompleteMultipartUpload
-            except Exception as exc:
-                if create_only and _precondition_failed(exc):
-                    _abandon(handle)
-                    return actual, False
-                self._reraise(exc, f"completing the upload to {target}")
-            return actual, True
+            return actual, upload.commit()
         except BaseException:
-            _abandon(handle)
+            upload.abort()
             raise
 
     def _publish(self, staging: str, actual: BlobHash) -> StoredBlob:
@@ -484,13 +488,6 @@ class S3BlobStore(BlobStore):
             raise exc
         raise self._translate(exc, action) from exc
 
-    def _translating(self, call: Callable[..., Any], action: str) -> Callable[..., Any]:
-        def wrapper(*args: Any) -> Any:
-            with self._translated(action):
-                return call(*args)
-
-        return wrapper
-
     def _no_bucket(self) -> ConfigurationError:
         return ConfigurationError(
             f"S3 bucket {self.bucket!r} does not exist at {self.endpoint}; create it, or "
@@ -518,6 +515,186 @@ class S3BlobStore(BlobStore):
                 f"{where} did not answer in time while {action}: {message}"
             )
         return BackendUnavailableError(f"{where} failed while {action}: {message}")
+
+
+class _PartUpload:
+    """One upload of a stream to ``key``, fed chunk by chunk; nothing is visible before
+    ``commit()``.
+
+    The bytes are buffered into parts of ``store.part_size``. A stream that fits in one part
+    is sent by ``commit()`` as a single PutObject. A longer one becomes a multipart upload:
+    each full part is uploaded by a task on s3fs's event loop while the caller goes on
+    reading and hashing, at most ``store.parts_in_flight`` at once (``write`` waits for one
+    to finish beyond that). ``commit()`` waits for the last parts, then sends
+    CompleteMultipartUpload; ``abort()`` cancels the parts in flight, waits for them to stop
+    and aborts the multipart upload.
+
+    Parts go through botocore directly, not s3fs's ``_call_s3``: botocore rewinds the body
+    before each of its retries, whereas s3fs's retry loop would resend a body from wherever
+    the failed attempt left it (for a file-like body, the end: an empty part).
+    """
+
+    def __init__(self, store: S3BlobStore, key: str, *, create_only: bool) -> None:
+        self._store = store
+        self._fs = store._fs
+        self._key = key
+        self._target = f"s3://{store.bucket}/{key}"
+        self._conditions = store._if_none_match if create_only else {}
+        self._buffer = io.BytesIO()
+        self._upload_id: str | None = None
+        self._parts = 0  # parts handed to the event loop so far
+        self._etags: dict[int, str] = {}
+        self._pending: dict[concurrent.futures.Future[str], int] = {}
+        self._tasks: set[asyncio.Task[str]] = set()  # used on the event loop only
+
+    def write(self, chunk: memoryview) -> None:
+        """Add ``chunk`` to the current part; a full part is sent once more bytes follow."""
+        size = self._store.part_size
+        while len(chunk):
+            if self._buffer.tell() >= size:
+                self._send_part()
+            room = size - self._buffer.tell()
+            self._buffer.write(chunk[:room])
+            chunk = chunk[room:]
+
+    def commit(self) -> bool:
+        """Complete the upload; ``False`` if create-only found the object present."""
+        request: dict[str, Any]
+        if self._upload_id is None:
+            method, request = "put_object", {"Body": self._buffer.getvalue()}
+            self._buffer = io.BytesIO()
+        else:
+            if self._buffer.tell():
+                self._send_part()  # the last, possibly shorter part
+            while self._pending:
+                self._collect(block=True)
+            parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in range(1, self._parts + 1)]
+            method = "complete_multipart_upload"
+            request = {"UploadId": self._upload_id, "MultipartUpload": {"Parts": parts}}
+        try:
+            self._fs.call_s3(
+                method, Bucket=self._store.bucket, Key=self._key, **request, **self._conditions
+            )
+        except Exception as exc:
+            if self._conditions and _precondition_failed(exc):
+                self.abort()
+                return False
+            self._store._reraise(exc, f"completing the upload to {self._target}")
+        self._upload_id = None  # complete: nothing left to abort
+        return True
+
+    def abort(self) -> None:
+        """Cancel the parts in flight and abort the multipart upload (best effort)."""
+        self._buffer = io.BytesIO()
+        if self._pending:
+            waiting = asyncio.run_coroutine_threadsafe(self._cancel_tasks(), self._fs.loop)
+            try:
+                waiting.result(_CANCEL_TIMEOUT)
+            except Exception as exc:
+                log.warning("could not cancel the upload of parts to %s: %s", self._target, exc)
+            self._pending.clear()
+        if self._upload_id is None:
+            return
+        upload_id, self._upload_id = self._upload_id, None
+        try:
+            self._fs.call_s3(
+                "abort_multipart_upload",
+                Bucket=self._store.bucket,
+                Key=self._key,
+                UploadId=upload_id,
+            )
+        except Exception as exc:  # best effort: a bucket lifecycle rule expires what is left
+            log.warning("could not abort the upload to %s: %s", self._target, exc)
+
+    # --- in the calling thread ------------------------------------------------------------
+
+    def _send_part(self) -> None:
+        """Hand the current part to the event loop once fewer than the limit are in flight."""
+        if self._parts == _MAX_PARTS:
+            raise InvalidInputError(
+                f"the upload to {self._target} needs more than {_MAX_PARTS} parts of "
+                f"{self._store.part_size} bytes; configure a larger part_size"
+            )
+        if self._upload_id is None:
+            with self._store._translated(f"starting an upload to {self._target}"):
+                started = self._fs.call_s3(
+                    "create_multipart_upload", Bucket=self._store.bucket, Key=self._key
+                )
+            self._upload_id = str(started["UploadId"])
+        self._collect(block=False)  # a failed part stops the write as soon as it is seen
+        while len(self._pending) >= self._store.parts_in_flight:
+            self._collect(block=True)
+        body, self._buffer = self._buffer, io.BytesIO()
+        body.seek(0)
+        self._parts += 1
+        self._pending[self._submit(self._send(self._parts, self._upload_id, body))] = self._parts
+
+    def _collect(self, *, block: bool) -> None:
+        """Record the parts that are done, first waiting for one if ``block``; a part that
+        failed raises its (translated) error."""
+        if block:
+            concurrent.futures.wait(self._pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in [future for future in self._pending if future.done()]:
+            number = self._pending.pop(future)
+            try:
+                self._etags[number] = future.result()
+            except Exception as exc:
+                self._store._reraise(exc, f"uploading part {number} to {self._target}")
+
+    def _submit(self, work: Coroutine[Any, Any, str]) -> concurrent.futures.Future[str]:
+        """Run ``work`` as a task on the event loop, kept track of for ``abort()``."""
+        loop = self._fs.loop
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+        def finished(task: asyncio.Task[str]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                future.cancel()
+            elif (error := task.exception()) is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(task.result())
+
+        def start() -> None:
+            task = loop.create_task(work)
+            self._tasks.add(task)
+            task.add_done_callback(finished)
+
+        try:
+            loop.call_soon_threadsafe(start)
+        except BaseException:
+            work.close()
+            raise
+        return future
+
+    # --- on the event loop ----------------------------------------------------------------
+
+    async def _send(self, number: int, upload_id: str, body: io.BytesIO) -> str:
+        """Upload one part within the request time limit; its ETag."""
+        try:
+            response = await asyncio.wait_for(
+                self._upload_part(number, upload_id, body), self._fs.request_timeout or None
+            )
+            return str(response["ETag"])
+        finally:
+            body.close()  # frees the part's bytes at once
+
+    async def _upload_part(self, number: int, upload_id: str, body: io.BytesIO) -> Any:
+        await self._fs.set_session()
+        client = await self._fs.get_s3(self._store.bucket)
+        return await client.upload_part(
+            Bucket=self._store.bucket,
+            Key=self._key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _S3Reader(io.RawIOBase):
@@ -586,17 +763,6 @@ def _filesystem_class() -> type:
 
     _FILESYSTEM.append(TimedS3FileSystem)
     return TimedS3FileSystem
-
-
-def _abandon(handle: Any) -> None:
-    """Abort an s3fs upload (best effort) so nothing is ever committed from it."""
-    try:
-        handle.discard()  # aborts a multipart upload; drops the buffer
-    except Exception as exc:
-        log.warning("could not abort the upload to %s: %s", handle.path, exc)
-    finally:
-        handle.buffer = None
-        handle.closed = True  # keeps fsspec from flushing the upload on garbage collection
 
 
 def _provider_errors() -> tuple[type[BaseException], ...]:

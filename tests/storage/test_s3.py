@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import sys
@@ -12,6 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    ClientError,
+    ConnectionClosedError,
+)
 
 from artifactstore_core.config import load_settings
 from artifactstore_core.errors import (
@@ -156,7 +161,7 @@ class TestS3BlobStore(BlobStoreContract):
             head = s3_client(s3_endpoint).head_object(
                 Bucket=bucket, Key=store.key(stored.hash.blake3)
             )
-            assert head["ETag"].strip('"').endswith("-2")
+            assert head["ETag"].strip('"').endswith("-3")  # 5 + 5 + 3 MiB
 
     def test_mismatch_aborts_the_multipart_upload(self, s3_endpoint: str, bucket: str) -> None:
         store = make_store(s3_endpoint, bucket, part_size=5 * MiB)
@@ -165,6 +170,113 @@ class TestS3BlobStore(BlobStoreContract):
             store.write(io.BytesIO(os.urandom(12 * MiB)), promised)
         assert all_keys(s3_endpoint, bucket) == []
         assert open_uploads(s3_endpoint, bucket) == []
+
+    @pytest.mark.parametrize("with_expected", [False, True], ids=["staged", "direct"])
+    @pytest.mark.parametrize(
+        "size", [5 * MiB, 10 * MiB, 23 * MiB], ids=["1part", "2parts", "5parts"]
+    )
+    def test_parts_round_trip(
+        self, s3_endpoint: str, bucket: str, with_expected: bool, size: int
+    ) -> None:
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=2)
+        data = os.urandom(size)
+        blob = hash_bytes(data)
+        stored = store.write(io.BytesIO(data), blob if with_expected else None)
+        assert stored.created
+        assert stored.hash == blob
+        with store.open(blob) as reader:
+            assert reader.read() == data
+        assert all_keys(s3_endpoint, bucket) == [store.key(blob.blake3)]
+        assert open_uploads(s3_endpoint, bucket) == []
+        if with_expected:  # uploaded straight to its key: the ETag tells how
+            head = s3_client(s3_endpoint).head_object(Bucket=bucket, Key=store.key(blob.blake3))
+            parts = -(-size // (5 * MiB))  # no empty last part when the size is a multiple
+            etag = head["ETag"].strip('"')
+            assert etag.endswith(f"-{parts}") if parts > 1 else "-" not in etag  # one PUT
+
+    @pytest.mark.parametrize("promise", ["blake3", "sha256"], ids=["direct", "staged"])
+    def test_mismatch_found_after_every_part_is_up_leaves_nothing(
+        self, s3_endpoint: str, bucket: str, promise: str
+    ) -> None:
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=3)
+        data = os.urandom(31 * MiB)  # seven parts
+        forged = bytearray(data)
+        forged[-1] ^= 0xFF  # only the last byte differs: found once every part is sent
+        promised = hash_bytes(bytes(forged))
+        expected = promised if promise == "blake3" else promised.sha256
+        with pytest.raises(IntegrityError, match="refused to store"):
+            store.write(io.BytesIO(data), expected)
+        assert all_keys(s3_endpoint, bucket) == []  # neither the blob nor a staging object
+        assert open_uploads(s3_endpoint, bucket) == []
+        assert not store.exists(hash_bytes(data).blake3)
+        assert not store.exists(promised.blake3)
+
+    def test_parts_go_up_concurrently_within_the_limit(
+        self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        original = s3_module._PartUpload._upload_part
+        active = peak = 0
+
+        async def slow(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
+            nonlocal active, peak  # changed on the event loop's thread only
+            active += 1
+            peak = max(peak, active)
+            try:
+                await asyncio.sleep(0.2)
+                return await original(upload, number, upload_id, body)
+            finally:
+                active -= 1
+
+        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", slow)
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=3)
+        data = os.urandom(40 * MiB)  # eight parts
+        stored = store.write(io.BytesIO(data), hash_bytes(data))
+        assert peak == 3
+        with store.open(stored.hash) as reader:
+            assert reader.read() == data
+
+    @pytest.mark.parametrize("with_expected", [False, True], ids=["staged", "direct"])
+    def test_a_failed_part_stops_the_write_and_aborts(
+        self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch, with_expected: bool
+    ) -> None:
+        original = s3_module._PartUpload._upload_part
+
+        async def failing(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
+            if number == 3:
+                error = {"Code": "InternalError", "Message": "part went missing"}
+                meta = {"HTTPStatusCode": 500}
+                raise ClientError({"Error": error, "ResponseMetadata": meta}, "UploadPart")
+            return await original(upload, number, upload_id, body)
+
+        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", failing)
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=2)
+        data = os.urandom(64 * MiB)
+        source = io.BytesIO(data)
+        with pytest.raises(BackendUnavailableError, match="part went missing") as caught:
+            store.write(source, hash_bytes(data) if with_expected else None)
+        assert s3_endpoint in str(caught.value)
+        assert repr(bucket) in str(caught.value)
+        assert isinstance(caught.value.__cause__, ClientError)
+        assert source.tell() < len(data)  # stopped as soon as the failure was seen
+        assert all_keys(s3_endpoint, bucket) == []
+        assert open_uploads(s3_endpoint, bucket) == []
+
+    def test_a_retried_part_is_sent_whole(self, s3_endpoint: str, bucket: str) -> None:
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB)
+        assert not store.exists(hash_bytes(b"connects").blake3)
+        lost: list[int] = []
+
+        def lose_the_first(request: Any, **_: Any) -> None:
+            if not lost:  # the body is read to its end, then the connection drops
+                lost.append(len(request.body.read()))
+                raise ConnectionClosedError(endpoint_url=request.url)
+
+        store._fs.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)
+        data = os.urandom(12 * MiB)
+        stored = store.write(io.BytesIO(data), hash_bytes(data))
+        assert lost == [5 * MiB]  # botocore retried, rewinding the body first
+        with store.open(stored.hash) as reader:
+            assert reader.read() == data
 
     def test_sha256_only_expectation_is_checked_before_publishing(self, store: S3BlobStore) -> None:
         data = b"checked by sha256"
@@ -293,6 +405,18 @@ def test_half_given_credentials_are_refused() -> None:
         S3BlobStore("bucket", access_key_id="only-the-id")
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"part_size": 4 * MiB}, "part size must be at least 5 MiB"),
+        ({"parts_in_flight": 0}, "parts_in_flight must be at least 1"),
+    ],
+)
+def test_upload_options_are_checked(option: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        S3BlobStore("bucket", **option)  # type: ignore[arg-type]
+
+
 def test_without_s3fs_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "s3fs", None)
     monkeypatch.setattr(s3_module, "_FILESYSTEM", [])
@@ -309,9 +433,11 @@ def test_server_killed_during_a_multipart_upload(with_expected: bool) -> None:
     with s3_server() as server:
         bucket = server.create_bucket("killed")
         store = make_store(server.endpoint_url, bucket, part_size=5 * MiB)
-        data = os.urandom(24 * MiB)
+        # Killed once the first two parts have been handed over. The write reads ahead of
+        # the uploads by at most the parts in flight, the part being filled and one hash
+        # chunk (4 x 5 + 5 + 4 MiB past the 10 MiB mark), well short of the end.
+        data = os.urandom(48 * MiB)
         expected = hash_bytes(data) if with_expected else None
-        # Killed once the first part (8 MiB: two 4 MiB chunks) has been sent.
         source = Trigger(data, at=10 * MiB, action=server.kill)
         started = time.monotonic()
         with pytest.raises(BackendUnavailableError) as caught:

@@ -1,0 +1,151 @@
+"""ArtifactStoreIOManager against Dagster's FilesystemIOManager: same job, same run.
+
+A job of N small assets (chains of ``--chain``, so most steps also load an input) runs
+with each IO manager on the same kind of Dagster instance, interleaved round by round
+(order alternating), each on a fresh instance and a fresh (pre-migrated) registry. The
+registry is opened inside each run, as a new run worker would. The figure is the median
+of the per-round ratios; the target is at most ``--max-ratio`` (1.25).
+
+    .venv/bin/python benchmarks/bench_dagster_io.py [--assets 200] [--rounds 3]
+
+Exit status 1 when the median ratio is above the target. Results go to
+``benchmarks/results/dagster_io.json``.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetIn,
+    AssetsDefinition,
+    DagsterInstance,
+    FilesystemIOManager,
+    asset,
+    materialize,
+)
+
+from artifactstore_core.store import ArtifactStore
+from artifactstore_dagster import ArtifactStoreIOManager, ArtifactStoreResource, close_cached_stores
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def build_assets(count: int, chain: int) -> list[AssetsDefinition]:
+    """``count`` assets in chains of ``chain``: each returns a small dict from its parent."""
+    assets: list[AssetsDefinition] = []
+    for index in range(count):
+        name = f"asset_{index:04d}"
+        if index % chain == 0:
+
+            @asset(name=name)
+            def root() -> dict[str, Any]:
+                return {"value": 1, "items": list(range(20))}
+
+            assets.append(root)
+        else:
+
+            @asset(name=name, ins={"parent": AssetIn(f"asset_{index - 1:04d}")})
+            def child(parent: dict[str, Any]) -> dict[str, Any]:
+                return {"value": parent["value"] + 1, "items": parent["items"]}
+
+            assets.append(child)
+    return assets
+
+
+def make_instance(kind: str, root: Path) -> DagsterInstance:
+    if kind == "memory":
+        return DagsterInstance.ephemeral()
+    home = root / "dagster_home"
+    home.mkdir()
+    return DagsterInstance.local_temp(str(home))
+
+
+def filesystem_io(root: Path) -> Any:
+    return FilesystemIOManager(base_dir=str(root / "fs_io"))
+
+
+def artifactstore_io(root: Path) -> Any:
+    database_url = f"sqlite:///{root / 'registry.db'}"
+    ArtifactStore.open(database_url, str(root / "blobs")).close()  # migrate outside the timing
+    resource = ArtifactStoreResource(database_url=database_url, storage_url=str(root / "blobs"))
+    return ArtifactStoreIOManager(store=resource)
+
+
+def timed_run(assets: list[AssetsDefinition], kind: str, make_io: Callable[[Path], Any]) -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-dagster-io-") as tmp:
+        root = Path(tmp)
+        io_manager = make_io(root)
+        with make_instance(kind, root) as instance:
+            start = time.perf_counter()
+            result = materialize(
+                assets, resources={"io_manager": io_manager}, instance=instance, run_config=QUIET
+            )
+            elapsed = time.perf_counter() - start
+        close_cached_stores()
+        if not result.success:
+            raise RuntimeError("benchmark run failed")
+        return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=200)
+    parser.add_argument("--chain", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--instance", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--max-ratio", type=float, default=1.25)
+    parser.add_argument("--output", default="benchmarks/results/dagster_io.json")
+    args = parser.parse_args(argv)
+
+    assets = build_assets(args.assets, args.chain)
+    timed_run(assets[: args.chain], args.instance, artifactstore_io)  # warm imports and caches
+    timed_run(assets[: args.chain], args.instance, filesystem_io)
+    rounds = []
+    for number in range(args.rounds):
+        order = [("filesystem", filesystem_io), ("artifactstore", artifactstore_io)]
+        if number % 2:
+            order.reverse()
+        times = {name: timed_run(assets, args.instance, make_io) for name, make_io in order}
+        ratio = times["artifactstore"] / times["filesystem"]
+        rounds.append({**times, "ratio": ratio})
+        print(
+            f"round {number + 1}: filesystem {times['filesystem']:.2f} s, "
+            f"artifactstore {times['artifactstore']:.2f} s, ratio {ratio:.3f}",
+            flush=True,
+        )
+    median = statistics.median(r["ratio"] for r in rounds)
+    total = sum(r["artifactstore"] for r in rounds) / sum(r["filesystem"] for r in rounds)
+    verdict = "PASS" if median <= args.max_ratio else "FAIL"
+    print(
+        f"{args.assets} assets on a {args.instance} instance: median ratio {median:.3f}, "
+        f"ratio of totals {total:.3f} (target <= {args.max_ratio}): {verdict}"
+    )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        json.dumps(
+            {
+                "assets": args.assets,
+                "chain": args.chain,
+                "instance": args.instance,
+                "rounds": rounds,
+                "median_ratio": median,
+                "ratio_of_totals": total,
+                "max_ratio": args.max_ratio,
+                "passed": verdict == "PASS",
+            },
+            indent=2,
+        )
+    )
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""build_artifactstore_defs merges with user definitions; the Component builds the same."""
+
+from typing import Any
+
+import pytest
+from dagster import (
+    ComponentTree,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    Definitions,
+    FilesystemIOManager,
+    asset,
+)
+from dagster._core.errors import DagsterInvariantViolationError
+
+from artifactstore_core.store import ArtifactStore
+from artifactstore_dagster import (
+    ArtifactStoreComponent,
+    ArtifactStoreIOManager,
+    ArtifactStoreResource,
+    build_artifactstore_defs,
+)
+from artifactstore_dagster.io_manager import PACKAGE_ID
+
+from .conftest import QUIET
+
+pytestmark = [pytest.mark.dagster, pytest.mark.integration]
+
+
+@asset
+def numbers() -> list[int]:
+    return [1, 2, 3]
+
+
+@asset
+def doubled(numbers: list[int]) -> list[int]:
+    return [n * 2 for n in numbers]
+
+
+def _names(defs: Definitions) -> dict[str, Any]:
+    repo = defs.get_repository_def()
+    return {
+        "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
+        "schedules": sorted(s.name for s in repo.schedule_defs),
+        "checks": sorted(k.to_user_string() for c in defs.asset_checks or [] for k in c.check_keys),
+    }
+
+
+def test_merged_definitions_load_and_record_outputs(
+    resource: ArtifactStoreResource, store: ArtifactStore, instance: DagsterInstance
+) -> None:
+    ours = build_artifactstore_defs(resource=resource, checked_assets=[numbers, doubled])
+    defs = Definitions.merge(Definitions(assets=[numbers, doubled]), ours)
+    Definitions.validate_loadable(defs)
+    names = _names(defs)
+    assert names["jobs"] == [
+        "artifactstore_retention_sweep",
+        "artifactstore_tier_moves",
+        "artifactstore_verify",
+    ]
+    assert names["schedules"] == [
+        "artifactstore_retention_sweep_daily",
+        "artifactstore_verify_daily",
+    ]
+    assert len(names["checks"]) == 2
+    for schedule in defs.get_repository_def().schedule_defs:
+        assert schedule.default_status == DefaultScheduleStatus.STOPPED
+
+    job = defs.get_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, run_config=QUIET)
+    assert result.success
+    assert [p.reference for p in store.list_packages()] == ["doubled@1", "numbers@1"]
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 2 and all(e.passed for e in evaluations)
+    latest = instance.get_latest_materialization_event(doubled.key)
+    assert latest is not None and latest.asset_materialization is not None
+    assert PACKAGE_ID in latest.asset_materialization.metadata
+
+
+def test_a_user_io_manager_is_kept_under_another_key(
+    resource: ArtifactStoreResource, tmp_path: Any
+) -> None:
+    user = Definitions(
+        assets=[numbers], resources={"io_manager": FilesystemIOManager(base_dir=str(tmp_path))}
+    )
+    with pytest.raises(DagsterInvariantViolationError, match="io_manager"):
+        Definitions.merge(user, build_artifactstore_defs(resource=resource))
+    merged = Definitions.merge(
+        user,
+        build_artifactstore_defs(
+            resource=resource, io_manager_key="artifactstore_io_manager", sweep_cron=None
+        ),
+    )
+    Definitions.validate_loadable(merged)
+    assert _names(merged)["schedules"] == ["artifactstore_verify_daily"]
+
+
+def test_without_retention_jobs_or_io_manager(resource: ArtifactStoreResource) -> None:
+    defs = build_artifactstore_defs(resource=resource, io_manager_key=None, retention_jobs=False)
+    assert set((defs.resources or {}).keys()) == {"artifactstore"}
+    assert not defs.jobs and not defs.schedules
+
+
+def test_component_builds_the_same_definitions(tmp_path: Any) -> None:
+    component = ArtifactStoreComponent(
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        storage_url=str(tmp_path / "blobs"),
+        checked_assets=["numbers"],
+        check_mode="digest",
+        auto_data_version=True,
+    )
+    defs = component.build_defs(ComponentTree.for_test().load_context)
+    io_manager = (defs.resources or {})["io_manager"]
+    assert isinstance(io_manager, ArtifactStoreIOManager) and io_manager.auto_data_version
+    merged = Definitions.merge(Definitions(assets=[numbers]), defs)
+    Definitions.validate_loadable(merged)
+    names = _names(merged)
+    assert names["checks"] == ["numbers:artifactstore_digests_match"]
+    assert "artifactstore_retention_sweep" in names["jobs"]
