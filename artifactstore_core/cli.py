@@ -257,6 +257,7 @@ def get(
 @click.option("--tag")
 @click.option("--retention-class")
 @click.option("--status", type=click.Choice(["active", "expired"]))
+@click.option("--run-id", help="Only packages produced by this run.")
 @click.option("--created-after", help="ISO timestamp.")
 @click.option("--created-before", help="ISO timestamp.")
 @click.option("--limit", type=click.IntRange(min=1))
@@ -269,6 +270,7 @@ def list_command(
     tag: str | None,
     retention_class: str | None,
     status: str | None,
+    run_id: str | None,
     created_after: str | None,
     created_before: str | None,
     limit: int | None,
@@ -281,6 +283,7 @@ def list_command(
         tag=tag,
         retention_class=retention_class,
         status=status,
+        run_id=run_id,
         created_after=_time(created_after, "--created-after"),
         created_before=_time(created_before, "--created-before"),
         limit=limit,

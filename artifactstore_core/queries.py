@@ -27,8 +27,10 @@ from artifactstore_core.schema import (
 _IN_CHUNK = 500
 
 
-def resolve(conn: sa.Connection, reference: str | PackageRef | uuid.UUID) -> uuid.UUID:
+def resolve(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | Package) -> uuid.UUID:
     """The package id a reference selects; ``NotFoundError`` or ``AmbiguousReferenceError``."""
+    if isinstance(reference, Package):
+        reference = reference.id
     if isinstance(reference, uuid.UUID):
         reference = PackageRef(str(reference), package_id=reference)
     ref = reference if isinstance(reference, PackageRef) else parse_reference(reference)
@@ -130,7 +132,9 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
 class PackageFilter:
     """Filters for ``list``; every one that is set must hold."""
 
+    name: str | None = None
     name_prefix: str | None = None
+    run_id: str | None = None
     kind: str | None = None
     tag: str | None = None
     retention_class: str | None = None
@@ -144,6 +148,10 @@ def list_ids(conn: sa.Connection, where: PackageFilter) -> list[uuid.UUID]:
     """Ids of packages matching ``where``, by name then version."""
     p, s = artifact_packages, retention_state
     query = sa.select(p.c.package_id).join(s, s.c.package_id == p.c.package_id)
+    if where.name:
+        query = query.where(p.c.name == where.name)
+    if where.run_id:
+        query = query.where(p.c.provenance["run_id"].as_string() == where.run_id)
     if where.name_prefix:
         escaped = where.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(p.c.name.like(f"{escaped}%", escape="\\"))

@@ -75,7 +75,7 @@ from artifactstore_core.sources import Files, FileSource, collect
 from artifactstore_core.storage import BlobStore, StoredBlob, open_blob_store
 from artifactstore_core.validation import check_schema, validate_metadata
 
-Reference = str | uuid.UUID | PackageRef
+Reference = str | uuid.UUID | PackageRef | Package
 Clock = Callable[[], dt.datetime]
 HOT = "hot"
 
@@ -477,6 +477,8 @@ class ArtifactStore:
 
     def describe(self, reference: Reference) -> Package:
         """The package a reference selects, without recording a retrieval."""
+        if isinstance(reference, Package):
+            reference = reference.id
         with self._reading() as conn:
             return queries.load_packages(conn, [queries.resolve(conn, reference)])[0]
 
@@ -550,8 +552,11 @@ class ArtifactStore:
         purpose: str | None = None,
         run_id: str | None = None,
     ) -> BinaryIO:
-        """A stream of one file's bytes, verified as it is read (``IntegrityError``)."""
-        package = self.describe(reference)
+        """A stream of one file's bytes, verified as it is read (``IntegrityError``).
+
+        A ``Package`` passed as the reference is used as given, without reloading it.
+        """
+        package = reference if isinstance(reference, Package) else self.describe(reference)
         self._check_readable(package)
         entry = package.file(path)
         stream = self._tier_store(package).open(entry.blob)
@@ -582,8 +587,9 @@ class ArtifactStore:
 
         Files are written to a temporary directory beside ``destination`` and moved in
         place only after all of them verified. Existing files are refused unless ``force``.
+        A ``Package`` passed as the reference is used as given, without reloading it.
         """
-        package = self.describe(reference)
+        package = reference if isinstance(reference, Package) else self.describe(reference)
         self._check_readable(package)
         target = Path(destination)
         clashes = [e.path for e in package.files if (target / e.path).exists()]

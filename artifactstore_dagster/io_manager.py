@@ -557,11 +557,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         producing_run = _run_id(upstream)
         reference = name
         if producing_run is not None:
-            candidates = [
-                p
-                for p in store.list_packages(name_prefix=name)
-                if p.name == name and p.provenance.run_id == producing_run
-            ]
+            candidates = store.list_packages(name=name, run_id=producing_run)
             if not candidates:
                 raise NotFoundError(
                     f"cannot load {where}: no package {name!r} was recorded by run {producing_run}"
@@ -625,7 +621,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
 
     def _export(self, store: ArtifactStore, package: Package) -> Path:
         destination = Path(tempfile.mkdtemp(prefix="package-", dir=_scratch_root(self.scratch_dir)))
-        store.export(package.id, destination, record=False)
+        store.export(package, destination, record=False)
         return destination
 
 
@@ -642,7 +638,7 @@ def _read_file(store: ArtifactStore, package: Package, path: str | None, fresh: 
                 return data
         except NotFoundError:
             pass
-    return store.read_bytes(package.id, path, record=False)
+    return store.read_bytes(package, path, record=False)
 
 
 def _shown(reference: str | Package) -> str:

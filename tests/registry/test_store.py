@@ -130,6 +130,10 @@ def test_list_filters(store: ArtifactStore) -> None:
     assert names(created_after=future) == []
     assert names(created_before=future, limit=1) == ["logs/a@1"]
     assert names(name_prefix="rep_rts") == []  # '_' is literal, not a wildcard
+    assert names(name="reports/a") == ["reports/a@1"]
+    store.put("reports/a", {"f": b"4"}, kind="report", provenance={"run_id": "run-7"})
+    assert names(run_id="run-7") == ["reports/a@2"]
+    assert names(name="reports/a", run_id="other") == []
 
 
 def test_tags_move_and_are_events(store: ArtifactStore) -> None:
