@@ -13,6 +13,7 @@ from artifactstore_core.config import create_engine, load_settings
 from artifactstore_core.schema import metadata
 
 config = context.config
+MIGRATION_LOCK_KEY = 0x4D69_6772_6174_65  # "Migrate"
 
 
 def _database_url() -> str:
@@ -43,6 +44,10 @@ def _migrate(connection: object) -> None:
         render_as_batch=True,
     )
     with context.begin_transaction():
+        # Processes opening a new registry at once migrate one after another; each reads
+        # the current revision only once it holds the lock (SQLite: BEGIN IMMEDIATE).
+        if connection.dialect.name == "postgresql":  # type: ignore[attr-defined]
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")  # type: ignore[attr-defined]
         context.run_migrations()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -12,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from artifactstore_core import migrate
+from artifactstore_core.config import create_engine
 from artifactstore_core.schema import (
     artifact_packages,
     events,
@@ -216,3 +218,29 @@ def test_open_migrates_an_empty_database_once(engine: sa.Engine, database_url: s
     assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
     migrate.ensure_current(engine, database_url)  # already current: a no-op
     assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
+
+
+def _open_store(database_url: str, storage: str) -> None:
+    from artifactstore_core import ArtifactStore
+
+    ArtifactStore.open(database_url, storage).close()
+
+
+def test_processes_opening_a_new_registry_at_once_all_succeed(
+    database_url: str, tmp_path: Path
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_open_store, args=(database_url, str(tmp_path / "blobs")))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    engine = create_engine(database_url)
+    assert migrate.current_revision(engine) == migrate.SCHEMA_REVISION
+    engine.dispose()
