@@ -13,6 +13,26 @@ from typing import Any, ClassVar
 JsonObject = dict[str, Any]
 
 
+_FIELDS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A dataclass's field names, in order and as a set (cached: decoding is a hot path)."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        order = tuple(f.name for f in dataclasses.fields(cls))
+        known = _FIELDS[cls] = (order, frozenset(order))
+    return known
+
+
+def _field_order(cls: type) -> tuple[str, ...]:
+    return _fields(cls)[0]
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    return _fields(cls)[1]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """Base of all events; subclasses set ``event_type``, ``subject_kind``, ``version``."""
@@ -26,11 +46,13 @@ class Event:
         raise NotImplementedError
 
     def to_payload(self) -> JsonObject:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in _field_order(type(self))}
 
     @classmethod
     def from_payload(cls, payload: JsonObject) -> Event:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _field_names(cls)
+        if names.issuperset(payload):
+            return cls(**payload)
         return cls(**{k: v for k, v in payload.items() if k in names})
 
 

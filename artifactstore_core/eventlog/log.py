@@ -115,9 +115,10 @@ class EventLog:
         Payload digests are checked as events are decoded.
         """
         table = events_table
+        columns = [table.c[name] for name in _DECODED_COLUMNS]
         last = since
         while True:
-            query = sa.select(table).where(table.c.sequence > last)
+            query = sa.select(*columns).where(table.c.sequence > last)
             if until is not None:
                 query = query.where(table.c.sequence <= until)
             if subject_kind is not None:
@@ -128,10 +129,10 @@ class EventLog:
                 query = query.where(table.c.event_type.in_(list(event_types)))
             rows = conn.execute(query.order_by(table.c.sequence).limit(batch_size)).all()
             for row in rows:
-                yield _decode(row)
+                yield _decode(*row)
             if len(rows) < batch_size:
                 return
-            last = rows[-1].sequence
+            last = rows[-1][0]
 
     def head(self, conn: sa.Connection) -> int:
         """The highest sequence number, 0 for an empty log."""
@@ -187,19 +188,24 @@ def _verify_row(
         raise EventLogTamperedError(sequence, "header fields do not match the chain digest")
 
 
-def _decode(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
-    sequence = row.sequence
-    if codec.payload_digest(row.payload) != row.payload_digest:
+_DECODED_COLUMNS = (
+    "sequence", "created_at", "event_type", "actor", "payload", "payload_digest", "chain_digest"
+)  # fmt: skip
+
+
+def _decode(
+    sequence: int,
+    created_at: dt.datetime,
+    event_type: str,
+    actor: str,
+    payload: bytes,
+    payload_digest: str,
+    chain: str,
+) -> RecordedEvent:
+    if codec.payload_digest(payload) != payload_digest:
         raise EventLogTamperedError(sequence, "payload does not match its payload digest")
-    event_class = EVENT_TYPES.get(row.event_type)
+    event_class = EVENT_TYPES.get(event_type)
     if event_class is None:
-        raise IntegrityError(f"event {sequence} has unknown type {row.event_type!r}")
-    payload = codec.decode(row.payload, sequence=sequence)
-    return RecordedEvent(
-        sequence=sequence,
-        created_at=row.created_at,
-        actor=row.actor,
-        event=event_class.from_payload(payload),
-        payload_digest=row.payload_digest,
-        chain_digest=row.chain_digest,
-    )
+        raise IntegrityError(f"event {sequence} has unknown type {event_type!r}")
+    event = event_class.from_payload(codec.decode(payload, sequence=sequence))
+    return RecordedEvent(sequence, created_at, actor, event, payload_digest, chain)

@@ -8,7 +8,8 @@ the same end state as applying the operations one by one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,41 @@ from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
 from artifactstore_core.schema import PROJECTION_TABLES
 
 Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """A compiled ``INSERT`` of every column with the dialect's bind processors, so that
+    large replays convert values once per row instead of going through statement
+    execution machinery row by row (the same conversions SQLAlchemy applies)."""
+
+    sql: str
+    columns: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    def parameters(self, rows: list[Row]) -> list[Any]:
+        pairs = list(zip(self.columns, self.processors, strict=True))
+        if self.positional:
+            return [tuple(p(row[c]) if p else row[c] for c, p in pairs) for row in rows]
+        return [{c: p(row[c]) if p else row[c] for c, p in pairs} for row in rows]
+
+
+_PLANS: dict[tuple[str, ...], _InsertPlan] = {}
+
+
+def _insert_plan(table: sa.Table, dialect: sa.Dialect) -> _InsertPlan:
+    key = (table.name, dialect.name, dialect.driver, str(dialect.paramstyle))
+    plan = _PLANS.get(key)
+    if plan is None:
+        names = [c.name for c in table.columns]
+        compiled = table.insert().compile(dialect=dialect, column_keys=names)
+        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(names)
+        processors = tuple(
+            table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in order
+        )
+        plan = _PLANS[key] = _InsertPlan(str(compiled), order, processors, compiled.positional)
+    return plan
 
 
 class ProjectionWriter:
@@ -70,8 +106,14 @@ class ProjectionWriter:
 
     def _flush_inserts(self, name: str) -> None:
         rows = list(self._pending[name].values())
-        if rows:
-            self._conn.execute(self._tables[name].insert(), rows)
+        if not rows:
+            return
+        table = self._tables[name]
+        plan = _insert_plan(table, self._conn.dialect)
+        if all(len(row) == len(plan.columns) for row in rows):
+            self._conn.exec_driver_sql(plan.sql, plan.parameters(rows))
+        else:
+            self._conn.execute(table.insert(), rows)
 
     def _where_key(self, name: str) -> list[sa.ColumnElement[bool]]:
         table = self._tables[name]
