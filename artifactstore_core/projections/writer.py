@@ -8,6 +8,7 @@ the same end state as applying the operations one by one.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +33,17 @@ class _InsertPlan:
     positional: bool
 
     def parameters(self, rows: list[Row]) -> list[Any]:
-        pairs = list(zip(self.columns, self.processors, strict=True))
+        get = operator.itemgetter(*self.columns)
+        convert = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        converted = []
+        for row in rows:
+            values = list(get(row)) if len(self.columns) > 1 else [get(row)]
+            for index, processor in convert:
+                values[index] = processor(values[index])
+            converted.append(values)
         if self.positional:
-            return [tuple(p(row[c]) if p else row[c] for c, p in pairs) for row in rows]
-        return [{c: p(row[c]) if p else row[c] for c, p in pairs} for row in rows]
+            return [tuple(values) for values in converted]
+        return [dict(zip(self.columns, values, strict=True)) for values in converted]
 
 
 _PLANS: dict[tuple[str, ...], _InsertPlan] = {}
@@ -55,6 +63,10 @@ def _insert_plan(table: sa.Table, dialect: sa.Dialect) -> _InsertPlan:
     return plan
 
 
+def _single(column: str) -> Callable[[Mapping[str, Any]], Key]:
+    return lambda row: (row[column],)
+
+
 class ProjectionWriter:
     """Collects row operations and writes them on ``flush`` within the caller's transaction."""
 
@@ -63,6 +75,10 @@ class ProjectionWriter:
         self._tables = dict(tables or {t.name: t for t in PROJECTION_TABLES})
         self._order = list(self._tables)
         self._keys = {name: [c.name for c in t.primary_key] for name, t in self._tables.items()}
+        self._key_getters = {
+            name: operator.itemgetter(*keys) if len(keys) > 1 else _single(keys[0])
+            for name, keys in self._keys.items()
+        }
         self._reset()
 
     def _reset(self) -> None:
@@ -71,7 +87,8 @@ class ProjectionWriter:
         self._deletes: dict[str, set[Key]] = {name: set() for name in self._order}
 
     def _key(self, table: str, row: Mapping[str, Any]) -> Key:
-        return tuple(row[column] for column in self._keys[table])
+        key: Key = self._key_getters[table](row)
+        return key
 
     def add(self, ops: Iterable[Op]) -> None:
         """Queue operations, merging those that touch the same row."""
