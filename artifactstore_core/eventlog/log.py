@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from artifactstore_core.compiled_sql import insert_all
 from artifactstore_core.domain.events import EVENT_TYPES, Event
 from artifactstore_core.errors import EventLogTamperedError, IntegrityError
 from artifactstore_core.eventlog import codec
@@ -90,7 +91,7 @@ class EventLog:
                 RecordedEvent(sequence, at, actor, event, header.payload_digest, digest)
             )
             previous = digest
-        conn.execute(events_table.insert(), rows)
+        insert_all(events_table, conn.dialect).execute(conn, rows)
         return recorded
 
     @staticmethod

@@ -10,57 +10,15 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from artifactstore_core.compiled_sql import compiled, insert_all
 from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
 from artifactstore_core.schema import PROJECTION_TABLES
 
 Key = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _InsertPlan:
-    """A compiled ``INSERT`` of every column with the dialect's bind processors, so that
-    large replays convert values once per row instead of going through statement
-    execution machinery row by row (the same conversions SQLAlchemy applies)."""
-
-    sql: str
-    columns: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    positional: bool
-
-    def parameters(self, rows: list[Row]) -> list[Any]:
-        get = operator.itemgetter(*self.columns)
-        convert = [(i, p) for i, p in enumerate(self.processors) if p is not None]
-        converted = []
-        for row in rows:
-            values = list(get(row)) if len(self.columns) > 1 else [get(row)]
-            for index, processor in convert:
-                values[index] = processor(values[index])
-            converted.append(values)
-        if self.positional:
-            return [tuple(values) for values in converted]
-        return [dict(zip(self.columns, values, strict=True)) for values in converted]
-
-
-_PLANS: dict[tuple[str, ...], _InsertPlan] = {}
-
-
-def _insert_plan(table: sa.Table, dialect: sa.Dialect) -> _InsertPlan:
-    key = (table.name, dialect.name, dialect.driver, str(dialect.paramstyle))
-    plan = _PLANS.get(key)
-    if plan is None:
-        names = [c.name for c in table.columns]
-        compiled = table.insert().compile(dialect=dialect, column_keys=names)
-        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(names)
-        processors = tuple(
-            table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in order
-        )
-        plan = _PLANS[key] = _InsertPlan(str(compiled), order, processors, compiled.positional)
-    return plan
 
 
 def _single(column: str) -> Callable[[Mapping[str, Any]], Key]:
@@ -126,15 +84,17 @@ class ProjectionWriter:
         if not rows:
             return
         table = self._tables[name]
-        plan = _insert_plan(table, self._conn.dialect)
-        if all(len(row) == len(plan.columns) for row in rows):
-            self._conn.exec_driver_sql(plan.sql, plan.parameters(rows))
+        if all(len(row) == len(table.columns) for row in rows):
+            insert_all(table, self._conn.dialect).execute(self._conn, rows)
         else:
             self._conn.execute(table.insert(), rows)
 
     def _where_key(self, name: str) -> list[sa.ColumnElement[bool]]:
         table = self._tables[name]
-        return [table.c[column] == sa.bindparam(f"k_{column}") for column in self._keys[name]]
+        return [
+            table.c[column] == sa.bindparam(f"k_{column}", type_=table.c[column].type)
+            for column in self._keys[name]
+        ]
 
     def _flush_updates(self, name: str) -> None:
         groups: dict[tuple[str, ...], list[Row]] = {}
@@ -144,12 +104,16 @@ class ProjectionWriter:
             groups.setdefault(tuple(sorted(values)), []).append(params)
         table = self._tables[name]
         for columns, batch in groups.items():
-            statement = (
-                table.update()
-                .where(*self._where_key(name))
-                .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+            statement = compiled(
+                ("update", table.name, columns),
+                self._conn.dialect,
+                lambda columns=columns: (
+                    table.update()  # type: ignore[misc]
+                    .where(*self._where_key(name))
+                    .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+                ),
             )
-            self._conn.execute(statement, batch)
+            statement.execute(self._conn, batch)
 
     def _flush_deletes(self, name: str) -> None:
         keys = self._deletes[name]
@@ -157,4 +121,10 @@ class ProjectionWriter:
             params: list[Row] = [
                 {f"k_{c}": v for c, v in zip(self._keys[name], key, strict=True)} for key in keys
             ]
-            self._conn.execute(self._tables[name].delete().where(*self._where_key(name)), params)
+            table = self._tables[name]
+            statement = compiled(
+                ("delete", table.name),
+                self._conn.dialect,
+                lambda: table.delete().where(*self._where_key(name)),
+            )
+            statement.execute(self._conn, params)
