@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import project
@@ -54,11 +55,22 @@ def _replay(
 def rebuild_views(
     engine: sa.Engine, *, batch_size: int = BATCH_SIZE, progress: Progress | None = None
 ) -> int:
-    """Empty every view table and replay the whole log in one transaction; returns events."""
+    """Drop the view tables and replay the whole log in one transaction; returns events.
+
+    The tables are recreated without their secondary indexes, which are built once the
+    rows are in (much faster than maintaining them row by row). Readers see the old
+    views until the transaction commits (on PostgreSQL they wait for it).
+    """
     with engine.begin() as conn:
         for table in reversed(PROJECTION_TABLES):
-            conn.execute(table.delete())
-        return _replay(conn, {t.name: t for t in PROJECTION_TABLES}, batch_size, progress)
+            table.drop(conn)
+        for table in PROJECTION_TABLES:
+            conn.execute(CreateTable(table))
+        count = _replay(conn, {t.name: t for t in PROJECTION_TABLES}, batch_size, progress)
+        for table in PROJECTION_TABLES:
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                index.create(conn)
+        return count
 
 
 def _scratch_tables() -> dict[str, sa.Table]:

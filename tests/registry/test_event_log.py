@@ -176,3 +176,19 @@ def test_projection_rows_are_in_the_same_transaction(store: ArtifactStore) -> No
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(retention_state)).scalar() == 0
+
+
+def test_rebuild_recreates_the_exact_schema(history: ArtifactStore) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from artifactstore_core.schema import metadata
+
+    history.rebuild_views()
+    with history.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        assert compare_metadata(context, metadata) == []
+    history.put("t/after", {"f": b"after the rebuild"})
+    assert history.check_views() == []
