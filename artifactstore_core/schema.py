@@ -10,6 +10,7 @@ configuration and ``leases`` coordinates sweeps.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +47,24 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
             raise ValueError(f"naive datetime {value.isoformat()} given; use an aware datetime")
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # SQLite stores text; this writes exactly the format SQLAlchemy's SQLite DATETIME
+        # writes and parses ("YYYY-MM-DD HH:MM:SS.ffffff"), in one C call per value.
+        def to_text(value: dt.datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(
+                    f"naive datetime {value.isoformat()} given; use an aware datetime"
+                )
+            utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return utc.isoformat(" ", "microseconds")
+
+        return to_text
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
         if value is None:
