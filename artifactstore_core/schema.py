@@ -58,9 +58,7 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
             if value is None:
                 return None
             if value.tzinfo is None:
-                raise ValueError(
-                    f"naive datetime {value.isoformat()} given; use an aware datetime"
-                )
+                raise ValueError(f"naive datetime {value.isoformat()} given; use an aware datetime")
             utc = value.astimezone(dt.UTC).replace(tzinfo=None)
             return utc.isoformat(" ", "microseconds")
 
