@@ -15,7 +15,7 @@ from anywhere else. Schedules are created stopped, as Dagster integrations' are.
 # functions (context, config) at definition time and needs real types there.
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dagster import (
@@ -28,6 +28,7 @@ from dagster import (
     JobDefinition,
     MetadataValue,
     Nothing,
+    OpDefinition,
     OpExecutionContext,
     Out,
     Output,
@@ -166,14 +167,25 @@ def _as_of(config: SweepConfig) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def _sweep_op(resource_key: str, name: str) -> Any:
-    @op(
+def _retention_op(
+    name: str, resource_key: str, description: str
+) -> Callable[[Callable[..., Any]], OpDefinition]:
+    """The ``@op`` of every retention job: no output, the retention tag and pool."""
+    return op(
         name=name,
         out=Out(Nothing),
         required_resource_keys={resource_key},
         tags={RETENTION_TAG: "true"},
         pool="artifactstore_retention",
-        description="Expire due packages, move tiers by class rules, collect unneeded blobs.",
+        description=description,
+    )
+
+
+def _sweep_op(resource_key: str, name: str) -> Any:
+    @_retention_op(
+        name,
+        resource_key,
+        "Expire due packages, move tiers by class rules, collect unneeded blobs.",
     )
     def sweep(context: OpExecutionContext, config: SweepConfig) -> Any:
         _guard(context)
@@ -260,13 +272,8 @@ def _sweep_op(resource_key: str, name: str) -> Any:
 
 # ---------------------------------------------------------------------------- tier moves
 def _tier_move_op(resource_key: str, name: str) -> Any:
-    @op(
-        name=name,
-        out=Out(Nothing),
-        required_resource_keys={resource_key},
-        tags={RETENTION_TAG: "true"},
-        pool="artifactstore_retention",
-        description="Move packages older than a cutoff to a tier (verified copies).",
+    @_retention_op(
+        name, resource_key, "Move packages older than a cutoff to a tier (verified copies)."
     )
     def move_tiers(context: OpExecutionContext, config: TierMoveConfig) -> Any:
         _guard(context)
@@ -329,13 +336,8 @@ def _tier_move_op(resource_key: str, name: str) -> Any:
 
 # ---------------------------------------------------------------------------- verification
 def _verify_op(resource_key: str, name: str) -> Any:
-    @op(
-        name=name,
-        out=Out(Nothing),
-        required_resource_keys={resource_key},
-        tags={RETENTION_TAG: "true"},
-        pool="artifactstore_retention",
-        description="Verify the stored bytes of active packages (presence or re-hash).",
+    @_retention_op(
+        name, resource_key, "Verify the stored bytes of active packages (presence or re-hash)."
     )
     def verify(context: OpExecutionContext, config: VerifyConfig) -> Any:
         _guard(context)
