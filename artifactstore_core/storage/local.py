@@ -52,7 +52,7 @@ class LocalBlobStore(BlobStore):
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
-                actual = hash_copy(source, _FileSink(out.fileno(), writeback=self._fsync))
+                actual = hash_copy(source, _FileSink(out.fileno()))
                 if expected is not None and not matches(expected, actual):
                     raise self.mismatch(DigestMismatchError(expected, actual))
                 target = self.path(actual.blake3)
@@ -123,29 +123,15 @@ class LocalBlobStore(BlobStore):
 
 
 class _FileSink:
-    """Writes every byte it is given to ``fd``; with ``writeback``, asks the kernel to start
-    writing each ``WRITEBACK_STEP`` to disk while the copy goes on, so that the final fsync
-    has little left to wait for."""
+    """Writes every byte it is given to ``fd`` (``os.write`` may write less than asked)."""
 
-    WRITEBACK_STEP = 32 * 1024 * 1024
-
-    def __init__(self, fd: int, *, writeback: bool) -> None:
+    def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._writeback = writeback and hasattr(os, "posix_fadvise")
-        self._written = 0
-        self._started = 0
 
     def __call__(self, data: memoryview) -> None:
         view = data
         while view:
             view = view[os.write(self._fd, view) :]
-        self._written += len(data)
-        if self._writeback and self._written - self._started >= self.WRITEBACK_STEP:
-            # DONTNEED starts asynchronous write-back of the dirty range (and keeps this
-            # one-off copy from crowding the page cache); it does not wait for the disk.
-            length = self._written - self._started
-            os.posix_fadvise(self._fd, self._started, length, os.POSIX_FADV_DONTNEED)
-            self._started = self._written
 
 
 def _subdirectories(path: str) -> list[os.DirEntry[str]]:
