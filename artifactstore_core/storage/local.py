@@ -60,15 +60,28 @@ class LocalBlobStore(BlobStore):
                     return StoredBlob(actual, target.as_uri(), created=False)
                 if self._fsync:
                     os.fsync(out.fileno())
-            if not target.parent.is_dir():
-                target.parent.mkdir(parents=True, exist_ok=True)
+            created_dirs = self._make_shard_dirs(target.parent)
             os.replace(tmp, target)
             if self._fsync:
-                _fsync_directory(target.parent)
+                # The blob's directory entry, and those of any shard directory just made.
+                for directory in (target.parent, *created_dirs):
+                    _fsync_directory(directory)
             return StoredBlob(actual, target.as_uri(), created=True)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def _make_shard_dirs(self, directory: Path) -> list[Path]:
+        """Create ``directory`` and missing parents below the root; the parents of what
+        was created, deepest first (their entries need an fsync)."""
+        missing = []
+        current = directory
+        while current != self.root and not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+        return [path.parent for path in missing]
 
     def open_raw(self, address: Digest) -> BinaryIO:
         try:
