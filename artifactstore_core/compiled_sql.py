@@ -46,7 +46,9 @@ class CompiledStatement:
             values = list(get(row)) if len(self.names) > 1 else [get(row)]
             for index, processor in convert:
                 values[index] = processor(values[index])
-            result.append(tuple(values) if self.positional else dict(zip(self.names, values)))  # noqa: B905
+            result.append(
+                tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+            )
         return result
 
     def execute(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:

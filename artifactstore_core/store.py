@@ -43,6 +43,7 @@ from artifactstore_core.errors import (
     ArchivedError,
     ConfigurationError,
     ConflictError,
+    IntegrityError,
     InvalidInputError,
     NotFoundError,
     PackageExpiredError,
@@ -439,7 +440,9 @@ class ArtifactStore:
         collected meanwhile: check before registering, rather than register missing bytes."""
         reused = {b.hash.content_address: b for b in stored if not b.created}
         for event in new_locations:
-            blob = reused.get(getattr(event, "content_address", ""))
+            if not isinstance(event, ev.BlobStored):
+                continue
+            blob = reused.get(event.content_address)
             if blob is not None and not self.blobs.exists(blob.hash.blake3):
                 raise ConflictError(
                     f"blob {blob.hash.content_address} was garbage-collected while this put "
@@ -900,8 +903,6 @@ class ArtifactStore:
 
     @staticmethod
     def _check_blob(store: BlobStore, blob: BlobHash, rehash: bool) -> str | None:
-        from artifactstore_core.errors import IntegrityError
-
         if not rehash:
             return None if store.exists(blob.blake3) else f"missing from {store.url}"
         try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artifactstore_core.domain.manifest import FileEntry, Provenance
+from artifactstore_core.errors import InvalidInputError, NotFoundError
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -68,8 +69,6 @@ class Package:
 
     def file(self, path: str | None = None) -> FileEntry:
         """The entry for ``path``; with ``None``, the only file of a one-file package."""
-        from artifactstore_core.errors import InvalidInputError, NotFoundError
-
         if path is None:
             if len(self.files) != 1:
                 raise InvalidInputError(

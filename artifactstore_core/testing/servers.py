@@ -6,15 +6,22 @@ A server that cannot start raises ``ServerStartError`` carrying its log, never a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 POSTGRES_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 POSTGRES_USER = "postgres"
@@ -101,14 +108,6 @@ def postgres_server() -> Iterator[PostgresServer]:
 # --- S3: moto's server mode in a subprocess --------------------------------------------
 # (This section was appended; its imports stay here so the PostgreSQL part is untouched.)
 
-import json  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
-from typing import Any  # noqa: E402
 
 #: Credentials the test S3 server accepts while authentication is off (any non-empty pair).
 S3_TEST_ACCESS_KEY = "testing"
