@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 Processor = Callable[[Any], Any]
 
@@ -79,3 +80,24 @@ def insert_all(table: sa.Table, dialect: sa.Dialect) -> CompiledStatement:
         dialect,
         lambda: table.insert().values({n: sa.bindparam(n, type_=table.c[n].type) for n in names}),
     )
+
+
+def upsert_all(table: sa.Table, dialect: sa.Dialect) -> CompiledStatement:
+    """``INSERT`` of every column of ``table`` that replaces the row with the same primary
+    key (``ON CONFLICT … DO UPDATE``, SQLite and PostgreSQL); parameters keyed by column."""
+    names = [c.name for c in table.columns]
+    keys = [c.name for c in table.primary_key]
+
+    def build() -> sa.Executable:
+        values = {n: sa.bindparam(n, type_=table.c[n].type) for n in names}
+        if dialect.name == "postgresql":
+            pg = postgresql.insert(table).values(values)
+            return pg.on_conflict_do_update(
+                index_elements=keys, set_={n: pg.excluded[n] for n in names if n not in keys}
+            )
+        lite = sqlite.insert(table).values(values)
+        return lite.on_conflict_do_update(
+            index_elements=keys, set_={n: lite.excluded[n] for n in names if n not in keys}
+        )
+
+    return compiled(("upsert", table.name), dialect, build)

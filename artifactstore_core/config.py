@@ -90,6 +90,10 @@ def sync_database_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+DEFAULT_CACHE_KIB = 64 * 1024
+"""SQLite page cache per connection, in KiB."""
+
+
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     """Create a synchronous engine for ``url``; SQLite gets WAL mode and foreign keys."""
     parsed = sync_database_url(url)
@@ -125,8 +129,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 64 MiB page cache: replays and sweeps touch large tables in key order.
-    cursor.execute("PRAGMA cache_size=-65536")
+    # A 64 MiB page cache: replays and sweeps touch large tables in key order.
+    cursor.execute(f"PRAGMA cache_size={-DEFAULT_CACHE_KIB}")
     cursor.close()
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
+from artifactstore_core.config import DEFAULT_CACHE_KIB
+from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import project
 from artifactstore_core.projections.writer import ProjectionWriter
@@ -16,6 +19,7 @@ from artifactstore_core.schema import PROJECTION_TABLES
 
 Progress = Callable[[int], None]
 BATCH_SIZE = 5_000
+REBUILD_CACHE_KIB = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +65,58 @@ def rebuild_views(
     rows are in (much faster than maintaining them row by row). Readers see the old
     views until the transaction commits (on PostgreSQL they wait for it).
     """
-    with engine.begin() as conn:
-        for table in reversed(PROJECTION_TABLES):
-            table.drop(conn)
-        for table in PROJECTION_TABLES:
-            conn.execute(CreateTable(table))
-        count = _replay(conn, {t.name: t for t in PROJECTION_TABLES}, batch_size, progress)
-        for table in PROJECTION_TABLES:
-            for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                index.create(conn)
+    with engine.connect() as conn, _sqlite_bulk_mode(conn):
+        with conn.begin():
+            for table in reversed(PROJECTION_TABLES):
+                table.drop(conn)
+            for table in PROJECTION_TABLES:
+                conn.execute(CreateTable(table))
+            tables = {t.name: t for t in PROJECTION_TABLES}
+            try:
+                count = _replay(conn, tables, batch_size, progress)
+            except sa.exc.IntegrityError as exc:
+                raise IntegrityError(
+                    f"replaying the log breaks a constraint of the views ({exc.orig}); "
+                    "nothing was changed"
+                ) from exc
+            for table in PROJECTION_TABLES:
+                for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                    index.create(conn)
+            _check_foreign_keys(conn)
         return count
+
+
+@contextmanager
+def _sqlite_bulk_mode(conn: sa.Connection) -> Iterator[None]:
+    """On SQLite, replay without per-row foreign-key checks and with a larger page cache.
+
+    The replay writes parents before children (events are in causal order), so the keys
+    are checked once at the end instead (`_check_foreign_keys`). SQLite ignores
+    ``PRAGMA foreign_keys`` inside a transaction, so it is set before ``BEGIN``.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    dbapi.execute("PRAGMA foreign_keys=OFF")
+    dbapi.execute(f"PRAGMA cache_size={-REBUILD_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        dbapi.execute("PRAGMA foreign_keys=ON")
+        dbapi.execute(f"PRAGMA cache_size={-DEFAULT_CACHE_KIB}")
+
+
+def _check_foreign_keys(conn: sa.Connection) -> None:
+    if conn.dialect.name != "sqlite":
+        return
+    violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+    if violation is not None:
+        raise IntegrityError(
+            f"the rebuilt views break a foreign key: a row of {violation[0]!r} (rowid "
+            f"{violation[1]}) names a missing row of {violation[2]!r}; nothing was changed"
+        )
 
 
 def _scratch_tables() -> dict[str, sa.Table]:

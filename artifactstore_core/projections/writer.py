@@ -1,9 +1,11 @@
 """Apply row operations to the view tables, coalesced into a few batched statements.
 
 Within one flush, operations on the same primary key are merged in memory; then the
-writer runs updates of existing rows, deletes (children first; an upsert deletes the old
-row) and inserts (parents first), each as one cached executemany per table, which gives
-the same end state as applying the operations one by one.
+writer runs updates of existing rows, deletes (children first) and inserts (parents
+first; an upsert replaces any row with its key in place), each as one cached executemany
+per table, which gives the same end state as applying the operations one by one. Upserts
+go only to tables no foreign key points at, where replacing a row in place is the same
+as deleting and inserting it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifactstore_core.compiled_sql import compiled, insert_all
+from artifactstore_core.compiled_sql import compiled, insert_all, upsert_all
 from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
 from artifactstore_core.schema import PROJECTION_TABLES
 
 Key = tuple[Any, ...]
+# Tables a foreign key points at: replacing one of their rows in place would skip the
+# cascade a delete + insert runs, so upserts into them are refused.
+_REFERENCED = {fk.column.table.name for t in PROJECTION_TABLES for fk in t.foreign_keys}
 
 
 def _single(column: str) -> Callable[[Mapping[str, Any]], Key]:
@@ -41,6 +46,7 @@ class ProjectionWriter:
 
     def _reset(self) -> None:
         self._pending: dict[str, dict[Key, Row]] = {name: {} for name in self._order}
+        self._upserted: dict[str, set[Key]] = {name: set() for name in self._order}
         self._updates: dict[str, dict[Key, Row]] = {name: {} for name in self._order}
         self._deletes: dict[str, set[Key]] = {name: set() for name in self._order}
 
@@ -54,7 +60,7 @@ class ProjectionWriter:
             if isinstance(op, Insert | Upsert):
                 key = self._key(op.table, op.row)
                 if isinstance(op, Upsert):
-                    self._deletes[op.table].add(key)
+                    self._upserted[op.table].add(key)
                     self._updates[op.table].pop(key, None)
                 self._pending[op.table][key] = dict(op.row)
             elif isinstance(op, Update):
@@ -66,6 +72,7 @@ class ProjectionWriter:
             else:
                 key = self._key(op.table, op.key)
                 self._pending[op.table].pop(key, None)
+                self._upserted[op.table].discard(key)
                 self._updates[op.table].pop(key, None)
                 self._deletes[op.table].add(key)
 
@@ -80,14 +87,20 @@ class ProjectionWriter:
         self._reset()
 
     def _flush_inserts(self, name: str) -> None:
-        rows = list(self._pending[name].values())
-        if not rows:
+        pending, upserted = self._pending[name], self._upserted[name]
+        if not pending:
             return
         table = self._tables[name]
-        if all(len(row) == len(table.columns) for row in rows):
-            insert_all(table, self._conn.dialect).execute(self._conn, rows)
-        else:
-            self._conn.execute(table.insert(), rows)
+        replacing = [row for key, row in pending.items() if key in upserted]
+        adding = [row for key, row in pending.items() if key not in upserted]
+        if replacing and name in _REFERENCED:
+            raise ValueError(f"upsert into {name!r}, which other views reference")
+        for rows, statement in ((adding, insert_all), (replacing, upsert_all)):
+            if not rows:
+                continue
+            if any(len(row) != len(table.columns) for row in rows):
+                raise ValueError(f"a row for {name!r} does not give every column")
+            statement(table, self._conn.dialect).execute(self._conn, rows)
 
     def _where_key(self, name: str) -> list[sa.ColumnElement[bool]]:
         table = self._tables[name]

@@ -192,3 +192,27 @@ def test_rebuild_recreates_the_exact_schema(history: ArtifactStore) -> None:
         assert compare_metadata(context, metadata) == []
     history.put("t/after", {"f": b"after the rebuild"})
     assert history.check_views() == []
+
+
+def test_rebuild_refuses_a_log_that_breaks_a_foreign_key(history: ArtifactStore) -> None:
+    """An event naming a package the log never registered: typed error, old views kept."""
+    import datetime as dt
+
+    from artifactstore_core.domain.events import TagMoved
+
+    ghost = str(uuid.uuid4())
+    with history.engine.begin() as conn:
+        history.log.append(
+            conn,
+            [TagMoved(package_id=ghost, name="t/ghost", tag="production")],
+            actor="test",
+            at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )
+    before = _snapshot(history)
+    with pytest.raises(IntegrityError, match="nothing was changed"):
+        history.rebuild_views()
+    assert _snapshot(history) == before
+    if history.engine.dialect.name == "sqlite":  # pooled connections check keys again
+        with history.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    history.put("t/after", {"f": b"still writable"})
