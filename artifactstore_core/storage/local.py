@@ -20,6 +20,7 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.hashing.digest import ALGORITHMS
+from artifactstore_core.storage.filecopy import copy_and_hash
 from artifactstore_core.storage.layout import key_for
 from artifactstore_core.storage.ports import BlobStore, StoredBlob
 
@@ -52,7 +53,9 @@ class LocalBlobStore(BlobStore):
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
-                actual = hash_copy(source, _FileSink(out.fileno()))
+                actual = copy_and_hash(source, out.fileno(), write_back=self._fsync)
+                if actual is None:
+                    actual = hash_copy(source, _FileSink(out.fileno()))
                 if expected is not None and not matches(expected, actual):
                     raise self.mismatch(DigestMismatchError(expected, actual))
                 target = self.path(actual.blake3)
