@@ -18,6 +18,11 @@ from artifactstore_core.schema import events as events_table
 # Key of the transaction-scoped advisory lock that serialises the chain head on PostgreSQL.
 _CHAIN_LOCK_KEY = 0x4172_7469_6661_6374  # "Artifact"
 BATCH_SIZE = 5_000
+_HEAD = (
+    sa.select(events_table.c.sequence, events_table.c.chain_digest)
+    .order_by(events_table.c.sequence.desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +56,7 @@ class EventLog:
         if not new_events:
             return []
         self._lock_head(conn)
-        head = conn.execute(
-            sa.select(events_table.c.sequence, events_table.c.chain_digest)
-            .order_by(events_table.c.sequence.desc())
-            .limit(1)
-        ).first()
+        head = conn.execute(_HEAD).first()
         sequence, previous = (head.sequence, head.chain_digest) if head else (0, None)
         rows, recorded = [], []
         for event in new_events:
