@@ -25,7 +25,7 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.queries import PackageFilter
-from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
+from artifactstore_core.store import ArtifactStore, BlobProblem, PutRequest, VerifyResult
 
 __all__ = [
     "AmbiguousReferenceError",
@@ -49,6 +49,7 @@ __all__ = [
     "PackageExpiredError",
     "PackageFilter",
     "Provenance",
+    "PutRequest",
     "RetentionError",
     "SchemaViolationError",
     "Settings",

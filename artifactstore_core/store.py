@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import shutil
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -79,6 +81,8 @@ from artifactstore_core.validation import check_schema, validate_metadata
 Reference = str | uuid.UUID | PackageRef | Package
 Clock = Callable[[], dt.datetime]
 HOT = "hot"
+WRITE_THREADS = 4
+"""Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
 
 # Statements every put runs, built once: building a statement costs several times more
 # than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
@@ -144,6 +148,158 @@ class _Counting:
         buffer[: len(data)] = data
         self._progress(len(data))
         return len(data)
+
+
+@dataclass(frozen=True)
+class PutRequest:
+    """One package for ``ArtifactStore.put_many``: the arguments of ``put``."""
+
+    name: str
+    files: Files
+    kind: str = "output"
+    metadata: Mapping[str, Any] | None = None
+    retention_class: str | None = None
+    inputs: Sequence[Reference] = ()
+    provenance: Provenance | Mapping[str, Any] | None = None
+    expected: Mapping[str, str | Digest | BlobHash] | None = None
+
+
+def _parse_expected(
+    expected: Mapping[str, str | Digest | BlobHash], paths: set[str]
+) -> dict[str, Digest | BlobHash]:
+    result: dict[str, Digest | BlobHash] = {}
+    for path, value in expected.items():
+        if path not in paths:
+            raise InvalidInputError(
+                f"expected digest given for {path!r}, which is not a file of the package"
+            )
+        try:
+            result[path] = value if isinstance(value, Digest | BlobHash) else Digest.parse(value)
+        except DigestError as exc:
+            raise InvalidInputError(f"expected digest for {path!r}: {exc}") from exc
+    return result
+
+
+def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """``progress`` callable from several threads, one call at a time."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+    report = progress
+
+    def locked(count: int) -> None:
+        with lock:
+            report(count)
+
+    return locked
+
+
+@contextlib.contextmanager
+def _naming_request(index: int, request: PutRequest, count: int) -> Iterator[None]:
+    """Prefix input errors of a batch with the request they concern."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        if count == 1:
+            raise
+        raise type(exc)(f"request {index} ({request.name!r}): {exc}") from exc
+
+
+@dataclass
+class _PreparedPut:
+    """A validated request on its way to becoming a ``PackageRegistered`` event."""
+
+    name: str
+    kind: str
+    metadata: dict[str, Any]
+    provenance: Provenance
+    class_name: str
+    sources: list[FileSource]
+    expected: dict[str, Digest | BlobHash]
+    duration: int | None = None
+    package_id: uuid.UUID | None = None
+    entries: list[FileEntry] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, request: PutRequest, default_class: str) -> _PreparedPut:
+        validate_name(request.name)
+        sources = collect(request.files)
+        validate_file_paths(source.path for source in sources)
+        provenance = request.provenance
+        if not isinstance(provenance, Provenance):
+            provenance = Provenance.from_dict(normalize_json_object(provenance, "provenance"))
+        normalize_json_object(provenance.attributes, "provenance.attributes")
+        return cls(
+            name=request.name,
+            kind=request.kind,
+            metadata=normalize_json_object(request.metadata, "metadata"),
+            provenance=provenance,
+            class_name=request.retention_class or default_class,
+            sources=sources,
+            expected=_parse_expected(request.expected or {}, {s.path for s in sources}),
+        )
+
+    def resolved(
+        self, duration: int | None, inputs: list[str], actor: str, package_id: uuid.UUID
+    ) -> None:
+        """Record what the registry said about the request."""
+        prov = self.provenance
+        self.provenance = Provenance(
+            producer=prov.producer,
+            run_id=prov.run_id,
+            code_version=prov.code_version,
+            actor=prov.actor or actor,
+            inputs=tuple(dict.fromkeys([*prov.inputs, *inputs])),
+            attributes=prov.attributes,
+        )
+        self.duration = duration
+        self.package_id = package_id
+
+    def event(
+        self, blobs: Sequence[StoredBlob], version: int, now: dt.datetime
+    ) -> ev.PackageRegistered:
+        self.entries = [
+            FileEntry(s.path, blob.hash) for s, blob in zip(self.sources, blobs, strict=True)
+        ]
+        document = manifest_document(self.kind, self.entries, self.metadata, self.provenance)
+        digest = package_digest(document)
+        expires = None if self.duration is None else now + dt.timedelta(seconds=self.duration)
+        return ev.PackageRegistered(
+            package_id=str(self.package_id),
+            name=self.name,
+            version=version,
+            kind=self.kind,
+            content_address=digest.content_address,
+            digest_sha256=digest.sha256.hex,
+            size=sum(e.blob.size for e in self.entries),
+            files=document["files"],
+            metadata=self.metadata,
+            provenance=self.provenance.to_dict(),
+            retention_class=self.class_name,
+            expires_at=expires.isoformat() if expires else None,
+        )
+
+    def package(self, recorded: RecordedEvent) -> Package:
+        """The registered package, as ``describe`` would return it."""
+        event = recorded.event
+        assert isinstance(event, ev.PackageRegistered) and self.package_id is not None
+        return Package(
+            id=self.package_id,
+            name=self.name,
+            version=event.version,
+            kind=self.kind,
+            content_address=event.content_address,
+            digest_sha256=event.digest_sha256,
+            size=event.size,
+            created_at=recorded.created_at,
+            actor=recorded.actor,
+            metadata=self.metadata,
+            provenance=self.provenance,
+            files=tuple(sorted(self.entries, key=lambda e: e.path)),
+            retention_class=self.class_name,
+            expires_at=parse_time(event.expires_at),
+            tags=("latest",),
+        )
 
 
 class ArtifactStore:
@@ -326,94 +482,87 @@ class ArtifactStore:
         Everything is validated before any byte is written; on failure no event is
         recorded. ``expected`` maps file paths to digests their bytes must match.
         """
-        validate_name(name)
-        sources = collect(files)
-        validate_file_paths(source.path for source in sources)
-        meta = normalize_json_object(metadata, "metadata")
-        prov = provenance if isinstance(provenance, Provenance) else Provenance.from_dict(
-            normalize_json_object(provenance, "provenance")
-        )  # fmt: skip
-        normalize_json_object(prov.attributes, "provenance.attributes")
-        class_name = retention_class or self.default_retention_class
-        expectations = self._parse_expected(expected or {}, {s.path for s in sources})
-        with self._reading() as conn:
-            duration = self.retention_class(conn, class_name).default_duration_seconds
-            self._check_kind_and_metadata(conn, kind, meta)
-            input_ids = [str(queries.resolve(conn, ref)) for ref in inputs]
-        prov = Provenance(
-            producer=prov.producer,
-            run_id=prov.run_id,
-            code_version=prov.code_version,
-            actor=prov.actor or actor or self.actor,
-            inputs=tuple(dict.fromkeys([*prov.inputs, *input_ids])),
-            attributes=prov.attributes,
+        request = PutRequest(
+            name, files, kind, metadata, retention_class, inputs, provenance, expected
         )
-        stored = [self._store_file(s, expectations.get(s.path), progress) for s in sources]
-        entries = [FileEntry(s.path, blob.hash) for s, blob in zip(sources, stored, strict=True)]
-        document = manifest_document(kind, entries, meta, prov)
-        digest = package_digest(document)
-        package_id = self.new_id()
+        return self.put_many([request], actor=actor, progress=progress)[0]
+
+    def put_many(
+        self,
+        requests: Iterable[PutRequest],
+        *,
+        actor: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Package]:
+        """Store and register many packages at once: all or none of them.
+
+        Every request is validated first (the error names the request's index). The
+        bytes are written by ``WRITE_THREADS`` threads, so that their fsyncs overlap, and
+        the packages are registered in one transaction, in order: two requests for the
+        same name become consecutive versions. ``inputs`` may name packages registered
+        before this call, not ones of the same batch. ``progress`` receives byte counts.
+        """
+        batch = list(requests)
+        if not batch:
+            return []
+        prepared = self._prepare(batch, actor or self.actor)
+        stored = self._write_blobs(prepared, progress)
 
         def decide(conn: sa.Connection, now: dt.datetime) -> list[ev.Event]:
-            latest = conn.execute(_LATEST_VERSION, {"name": name})
-            expires = None if duration is None else now + dt.timedelta(seconds=duration)
-            registered: list[ev.Event] = [
-                ev.PackageRegistered(
-                    package_id=str(package_id),
-                    name=name,
-                    version=1 + int(latest.scalar() or 0),
-                    kind=kind,
-                    content_address=digest.content_address,
-                    digest_sha256=digest.sha256.hex,
-                    size=sum(e.blob.size for e in entries),
-                    files=document["files"],
-                    metadata=meta,
-                    provenance=prov.to_dict(),
-                    retention_class=class_name,
-                    expires_at=expires.isoformat() if expires else None,
-                )
-            ]
-            new_locations = self._blob_events(conn, stored, HOT)
-            self._check_reused_blobs_still_exist(new_locations, stored)
+            versions: dict[str, int] = {}
+            registered: list[ev.Event] = []
+            for item, blobs in zip(prepared, stored, strict=True):
+                if item.name not in versions:
+                    latest = conn.execute(_LATEST_VERSION, {"name": item.name}).scalar()
+                    versions[item.name] = int(latest or 0)
+                versions[item.name] += 1
+                registered.append(item.event(blobs, versions[item.name], now))
+            blobs = [blob for item_blobs in stored for blob in item_blobs]
+            new_locations = self._blob_events(conn, blobs, HOT)
+            self._check_reused_blobs_still_exist(new_locations, blobs)
             return registered + new_locations
 
-        recorded = self._commit(decide, actor=actor)[0]
-        event = recorded.event
-        assert isinstance(event, ev.PackageRegistered)
-        return Package(
-            id=package_id,
-            name=name,
-            version=event.version,
-            kind=kind,
-            content_address=digest.content_address,
-            digest_sha256=digest.sha256.hex,
-            size=event.size,
-            created_at=recorded.created_at,
-            actor=recorded.actor,
-            metadata=meta,
-            provenance=prov,
-            files=tuple(sorted(entries, key=lambda e: e.path)),
-            retention_class=class_name,
-            expires_at=parse_time(event.expires_at),
-            tags=("latest",),
-        )
+        recorded = self._commit(decide, actor=actor)
+        registrations = [r for r in recorded if isinstance(r.event, ev.PackageRegistered)]
+        return [item.package(rec) for item, rec in zip(prepared, registrations, strict=True)]
 
-    def _parse_expected(
-        self, expected: Mapping[str, str | Digest | BlobHash], paths: set[str]
-    ) -> dict[str, Digest | BlobHash]:
-        result: dict[str, Digest | BlobHash] = {}
-        for path, value in expected.items():
-            if path not in paths:
-                raise InvalidInputError(
-                    f"expected digest given for {path!r}, which is not a file of the package"
+    def _prepare(self, requests: Sequence[PutRequest], actor: str) -> list[_PreparedPut]:
+        """Validate every request (its index named in errors of a batch), then look up its
+        retention class, metadata schema and inputs in one read transaction."""
+        prepared = []
+        for index, request in enumerate(requests):
+            with _naming_request(index, request, len(requests)):
+                prepared.append(_PreparedPut.build(request, self.default_retention_class))
+        with self._reading() as conn:
+            for index, (request, item) in enumerate(zip(requests, prepared, strict=True)):
+                with _naming_request(index, request, len(requests)):
+                    duration = self.retention_class(conn, item.class_name)
+                    self._check_kind_and_metadata(conn, item.kind, item.metadata)
+                    inputs = [str(queries.resolve(conn, ref)) for ref in request.inputs]
+                    item.resolved(duration.default_duration_seconds, inputs, actor, self.new_id())
+        return prepared
+
+    def _write_blobs(
+        self, prepared: Sequence[_PreparedPut], progress: Callable[[int], None] | None
+    ) -> list[list[StoredBlob]]:
+        """Each request's blobs, written by up to ``WRITE_THREADS`` threads."""
+        jobs = [
+            (i, s, item.expected.get(s.path))
+            for i, item in enumerate(prepared)
+            for s in item.sources
+        ]
+        if len(jobs) == 1:
+            results = [self._store_file(jobs[0][1], jobs[0][2], progress)]
+        else:
+            progress = _serialised(progress)
+            with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-write") as pool:
+                results = list(
+                    pool.map(lambda job: self._store_file(job[1], job[2], progress), jobs)
                 )
-            try:
-                result[path] = (
-                    value if isinstance(value, Digest | BlobHash) else Digest.parse(value)
-                )
-            except DigestError as exc:
-                raise InvalidInputError(f"expected digest for {path!r}: {exc}") from exc
-        return result
+        stored: list[list[StoredBlob]] = [[] for _ in prepared]
+        for (index, _, _), blob in zip(jobs, results, strict=True):
+            stored[index].append(blob)
+        return stored
 
     def _store_file(
         self,
