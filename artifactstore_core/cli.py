@@ -20,7 +20,7 @@ from artifactstore_core import migrate as migrations
 from artifactstore_core.config import Settings, load_settings
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
-from artifactstore_core.store import ArtifactStore
+from artifactstore_core.store import ArtifactStore, PutRequest
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -222,6 +222,63 @@ def put(
         _echo_json(package.to_dict())
     else:
         click.echo(f"stored {package.reference} {package.content_address} ({_size(package.size)})")
+
+
+_SPEC_KEYS = {
+    "name", "paths", "kind", "retention_class", "metadata", "inputs", "run_id", "producer",
+    "code_version",
+}  # fmt: skip
+
+
+def _put_request(line_number: int, line: str) -> PutRequest:
+    """One line of a ``put-many`` spec as a request; errors name the line."""
+    where = f"spec line {line_number}"
+    try:
+        spec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{where} is not valid JSON ({exc}): {line[:60]!r}") from exc
+    if not isinstance(spec, dict):
+        raise InvalidInputError(f"{where} must be a JSON object, got {line[:60]!r}")
+    unknown = sorted(set(spec) - _SPEC_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(_SPEC_KEYS))}"
+        )
+    paths = spec.get("paths")
+    if not isinstance(spec.get("name"), str) or not isinstance(paths, list) or not paths:
+        raise InvalidInputError(f'{where}: needs "name" (text) and "paths" (a non-empty list)')
+    for path in map(Path, paths):
+        if not path.exists():
+            raise InvalidInputError(f"{where}: path {str(path)!r} does not exist")
+    return PutRequest(
+        spec["name"],
+        Path(paths[0]) if len(paths) == 1 else [Path(p) for p in paths],
+        kind=spec.get("kind", "output"),
+        metadata=spec.get("metadata"),
+        retention_class=spec.get("retention_class"),
+        inputs=spec.get("inputs", ()),
+        provenance={k: spec.get(k) for k in ("run_id", "producer", "code_version")},
+    )
+
+
+@cli.command("put-many")
+@click.argument("spec", type=click.File("r"))
+@_json_option
+@pass_context
+def put_many(ctx: _Context, spec: Any, as_json: bool) -> None:
+    """Store many packages in one transaction, all or none, from SPEC (JSON Lines, - for
+    stdin): one object per line with "name", "paths" and optionally "kind",
+    "retention_class", "metadata", "inputs", "run_id", "producer", "code_version"."""
+    requests = [
+        _put_request(number, line) for number, line in enumerate(spec, start=1) if line.strip()
+    ]
+    packages = ctx.store.put_many(requests)
+    if as_json:
+        _echo_json([package.to_dict() for package in packages])
+    else:
+        for package in packages:
+            click.echo(f"stored {package.reference} {package.content_address}")
 
 
 @cli.command()

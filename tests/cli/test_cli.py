@@ -166,3 +166,52 @@ def cli_json_keys(cli: Cli) -> list[str]:
     value = cli.json("schema", "ls")
     assert isinstance(value, dict)
     return sorted(value)
+
+
+def test_put_many_from_a_spec_all_or_nothing(cli: Cli, tmp_path: Path) -> None:
+    _bundle(tmp_path)
+    (tmp_path / "one.txt").write_text("one\n")
+    good = [
+        {"name": "many/a", "paths": ["one.txt"], "kind": "log", "run_id": "r-1"},
+        {"name": "many/b", "paths": ["bundle"], "metadata": {"rows": 2}, "inputs": ["many/x"]},
+    ]
+    spec = tmp_path / "spec.jsonl"
+    spec.write_text("\n".join(json.dumps(line) for line in good) + "\n")
+    result = cli("put-many", str(spec), expect=2)  # many/x does not exist: nothing stored
+    assert "many/x" in result.stderr
+    assert cli.json("ls") == []
+    good[1]["inputs"] = ["many/a"]  # a package of the same batch is not there yet either
+    spec.write_text("\n".join(json.dumps(line) for line in good) + "\n")
+    cli("put-many", str(spec), expect=2)
+    del good[1]["inputs"]
+    spec.write_text("\n".join(json.dumps(line) for line in good) + "\n\n")
+    stored = cli.json("put-many", str(spec))
+    assert isinstance(stored, list)
+    assert [(p["name"], p["version"], p["kind"]) for p in stored] == [
+        ("many/a", 1, "log"),
+        ("many/b", 1, "output"),
+    ]
+    assert stored[0]["provenance"]["run_id"] == "r-1"
+    assert sorted(f["path"] for f in stored[1]["files"]) == ["report.csv", "sub/log.txt"]
+    shown = cli.json("show", "many/b")
+    assert isinstance(shown, dict) and shown["metadata"] == {"rows": 2}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "spec line 1 is not valid JSON"),
+        ('["a"]', "spec line 1 must be a JSON object"),
+        ('{"name": "x/y", "paths": ["one.txt"], "colour": 1}', "unknown key(s) 'colour'"),
+        ('{"name": "x/y"}', 'needs "name" (text) and "paths"'),
+        ('{"name": "x/y", "paths": ["missing.txt"]}', "'missing.txt' does not exist"),
+    ],
+)
+def test_put_many_names_the_bad_spec_line(
+    sqlite_cli: Cli, tmp_path: Path, line: str, message: str
+) -> None:
+    (tmp_path / "one.txt").write_text("one\n")
+    (tmp_path / "spec.jsonl").write_text(line + "\n")
+    result = sqlite_cli("put-many", "spec.jsonl", expect=2)
+    assert message in result.stderr
+    assert sqlite_cli.json("ls") == []
