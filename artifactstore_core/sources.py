@@ -114,3 +114,35 @@ class _NonClosing(io.RawIOBase):
         data = self._stream.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class CountingReader:
+    """Reads ``stream``, reporting each count of bytes read to ``progress``.
+
+    ``fileno``, ``tell`` and ``seek`` are the stream's own, so that a store may copy the
+    underlying file without reading it through Python; it then reports to ``progress``.
+    """
+
+    def __init__(self, stream: BinaryIO, progress: Callable[[int], None]) -> None:
+        self.stream = stream
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.progress(len(data))
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self.progress(len(data))
+        return len(data)
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.stream.seek(offset, whence)

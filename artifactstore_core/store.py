@@ -74,7 +74,7 @@ from artifactstore_core.schema import (
     retention_classes,
     storage_locations,
 )
-from artifactstore_core.sources import Files, FileSource, collect
+from artifactstore_core.sources import CountingReader, Files, FileSource, collect
 from artifactstore_core.storage import BlobStore, StoredBlob, open_blob_store
 from artifactstore_core.validation import check_schema, validate_metadata
 
@@ -129,25 +129,6 @@ class VerifyResult:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-class _Counting:
-    """A stream wrapper that reports bytes read to a progress callback."""
-
-    def __init__(self, stream: BinaryIO, progress: Callable[[int], None]) -> None:
-        self._stream = stream
-        self._progress = progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self._progress(len(data))
-        return data
-
-    def readinto(self, buffer: memoryview) -> int:
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        self._progress(len(data))
-        return len(data)
 
 
 @dataclass(frozen=True)
@@ -582,7 +563,7 @@ class ArtifactStore:
                 return StoredBlob(actual, backend.uri(actual.blake3), created=False)
             expected = actual
         with source.open() as stream:
-            reader: Any = _Counting(stream, progress) if progress else stream
+            reader: Any = CountingReader(stream, progress) if progress else stream
             return backend.write(reader, expected)
 
     def _recorded(self, content_address: str, backend: str) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import BinaryIO, cast
 
 from artifactstore_core.hashing import BlobHash, hash_copy
+from artifactstore_core.sources import CountingReader
 
 MIN_SIZE = 8 * 1024 * 1024
 """Smaller files go through the plain streaming copy (a thread hand-off costs more)."""
@@ -64,12 +65,14 @@ def source_file(source: BinaryIO) -> tuple[int, int] | None:
 def copy_and_hash(source: BinaryIO, target_fd: int, *, write_back: bool) -> BlobHash | None:
     """Copy the rest of ``source`` into ``target_fd`` (a new, empty file open for reading
     and writing) and hash the copy; ``None``, with nothing copied, when the kernel cannot
-    copy between the two files. ``source`` is left at its end."""
+    copy between the two files. ``source`` is left at its end; a ``CountingReader`` hears
+    of the bytes as they are hashed."""
     found = source_file(source)
     if found is None:
         return None
     source_fd, offset = found
-    copy = _KernelCopy(source_fd, offset, target_fd, write_back)
+    progress = source.progress if isinstance(source, CountingReader) else None
+    copy = _KernelCopy(source_fd, offset, target_fd, write_back, progress)
     try:
         digest = hash_copy(cast(BinaryIO, copy))
     finally:
@@ -84,8 +87,16 @@ class _KernelCopy(io.RawIOBase):
     """Runs the copy on a helper thread; ``readinto`` returns the copied bytes in order,
     waiting for the copy to get ahead of it."""
 
-    def __init__(self, source_fd: int, offset: int, target_fd: int, write_back: bool) -> None:
+    def __init__(
+        self,
+        source_fd: int,
+        offset: int,
+        target_fd: int,
+        write_back: bool,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         super().__init__()
+        self._progress = progress
         self._source_fd, self._offset, self._target_fd = source_fd, offset, target_fd
         self._write_back = write_back and _sync_file_range is not None
         self._changed = threading.Condition()
@@ -141,6 +152,8 @@ class _KernelCopy(io.RawIOBase):
         if count == 0:  # the copy shrank under us: the target file was truncated
             raise OSError(errno.EIO, "the copied file became shorter while it was read back")
         self._read += count
+        if self._progress is not None:
+            self._progress(count)
         return count
 
     def stop(self) -> None:

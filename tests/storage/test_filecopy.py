@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.hashing import hash_bytes
+from artifactstore_core.sources import CountingReader
 from artifactstore_core.storage.filecopy import MIN_SIZE, copy_and_hash
 from artifactstore_core.storage.local import LocalBlobStore
 
@@ -115,3 +117,18 @@ def test_local_store_refuses_a_large_file_with_other_bytes(big_file: Path, tmp_p
     with big_file.open("rb") as source, pytest.raises(IntegrityError, match="mismatch"):
         store.write(source, hash_bytes(b"other bytes").blake3)
     assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+
+
+def test_progress_is_reported_on_the_kernel_path(big_file: Path, tmp_path: Path) -> None:
+    counts: list[int] = []
+    copying: list[bool] = []
+
+    def progress(count: int) -> None:
+        counts.append(count)
+        copying.append(any(t.name == "kernel-copy" for t in threading.enumerate()))
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    with big_file.open("rb") as source:
+        stored = store.write(CountingReader(source, progress))  # type: ignore[arg-type]
+    assert sum(counts) == SIZE == stored.hash.size
+    assert len(counts) > 1 and copying[0]  # reported while the copy thread ran
