@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from artifactstore_core import ArtifactStore, Settings
+from artifactstore_core import ArtifactStore, PutRequest, Settings
 from artifactstore_core.errors import BackendUnavailableError, IntegrityError
 from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.storage.s3 import S3BlobStore
@@ -101,6 +101,22 @@ def test_known_bytes_are_not_uploaded_again(s3_store: ArtifactStore, tmp_path: P
     s3_store.put("dedup/c", {"copy.bin": data})
     assert uploads == ["write"]
     assert len([e for e in s3_store.events() if e.event.event_type == "BlobStored"]) == 1
+
+
+def test_put_many_on_s3(s3_store: ArtifactStore, tmp_path: Path) -> None:
+    """Blobs uploaded on threads, one transaction; bytes in the bucket are not sent again."""
+    s3_store.put("many/before", {"f": b"already there"})
+    packages = s3_store.put_many(
+        PutRequest(f"many/{i}", {"f": b"already there", "g": f"part {i}".encode()})
+        for i in range(6)
+    )
+    assert [p.version for p in packages] == [1] * 6
+    for i, package in enumerate(packages):
+        assert s3_store.read_bytes(package.reference, "g", record=False) == f"part {i}".encode()
+    stored = [e for e in s3_store.events() if e.event.event_type == "BlobStored"]
+    assert len(stored) == 7  # "already there" once, six parts
+    assert s3_store.verify().ok
+    assert s3_store.check_views() == []
 
 
 def test_object_changed_in_the_bucket_is_reported(
