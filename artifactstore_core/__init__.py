@@ -24,8 +24,9 @@ from artifactstore_core.errors import (
     SchemaViolationError,
 )
 from artifactstore_core.hashing import BlobHash, Digest
+from artifactstore_core.put_requests import PutRequest
 from artifactstore_core.queries import PackageFilter
-from artifactstore_core.store import ArtifactStore, BlobProblem, PutRequest, VerifyResult
+from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
 
 __all__ = [
     "AmbiguousReferenceError",

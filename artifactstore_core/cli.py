@@ -20,7 +20,8 @@ from artifactstore_core import migrate as migrations
 from artifactstore_core.config import Settings, load_settings
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
-from artifactstore_core.store import ArtifactStore, PutRequest
+from artifactstore_core.put_requests import PutRequest
+from artifactstore_core.store import ArtifactStore
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -25,21 +25,16 @@ from artifactstore_core.config import (
 )
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.manifest import (
-    FileEntry,
     Provenance,
-    manifest_document,
     normalize_json_object,
-    package_digest,
 )
 from artifactstore_core.domain.names import (
     BUILTIN_KINDS,
-    validate_file_paths,
     validate_kind,
-    validate_name,
     validate_tag,
 )
 from artifactstore_core.domain.package import Hold, Package, iso
-from artifactstore_core.domain.references import PackageRef
+from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOLD_KINDS, RetentionClass, decide_change
 from artifactstore_core.errors import (
     ArchivedError,
@@ -55,14 +50,13 @@ from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import (
     BlobHash,
     Digest,
-    DigestError,
     DigestMismatchError,
     hash_copy,
     matches,
 )
 from artifactstore_core.projections import ProjectionWriter, check_views, project, rebuild_views
-from artifactstore_core.projections.projectors import parse_time
 from artifactstore_core.projections.rebuild import Difference, Progress
+from artifactstore_core.put_requests import PreparedPut, PutRequest, naming_request
 from artifactstore_core.retention import sweep as sweep_module
 from artifactstore_core.retention import tiering
 from artifactstore_core.retention.explain import Explanation
@@ -74,11 +68,10 @@ from artifactstore_core.schema import (
     retention_classes,
     storage_locations,
 )
-from artifactstore_core.sources import CountingReader, Files, FileSource, collect
+from artifactstore_core.sources import CountingReader, Files, FileSource
 from artifactstore_core.storage import BlobStore, StoredBlob, open_blob_store
 from artifactstore_core.validation import check_schema, validate_metadata
 
-Reference = str | uuid.UUID | PackageRef | Package
 Clock = Callable[[], dt.datetime]
 HOT = "hot"
 WRITE_THREADS = 4
@@ -131,36 +124,6 @@ class VerifyResult:
         return not self.problems
 
 
-@dataclass(frozen=True)
-class PutRequest:
-    """One package for ``ArtifactStore.put_many``: the arguments of ``put``."""
-
-    name: str
-    files: Files
-    kind: str = "output"
-    metadata: Mapping[str, Any] | None = None
-    retention_class: str | None = None
-    inputs: Sequence[Reference] = ()
-    provenance: Provenance | Mapping[str, Any] | None = None
-    expected: Mapping[str, str | Digest | BlobHash] | None = None
-
-
-def _parse_expected(
-    expected: Mapping[str, str | Digest | BlobHash], paths: set[str]
-) -> dict[str, Digest | BlobHash]:
-    result: dict[str, Digest | BlobHash] = {}
-    for path, value in expected.items():
-        if path not in paths:
-            raise InvalidInputError(
-                f"expected digest given for {path!r}, which is not a file of the package"
-            )
-        try:
-            result[path] = value if isinstance(value, Digest | BlobHash) else Digest.parse(value)
-        except DigestError as exc:
-            raise InvalidInputError(f"expected digest for {path!r}: {exc}") from exc
-    return result
-
-
 def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
     """``progress`` callable from several threads, one call at a time."""
     if progress is None:
@@ -173,114 +136,6 @@ def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None]
             report(count)
 
     return locked
-
-
-@contextlib.contextmanager
-def _naming_request(index: int, request: PutRequest, count: int) -> Iterator[None]:
-    """Prefix input errors of a batch with the request they concern."""
-    try:
-        yield
-    except InvalidInputError as exc:
-        if count == 1:
-            raise
-        raise type(exc)(f"request {index} ({request.name!r}): {exc}") from exc
-
-
-@dataclass
-class _PreparedPut:
-    """A validated request on its way to becoming a ``PackageRegistered`` event."""
-
-    name: str
-    kind: str
-    metadata: dict[str, Any]
-    provenance: Provenance
-    class_name: str
-    sources: list[FileSource]
-    expected: dict[str, Digest | BlobHash]
-    duration: int | None = None
-    package_id: uuid.UUID | None = None
-    entries: list[FileEntry] = field(default_factory=list)
-
-    @classmethod
-    def build(cls, request: PutRequest, default_class: str) -> _PreparedPut:
-        validate_name(request.name)
-        sources = collect(request.files)
-        validate_file_paths(source.path for source in sources)
-        provenance = request.provenance
-        if not isinstance(provenance, Provenance):
-            provenance = Provenance.from_dict(normalize_json_object(provenance, "provenance"))
-        normalize_json_object(provenance.attributes, "provenance.attributes")
-        return cls(
-            name=request.name,
-            kind=request.kind,
-            metadata=normalize_json_object(request.metadata, "metadata"),
-            provenance=provenance,
-            class_name=request.retention_class or default_class,
-            sources=sources,
-            expected=_parse_expected(request.expected or {}, {s.path for s in sources}),
-        )
-
-    def resolved(
-        self, duration: int | None, inputs: list[str], actor: str, package_id: uuid.UUID
-    ) -> None:
-        """Record what the registry said about the request."""
-        prov = self.provenance
-        self.provenance = Provenance(
-            producer=prov.producer,
-            run_id=prov.run_id,
-            code_version=prov.code_version,
-            actor=prov.actor or actor,
-            inputs=tuple(dict.fromkeys([*prov.inputs, *inputs])),
-            attributes=prov.attributes,
-        )
-        self.duration = duration
-        self.package_id = package_id
-
-    def event(
-        self, blobs: Sequence[StoredBlob], version: int, now: dt.datetime
-    ) -> ev.PackageRegistered:
-        self.entries = [
-            FileEntry(s.path, blob.hash) for s, blob in zip(self.sources, blobs, strict=True)
-        ]
-        document = manifest_document(self.kind, self.entries, self.metadata, self.provenance)
-        digest = package_digest(document)
-        expires = None if self.duration is None else now + dt.timedelta(seconds=self.duration)
-        return ev.PackageRegistered(
-            package_id=str(self.package_id),
-            name=self.name,
-            version=version,
-            kind=self.kind,
-            content_address=digest.content_address,
-            digest_sha256=digest.sha256.hex,
-            size=sum(e.blob.size for e in self.entries),
-            files=document["files"],
-            metadata=self.metadata,
-            provenance=self.provenance.to_dict(),
-            retention_class=self.class_name,
-            expires_at=expires.isoformat() if expires else None,
-        )
-
-    def package(self, recorded: RecordedEvent) -> Package:
-        """The registered package, as ``describe`` would return it."""
-        event = recorded.event
-        assert isinstance(event, ev.PackageRegistered) and self.package_id is not None
-        return Package(
-            id=self.package_id,
-            name=self.name,
-            version=event.version,
-            kind=self.kind,
-            content_address=event.content_address,
-            digest_sha256=event.digest_sha256,
-            size=event.size,
-            created_at=recorded.created_at,
-            actor=recorded.actor,
-            metadata=self.metadata,
-            provenance=self.provenance,
-            files=tuple(sorted(self.entries, key=lambda e: e.path)),
-            retention_class=self.class_name,
-            expires_at=parse_time(event.expires_at),
-            tags=("latest",),
-        )
 
 
 class ArtifactStore:
@@ -507,16 +362,16 @@ class ArtifactStore:
         registrations = [r for r in recorded if isinstance(r.event, ev.PackageRegistered)]
         return [item.package(rec) for item, rec in zip(prepared, registrations, strict=True)]
 
-    def _prepare(self, requests: Sequence[PutRequest], actor: str) -> list[_PreparedPut]:
+    def _prepare(self, requests: Sequence[PutRequest], actor: str) -> list[PreparedPut]:
         """Validate every request (its index named in errors of a batch), then look up its
         retention class, metadata schema and inputs in one read transaction."""
         prepared = []
         for index, request in enumerate(requests):
-            with _naming_request(index, request, len(requests)):
-                prepared.append(_PreparedPut.build(request, self.default_retention_class))
+            with naming_request(index, request, len(requests)):
+                prepared.append(PreparedPut.build(request, self.default_retention_class))
         with self._reading() as conn:
             for index, (request, item) in enumerate(zip(requests, prepared, strict=True)):
-                with _naming_request(index, request, len(requests)):
+                with naming_request(index, request, len(requests)):
                     duration = self.retention_class(conn, item.class_name)
                     self._check_kind_and_metadata(conn, item.kind, item.metadata)
                     inputs = [str(queries.resolve(conn, ref)) for ref in request.inputs]
@@ -524,7 +379,7 @@ class ArtifactStore:
         return prepared
 
     def _write_blobs(
-        self, prepared: Sequence[_PreparedPut], progress: Callable[[int], None] | None
+        self, prepared: Sequence[PreparedPut], progress: Callable[[int], None] | None
     ) -> list[list[StoredBlob]]:
         """Each request's blobs, written by up to ``WRITE_THREADS`` threads."""
         jobs = [

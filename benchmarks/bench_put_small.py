@@ -37,9 +37,9 @@ from _common import (
     verdict,
 )
 
+from artifactstore_core import ArtifactStore, PutRequest
 from artifactstore_core.config import create_engine, load_settings
 from artifactstore_core.storage.local import LocalBlobStore
-from artifactstore_core.store import ArtifactStore, PutRequest
 from artifactstore_core.testing.servers import postgres_server
 
 TARGET = 500.0

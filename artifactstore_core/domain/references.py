@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from artifactstore_core.domain.names import validate_name, validate_tag
+from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.hashing import Digest, DigestError
 
@@ -48,3 +49,8 @@ def parse_reference(text: str) -> PackageRef:
         name, _, tag = text.rpartition(":")
         return PackageRef(text, name=validate_name(name), tag=validate_tag(tag))
     return PackageRef(text, name=validate_name(text), tag="latest")
+
+
+#: What callers may use to name a package: text (id, ``name@version``, ``name:tag``, ``name``,
+#: a digest), a package id, a parsed reference or a ``Package``.
+Reference = str | uuid.UUID | PackageRef | Package

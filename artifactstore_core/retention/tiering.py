@@ -23,7 +23,8 @@ from artifactstore_core.schema import artifact_files, retention_state
 from artifactstore_core.storage import BlobStore, StoredBlob
 
 if TYPE_CHECKING:
-    from artifactstore_core.store import ArtifactStore, Reference
+    from artifactstore_core.domain.references import Reference
+    from artifactstore_core.store import ArtifactStore
 
 
 def tier_store(store: ArtifactStore, tier: str) -> BlobStore:
