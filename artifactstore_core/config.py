@@ -94,6 +94,17 @@ DEFAULT_CACHE_KIB = 64 * 1024
 """SQLite page cache per connection, in KiB."""
 
 
+def is_memory_sqlite(url: str | URL) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (``sqlite://``, ``:memory:``)."""
+    parsed = url if isinstance(url, URL) else parse_database_url(url)
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:")
+        or "mode=memory" in database
+        or parsed.query.get("mode") == "memory"
+    )
+
+
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     """Create a synchronous engine for ``url``; SQLite gets WAL mode and foreign keys."""
     parsed = sync_database_url(url)
@@ -103,9 +114,13 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             __import__(module)
         except ImportError as exc:
             raise MissingExtraError("a PostgreSQL registry", "postgres", module) from exc
-    if parsed.get_backend_name() == "sqlite":
+    if is_memory_sqlite(parsed):
+        # One connection for every thread: each new one would be another, empty database.
+        kwargs.setdefault("poolclass", sa.pool.StaticPool)
+        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+    elif parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if database and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
     # Sorted keys: JSON text is the same however a payload's maps were ordered (SQLite

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from artifactstore_core.config import sync_database_url
+from artifactstore_core.config import is_memory_sqlite, sync_database_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -57,6 +57,19 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def ensure_current(engine: sa.Engine, database_url: str) -> None:
-    """Upgrade the schema unless it is already at ``SCHEMA_REVISION``."""
-    if current_revision(engine) != SCHEMA_REVISION:
+    """Upgrade the schema unless it is already at ``SCHEMA_REVISION``.
+
+    An in-memory SQLite database exists only on the engine's one connection, so it is
+    migrated through that connection.
+    """
+    if current_revision(engine) == SCHEMA_REVISION:
+        return
+    if not is_memory_sqlite(engine.url):
         upgrade(database_url)
+        return
+    from alembic import command
+
+    config = alembic_config(database_url)
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

@@ -21,6 +21,7 @@ from artifactstore_core.config import (
     Settings,
     check_connection,
     create_engine,
+    is_memory_sqlite,
     load_settings,
 )
 from artifactstore_core.domain import events as ev
@@ -387,8 +388,9 @@ class ArtifactStore:
             for i, item in enumerate(prepared)
             for s in item.sources
         ]
-        if len(jobs) == 1:
-            results = [self._store_file(jobs[0][1], jobs[0][2], progress)]
+        # An in-memory SQLite registry has one connection: no concurrent lookups on it.
+        if len(jobs) == 1 or is_memory_sqlite(self.engine.url):
+            results = [self._store_file(source, wanted, progress) for _, source, wanted in jobs]
         else:
             progress = _serialised(progress)
             with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-write") as pool:

@@ -8,6 +8,7 @@ from artifactstore_core.config import (
     DEFAULT_DATABASE_URL,
     check_connection,
     create_engine,
+    is_memory_sqlite,
     load_settings,
     sync_database_url,
 )
@@ -69,3 +70,17 @@ def test_unreachable_postgres_names_host_and_port() -> None:
     engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
     with pytest.raises(BackendUnavailableError, match=rf"127\.0\.0\.1:{port}"):
         check_connection(engine)
+
+
+@pytest.mark.parametrize(
+    ("url", "memory"),
+    [
+        ("sqlite://", True),
+        ("sqlite:///:memory:", True),
+        ("sqlite:///file:reg?mode=memory&cache=shared&uri=true", True),
+        ("sqlite:///var/r.db", False),
+        ("postgresql://u@h/db", False),
+    ],
+)
+def test_in_memory_sqlite_is_recognised(url: str, memory: bool) -> None:
+    assert is_memory_sqlite(url) is memory
