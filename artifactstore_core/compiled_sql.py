@@ -88,16 +88,15 @@ def upsert_all(table: sa.Table, dialect: sa.Dialect) -> CompiledStatement:
     names = [c.name for c in table.columns]
     keys = [c.name for c in table.primary_key]
 
+    insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = (
+        postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    )
+
     def build() -> sa.Executable:
-        values = {n: sa.bindparam(n, type_=table.c[n].type) for n in names}
-        if dialect.name == "postgresql":
-            pg = postgresql.insert(table).values(values)
-            return pg.on_conflict_do_update(
-                index_elements=keys, set_={n: pg.excluded[n] for n in names if n not in keys}
-            )
-        lite = sqlite.insert(table).values(values)
-        return lite.on_conflict_do_update(
-            index_elements=keys, set_={n: lite.excluded[n] for n in names if n not in keys}
+        statement = insert(table).values({n: sa.bindparam(n, type_=table.c[n].type) for n in names})
+        return statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={n: statement.excluded[n] for n in names if n not in keys},
         )
 
     return compiled(("upsert", table.name), dialect, build)

@@ -41,11 +41,16 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database at ``database_url`` up to ``revision``."""
+def upgrade(
+    database_url: str, revision: str = "head", *, connection: sa.Connection | None = None
+) -> None:
+    """Migrate the database at ``database_url`` up to ``revision`` (on ``connection`` if
+    given, else on a connection of its own)."""
     from alembic import command
 
-    command.upgrade(alembic_config(database_url), revision)
+    config = alembic_config(database_url)
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 def current_revision(engine: sa.Engine) -> str | None:
@@ -64,12 +69,8 @@ def ensure_current(engine: sa.Engine, database_url: str) -> None:
     """
     if current_revision(engine) == SCHEMA_REVISION:
         return
-    if not is_memory_sqlite(engine.url):
+    if is_memory_sqlite(engine.url):
+        with engine.connect() as conn:
+            upgrade(database_url, connection=conn)
+    else:
         upgrade(database_url)
-        return
-    from alembic import command
-
-    config = alembic_config(database_url)
-    with engine.connect() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")

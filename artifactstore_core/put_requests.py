@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from artifactstore_core.domain import events as ev
@@ -86,7 +86,6 @@ class PreparedPut:
     expected: dict[str, Digest | BlobHash]
     duration: int | None = None
     package_id: uuid.UUID | None = None
-    entries: list[FileEntry] = field(default_factory=list)
 
     @classmethod
     def build(cls, request: PutRequest, default_class: str) -> PreparedPut:
@@ -126,10 +125,8 @@ class PreparedPut:
     def event(
         self, blobs: Sequence[StoredBlob], version: int, now: dt.datetime
     ) -> ev.PackageRegistered:
-        self.entries = [
-            FileEntry(s.path, blob.hash) for s, blob in zip(self.sources, blobs, strict=True)
-        ]
-        document = manifest_document(self.kind, self.entries, self.metadata, self.provenance)
+        entries = [FileEntry(s.path, b.hash) for s, b in zip(self.sources, blobs, strict=True)]
+        document = manifest_document(self.kind, entries, self.metadata, self.provenance)
         digest = package_digest(document)
         expires = None if self.duration is None else now + dt.timedelta(seconds=self.duration)
         return ev.PackageRegistered(
@@ -139,7 +136,7 @@ class PreparedPut:
             kind=self.kind,
             content_address=digest.content_address,
             digest_sha256=digest.sha256.hex,
-            size=sum(e.blob.size for e in self.entries),
+            size=sum(e.blob.size for e in entries),
             files=document["files"],
             metadata=self.metadata,
             provenance=self.provenance.to_dict(),
@@ -163,7 +160,7 @@ class PreparedPut:
             actor=recorded.actor,
             metadata=self.metadata,
             provenance=self.provenance,
-            files=tuple(sorted(self.entries, key=lambda e: e.path)),
+            files=tuple(sorted(map(FileEntry.from_dict, event.files), key=lambda e: e.path)),
             retention_class=self.class_name,
             expires_at=parse_time(event.expires_at),
             tags=("latest",),

@@ -373,10 +373,10 @@ class ArtifactStore:
         with self._reading() as conn:
             for index, (request, item) in enumerate(zip(requests, prepared, strict=True)):
                 with naming_request(index, request, len(requests)):
-                    duration = self.retention_class(conn, item.class_name)
+                    duration = self.retention_class(conn, item.class_name).default_duration_seconds
                     self._check_kind_and_metadata(conn, item.kind, item.metadata)
                     inputs = [str(queries.resolve(conn, ref)) for ref in request.inputs]
-                    item.resolved(duration.default_duration_seconds, inputs, actor, self.new_id())
+                    item.resolved(duration, inputs, actor, self.new_id())
         return prepared
 
     def _write_blobs(

@@ -98,7 +98,7 @@ class _KernelCopy(io.RawIOBase):
         super().__init__()
         self._progress = progress
         self._source_fd, self._offset, self._target_fd = source_fd, offset, target_fd
-        self._write_back = write_back and _sync_file_range is not None
+        self._start_write_back = _sync_file_range if write_back else None
         self._changed = threading.Condition()
         self._copied = 0
         self._read = 0
@@ -124,8 +124,10 @@ class _KernelCopy(io.RawIOBase):
                 )
                 if count == 0:
                     break
-                if self._write_back and _sync_file_range is not None:
-                    _sync_file_range(self._target_fd, self._copied, count, _SYNC_FILE_RANGE_WRITE)
+                if self._start_write_back is not None:
+                    self._start_write_back(
+                        self._target_fd, self._copied, count, _SYNC_FILE_RANGE_WRITE
+                    )
                 with self._changed:
                     self._copied += count
                     self._changed.notify()
