@@ -11,6 +11,7 @@ Every failure a user can act on has its own subclass; messages name the offendin
     ├── AmbiguousReferenceError     a reference matches more than one package
     ├── ConflictError               concurrent change, lease held, duplicate
     ├── IntegrityError              bytes or events do not match their digests
+    │   ├── MissingBlobError        recorded bytes are not in the backend reads look in
     │   └── EventLogTamperedError   the hash chain of the event log is broken
     ├── RetentionError              retention policy refuses the operation
     │   ├── PackageExpiredError     the package has expired; its bytes may be gone
@@ -63,6 +64,10 @@ class ConflictError(ArtifactStoreError):
 
 class IntegrityError(ArtifactStoreError):
     """Stored bytes or events do not match their recorded digests."""
+
+
+class MissingBlobError(IntegrityError):
+    """Bytes the registry records are not in the backend where reads look for them."""
 
 
 class EventLogTamperedError(IntegrityError):

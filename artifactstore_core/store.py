@@ -7,7 +7,7 @@ import datetime as dt
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from artifactstore_core.config import (
 )
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.manifest import (
+    FileEntry,
     Provenance,
     normalize_json_object,
 )
@@ -43,6 +44,7 @@ from artifactstore_core.errors import (
     ConflictError,
     IntegrityError,
     InvalidInputError,
+    MissingBlobError,
     NotFoundError,
     PackageExpiredError,
     RetentionError,
@@ -77,6 +79,8 @@ Clock = Callable[[], dt.datetime]
 HOT = "hot"
 WRITE_THREADS = 4
 """Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
+HEAL_ATTEMPTS = 3
+"""Times a put writes again blobs deleted between its write and its commit."""
 
 # Statements every put runs, built once: building a statement costs several times more
 # than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
@@ -89,10 +93,18 @@ _SCHEMA_BY_KIND = sa.select(metadata_schemas.c.json_schema).where(
 _LATEST_VERSION = sa.select(sa.func.max(artifact_packages.c.version)).where(
     artifact_packages.c.name == sa.bindparam("name")
 )
-_KNOWN_LOCATIONS = sa.select(storage_locations.c.content_address).where(
+_KNOWN_LOCATIONS = sa.select(storage_locations.c.content_address, storage_locations.c.uri).where(
     storage_locations.c.backend == sa.bindparam("backend"),
     storage_locations.c.content_address.in_(sa.bindparam("addresses", expanding=True)),
 )
+
+
+class _BlobsGone(Exception):
+    """Blobs of a put were no longer in the backend when it came to register them."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        super().__init__(", ".join(addresses))
+        self.addresses = set(addresses)
 
 
 def utcnow() -> dt.datetime:
@@ -119,6 +131,7 @@ class VerifyResult:
     blobs: int
     bytes_verified: int
     problems: tuple[BlobProblem, ...] = field(default=())
+    repaired: tuple[BlobProblem, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -344,24 +357,72 @@ class ArtifactStore:
             return []
         prepared = self._prepare(batch, actor or self.actor)
         stored = self._write_blobs(prepared, progress)
+        for _attempt in range(HEAL_ATTEMPTS):
+            try:
+                recorded = self._commit(
+                    lambda conn, now: self._register(conn, now, prepared, stored), actor=actor
+                )
+            except _BlobsGone as gone:
+                self._rewrite(prepared, stored, gone.addresses)
+                continue
+            registrations = [r for r in recorded if isinstance(r.event, ev.PackageRegistered)]
+            return [item.package(rec) for item, rec in zip(prepared, registrations, strict=True)]
+        raise ConflictError(
+            f"the bytes of this put were deleted {HEAL_ATTEMPTS} times before it could be "
+            "registered (is a sweep with grace 0 running in a loop?); nothing was registered"
+        )
 
-        def decide(conn: sa.Connection, now: dt.datetime) -> list[ev.Event]:
-            versions: dict[str, int] = {}
-            registered: list[ev.Event] = []
-            for item, blobs in zip(prepared, stored, strict=True):
-                if item.name not in versions:
-                    latest = conn.execute(_LATEST_VERSION, {"name": item.name}).scalar()
-                    versions[item.name] = int(latest or 0)
-                versions[item.name] += 1
-                registered.append(item.event(blobs, versions[item.name], now))
-            blobs = [blob for item_blobs in stored for blob in item_blobs]
-            new_locations = self._blob_events(conn, blobs, HOT)
-            self._check_reused_blobs_still_exist(new_locations, blobs)
-            return registered + new_locations
+    def _register(
+        self,
+        conn: sa.Connection,
+        now: dt.datetime,
+        prepared: Sequence[PreparedPut],
+        stored: Sequence[Sequence[StoredBlob]],
+    ) -> list[ev.Event]:
+        """Under the chain lock: confirm every blob is in the hot tier, then decide the
+        ``PackageRegistered`` events (consecutive versions) and the new locations."""
+        blobs = {blob.hash.content_address: blob for item in stored for blob in item}
+        gone = [a for a, present in zip(blobs, self._present(blobs.values()), strict=True)
+                if not present]  # fmt: skip
+        if gone:
+            raise _BlobsGone(gone)
+        versions: dict[str, int] = {}
+        registered: list[ev.Event] = []
+        for item, item_blobs in zip(prepared, stored, strict=True):
+            if item.name not in versions:
+                latest = conn.execute(_LATEST_VERSION, {"name": item.name}).scalar()
+                versions[item.name] = int(latest or 0)
+            versions[item.name] += 1
+            registered.append(item.event(item_blobs, versions[item.name], now))
+        return registered + self._blob_events(conn, list(blobs.values()), HOT)
 
-        recorded = self._commit(decide, actor=actor)
-        registrations = [r for r in recorded if isinstance(r.event, ev.PackageRegistered)]
-        return [item.package(rec) for item, rec in zip(prepared, registrations, strict=True)]
+    def _present(self, blobs: Iterable[StoredBlob]) -> list[bool]:
+        """Whether each blob is in the hot tier now (remote backends are asked in parallel)."""
+        backend = self.blobs
+        addresses = [blob.hash.blake3 for blob in blobs]
+        if not backend.hash_before_write or len(addresses) < 2:
+            return [backend.exists(address) for address in addresses]
+        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-check") as pool:
+            return list(pool.map(backend.exists, addresses))
+
+    def _rewrite(
+        self,
+        prepared: Sequence[PreparedPut],
+        stored: list[list[StoredBlob]],
+        addresses: Collection[str],
+    ) -> None:
+        """Write again the blobs a sweep (or anyone) deleted after this put stored them."""
+        for item, item_blobs in zip(prepared, stored, strict=True):
+            for index, (source, blob) in enumerate(zip(item.sources, item_blobs, strict=True)):
+                if blob.hash.content_address not in addresses:
+                    continue
+                if source.size_hint is None:  # a stream: its bytes cannot be read again
+                    raise ConflictError(
+                        f"blob {blob.hash.content_address} of file {source.path!r} was deleted "
+                        "before this put could register it, and its source is a stream that "
+                        "cannot be read again; nothing was registered, retry the put"
+                    )
+                item_blobs[index] = self._store_file(source, blob.hash, None)
 
     def _prepare(self, requests: Sequence[PutRequest], actor: str) -> list[PreparedPut]:
         """Validate every request (its index named in errors of a batch), then look up its
@@ -411,49 +472,34 @@ class ArtifactStore:
         backend = self.blobs
         if backend.hash_before_write and source.size_hint is not None:
             # Re-readable source, remote backend: hash locally first, and skip the upload
-            # when the registry already records these bytes there.
+            # when the backend already has these bytes (asked, not taken from a row).
             with source.open() as stream:
                 actual = hash_copy(stream)
             if expected is not None and not matches(expected, actual):
                 raise backend.mismatch(DigestMismatchError(expected, actual))
-            if self._recorded(actual.content_address, HOT):
+            if backend.exists(actual.blake3):
                 return StoredBlob(actual, backend.uri(actual.blake3), created=False)
             expected = actual
         with source.open() as stream:
             reader: Any = CountingReader(stream, progress) if progress else stream
             return backend.write(reader, expected)
 
-    def _recorded(self, content_address: str, backend: str) -> bool:
-        with self._reading() as conn:
-            params = {"backend": backend, "addresses": [content_address]}
-            return conn.execute(_KNOWN_LOCATIONS, params).first() is not None
-
-    def _check_reused_blobs_still_exist(
-        self, new_locations: Sequence[ev.Event], stored: Sequence[StoredBlob]
-    ) -> None:
-        """Bytes we found already present but the registry no longer records may have been
-        collected meanwhile: check before registering, rather than register missing bytes."""
-        reused = {b.hash.content_address: b for b in stored if not b.created}
-        for event in new_locations:
-            if not isinstance(event, ev.BlobStored):
-                continue
-            blob = reused.get(event.content_address)
-            if blob is not None and not self.blobs.exists(blob.hash.blake3):
-                raise ConflictError(
-                    f"blob {blob.hash.content_address} was garbage-collected while this put "
-                    "ran; nothing was registered, retry the put"
-                )
-
     def _blob_events(
         self, conn: sa.Connection, stored: Sequence[StoredBlob], backend: str
     ) -> list[ev.Event]:
-        """``BlobStored`` for blobs the registry does not yet know in ``backend``."""
+        """``BlobStored`` for blobs the registry does not yet record at their URI in
+        ``backend`` (a location at another URI, from before the tier's URL moved, is
+        replaced: reads look where the tier's backend is now)."""
         unique = {blob.hash.content_address: blob for blob in stored}
         known: set[str] = set()
         addresses = list(unique)
         for start in range(0, len(addresses), 500):
             params = {"backend": backend, "addresses": addresses[start : start + 500]}
-            known.update(conn.execute(_KNOWN_LOCATIONS, params).scalars())
+            known.update(
+                row.content_address
+                for row in conn.execute(_KNOWN_LOCATIONS, params)
+                if row.uri == unique[row.content_address].uri
+            )
         return [
             ev.BlobStored(
                 content_address=address,
@@ -533,6 +579,30 @@ class ArtifactStore:
             )
         return store
 
+    def _open_entry(self, package: Package, entry: FileEntry) -> BinaryIO:
+        """One file's verified stream; errors name the package, the file and, for a blob
+        recorded at another URI than the tier's backend now, both places."""
+        store = self._tier_store(package)
+        owner = f"package {package.reference}, file {entry.path!r}"
+        try:
+            return store.open(entry.blob, owner=owner)
+        except MissingBlobError as exc:
+            tier = HOT if package.retrieval_tier == "archive" else package.retrieval_tier
+            with self._reading() as conn:
+                recorded = conn.execute(
+                    sa.select(storage_locations.c.uri).where(
+                        storage_locations.c.content_address == entry.blob.content_address,
+                        storage_locations.c.backend == tier,
+                    )
+                ).scalar()
+            here = store.uri(entry.blob.blake3)
+            if recorded is None or recorded == here:
+                raise
+            raise MissingBlobError(
+                f"{exc}; the registry recorded it at {recorded}, but tier {tier!r} now reads "
+                f"from {store.url}: point the tier back there, or put the bytes again"
+            ) from exc
+
     def open_file(
         self,
         reference: Reference,
@@ -550,7 +620,7 @@ class ArtifactStore:
         package = reference if isinstance(reference, Package) else self.describe(reference)
         self._check_readable(package)
         entry = package.file(path)
-        stream = self._tier_store(package).open(entry.blob)
+        stream = self._open_entry(package, entry)
         if record:
             self.record_retrieval(
                 package, path=entry.path, actor=actor, purpose=purpose, run_id=run_id
@@ -591,12 +661,11 @@ class ArtifactStore:
             )
         target.mkdir(parents=True, exist_ok=True)
         staging = Path(target, f".artifactstore-export-{uuid.uuid4().hex}")
-        store = self._tier_store(package)
         try:
             for entry in package.files:
                 out_path = staging / entry.path
                 out_path.parent.mkdir(parents=True, exist_ok=True)
-                with store.open(entry.blob) as reader, out_path.open("wb") as out:
+                with self._open_entry(package, entry) as reader, out_path.open("wb") as out:
                     while chunk := reader.read(1024 * 1024):
                         out.write(chunk)
                         if progress:
@@ -829,10 +898,11 @@ class ArtifactStore:
             self, at, grace=self.gc_grace if grace is None else grace, batch_size=batch_size,
             limit=limit,
         )  # fmt: skip
+        liveness = sweep_module.check_plan(self, plan)
         if dry_run:
             return sweep_module.SweepResult(plan, dry_run=True)
         return sweep_module.execute_sweep(
-            self, plan, actor=actor, batch_size=batch_size, progress=progress
+            self, plan, liveness, actor=actor, batch_size=batch_size, progress=progress
         )
 
     def move_tier(self, reference: Reference, tier: str, *, actor: str | None = None) -> Package:
@@ -855,12 +925,15 @@ class ArtifactStore:
         reference: Reference | None = None,
         *,
         rehash: bool = True,
+        repair: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyResult:
         """Check the stored bytes of one package (or every active package).
 
         With ``rehash`` every blob is read and re-hashed; without, only its presence is
-        checked. Missing and corrupt blobs are reported, never raised.
+        checked. Missing and corrupt blobs are reported, never raised. With ``repair``
+        each is written again from an intact copy in another tier, if one exists (a put
+        of the same bytes repairs a blob too); those are listed in ``repaired``.
         """
         with self._reading() as conn:
             if reference is not None:
@@ -887,7 +960,28 @@ class ArtifactStore:
                 problems.append(BlobProblem(address, tier, kind, problem, tuple(users)))
             if progress:
                 progress(blob.size)
-        return VerifyResult(len(ids), len(blobs), verified, tuple(problems))
+        repaired = [
+            p
+            for p in problems
+            if repair and self._repair(p, blobs[p.content_address, p.backend][0])
+        ]
+        remaining = tuple(p for p in problems if p not in repaired)
+        return VerifyResult(len(ids), len(blobs), verified, remaining, tuple(repaired))
+
+    def _repair(self, problem: BlobProblem, blob: BlobHash) -> bool:
+        """Copy ``blob`` into the backend of ``problem`` from the first other tier that
+        holds it intact (verified as it streams); ``False`` if none does."""
+        target = self.tiers.get(problem.backend)
+        for tier, source in self.tiers.items():
+            if target is None or tier == problem.backend:
+                continue
+            try:
+                with source.open(blob) as reader:
+                    target.write(reader, blob)
+            except IntegrityError:
+                continue
+            return True
+        return False
 
     @staticmethod
     def _check_blob(store: BlobStore, blob: BlobHash, rehash: bool) -> str | None:
@@ -897,7 +991,7 @@ class ArtifactStore:
             with store.open(blob) as reader:
                 while reader.read(4 * 1024 * 1024):
                     pass
-        except NotFoundError:
+        except MissingBlobError:
             return f"missing from {store.url}"
         except IntegrityError as exc:
             return f"corrupt: {exc}"

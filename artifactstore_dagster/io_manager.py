@@ -48,6 +48,7 @@ from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import (
     ArtifactStoreError,
     InvalidInputError,
+    MissingBlobError,
     NotFoundError,
     RetentionError,
 )
@@ -636,7 +637,7 @@ def _read_file(store: ArtifactStore, package: Package, path: str | None, fresh: 
             with store.blobs.open(package.file(path).blob) as stream:
                 data: bytes = stream.read()
                 return data
-        except NotFoundError:
+        except MissingBlobError:
             pass
     return store.read_bytes(package, path, record=False)
 

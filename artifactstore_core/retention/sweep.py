@@ -21,6 +21,7 @@ from artifactstore_core.domain.package import iso
 from artifactstore_core.domain.retention import RetentionClass, due_transition
 from artifactstore_core.hashing import Digest
 from artifactstore_core.retention.lease import hold_lease
+from artifactstore_core.retention.liveness import LogLiveness, views_disagree
 from artifactstore_core.schema import (
     artifact_files,
     artifact_packages,
@@ -319,6 +320,25 @@ def plan_sweep(
                      kept_bytes, missing)  # fmt: skip
 
 
+def check_plan(store: ArtifactStore, plan: SweepPlan) -> LogLiveness:
+    """Check ``plan`` against the event log (``IntegrityError`` if the views let it remove
+    what the log keeps); returns the folded state, for the batches to catch up on."""
+    liveness = LogLiveness(
+        store.log,
+        [str(p.package_id) for p in plan.expire],
+        [d.content_address for d in plan.delete],
+    )
+    with store._reading() as conn:
+        liveness.catch_up(conn)
+    error = views_disagree(
+        [liveness.keeps_package(str(p.package_id), plan.now) for p in plan.expire]
+        + [liveness.keeps_blob(d.content_address, plan.now) for d in plan.delete]
+    )
+    if error is not None:
+        raise error
+    return liveness
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -327,16 +347,18 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def execute_sweep(
     store: ArtifactStore,
     plan: SweepPlan,
+    liveness: LogLiveness,
     *,
     actor: str | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
 ) -> SweepResult:
-    """Carry out ``plan`` under the sweep lease, re-checking every item as it goes."""
+    """Carry out ``plan`` under the sweep lease, re-checking every item as it goes against
+    the views and against ``liveness`` (the log), caught up under the chain lock."""
     result = SweepResult(plan, dry_run=False)
     with hold_lease(store.engine, "sweep", store.clock) as lease:
         for chunk in _batches(plan.expire, batch_size):
-            result.expired.extend(_expire_batch(store, plan.now, chunk, actor))
+            result.expired.extend(_expire_batch(store, plan.now, chunk, liveness, actor))
             lease.renew()
             if progress:
                 progress("expire", len(chunk))
@@ -347,7 +369,7 @@ def execute_sweep(
             if progress:
                 progress("move", 1)
         for chunk in _batches(plan.delete, batch_size):
-            result.deleted.extend(_delete_batch(store, plan, chunk, actor, progress))
+            result.deleted.extend(_delete_batch(store, plan, chunk, liveness, actor, progress))
             lease.renew()
         for backend in store.tiers.values():
             backend.purge_staging(plan.now - plan.grace)
@@ -355,7 +377,11 @@ def execute_sweep(
 
 
 def _expire_batch(
-    store: ArtifactStore, now: dt.datetime, chunk: Sequence[ExpiringPackage], actor: str | None
+    store: ArtifactStore,
+    now: dt.datetime,
+    chunk: Sequence[ExpiringPackage],
+    liveness: LogLiveness,
+    actor: str | None,
 ) -> list[ExpiringPackage]:
     done: list[ExpiringPackage] = []
 
@@ -371,7 +397,12 @@ def _expire_batch(
                 )
             ).scalars()
         )
-        done.extend(p for p in chunk if p.package_id in still_due)
+        liveness.catch_up(conn)
+        due = [p for p in chunk if p.package_id in still_due]
+        error = views_disagree(liveness.keeps_package(str(p.package_id), now) for p in due)
+        if error is not None:
+            raise error
+        done.extend(due)
         return [
             ev.PackageExpired(package_id=str(p.package_id), expires_at=iso(p.expires_at))
             for p in done
@@ -385,6 +416,7 @@ def _delete_batch(
     store: ArtifactStore,
     plan: SweepPlan,
     chunk: Sequence[BlobDeletion],
+    liveness: LogLiveness,
     actor: str | None,
     progress: Progress | None,
 ) -> list[BlobDeletion]:
@@ -406,6 +438,14 @@ def _delete_batch(
                 .where(_live_reference(plan.now, artifact_files.c.content_address))
             ).scalars()
         )
+        liveness.catch_up(conn)
+        error = views_disagree(
+            liveness.keeps_blob(d.content_address, plan.now)
+            for d in chunk
+            if d.content_address not in live
+        )
+        if error is not None:
+            raise error
         for item in chunk:
             stored_at = rows.get((item.content_address, item.backend))
             if item.content_address in live:

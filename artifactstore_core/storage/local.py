@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import blake3
 
 from artifactstore_core.errors import ConfigurationError
 from artifactstore_core.hashing import (
@@ -45,12 +48,9 @@ class LocalBlobStore(BlobStore):
         return self.path(address).as_uri()
 
     def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._staging)
-        except FileNotFoundError:
-            self._staging.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._staging)
-        tmp = Path(tmp_name)
+        """See ``BlobStore.write``. A blob already stored is reused only once confirmed
+        intact (size and BLAKE3 of its bytes); a damaged one is replaced by the new bytes."""
+        fd, tmp = self._staging_file()
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 actual = copy_and_hash(source, out.fileno(), write_back=self._fsync)
@@ -59,7 +59,7 @@ class LocalBlobStore(BlobStore):
                 if expected is not None and not matches(expected, actual):
                     raise self.mismatch(DigestMismatchError(expected, actual))
                 target = self.path(actual.blake3)
-                if target.exists():
+                if _intact(target, actual):
                     return StoredBlob(actual, target.as_uri(), created=False)
                 if self._fsync:
                     os.fsync(out.fileno())
@@ -73,6 +73,20 @@ class LocalBlobStore(BlobStore):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def _staging_file(self) -> tuple[int, Path]:
+        """A new temporary file in the staging directory, locked (``flock``) for as long as
+        it is open, so that ``purge_staging`` never removes the file of a write in flight."""
+        while True:
+            try:
+                fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._staging)
+            except FileNotFoundError:
+                self._staging.mkdir(parents=True, exist_ok=True)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return fd, Path(name)
+            os.close(fd)  # purged between its creation and the lock: take another
 
     def _make_shard_dirs(self, directory: Path) -> list[Path]:
         """Create ``directory`` and missing parents below the root; the parents of what
@@ -115,12 +129,13 @@ class LocalBlobStore(BlobStore):
             return 0
 
     def purge_staging(self, older_than: dt.datetime) -> int:
+        """Remove temporary files of interrupted writes; a file still locked by a write in
+        flight is left alone, whatever its age."""
         removed = 0
         for path in self._staging.glob(f"{_TMP_PREFIX}*"):
             with contextlib.suppress(FileNotFoundError):
                 modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-                if modified <= older_than:
-                    path.unlink()
+                if modified <= older_than and _unlink_unless_locked(path):
                     removed += 1
         return removed
 
@@ -148,6 +163,33 @@ class _FileSink:
         view = data
         while view:
             view = view[os.write(self._fd, view) :]
+
+
+def _intact(path: Path, blob: BlobHash) -> bool:
+    """Whether ``path`` holds exactly the bytes of ``blob``."""
+    try:
+        if path.stat().st_size != blob.size:
+            return False
+        if blob.size == 0:
+            return True
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        hasher.update_mmap(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return bool(hasher.hexdigest() == blob.blake3.hex)
+
+
+def _unlink_unless_locked(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _subdirectories(path: str) -> list[os.DirEntry[str]]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from artifactstore_core.errors import IntegrityError, NotFoundError
+from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.hashing import BlobHash, Digest, DigestMismatchError, VerifyingReader
 
 
@@ -46,7 +46,7 @@ class BlobStore(ABC):
 
     @abstractmethod
     def open_raw(self, address: Digest) -> BinaryIO:
-        """The stored bytes, unverified; ``NotFoundError`` if the blob is absent."""
+        """The stored bytes, unverified; ``MissingBlobError`` if the blob is absent."""
 
     @abstractmethod
     def exists(self, address: Digest) -> bool:
@@ -76,21 +76,32 @@ class BlobStore(ABC):
         """Remove temporary uploads left by interrupted writes; returns how many."""
         return 0
 
-    def open(self, blob: BlobHash) -> BinaryIO:
-        """The stored bytes of ``blob``, verified as they are read (``IntegrityError``)."""
-        raw = self.open_raw(blob.blake3)
-        return VerifyingReader(raw, blob, lambda err: self._corrupt(blob, err))  # type: ignore[return-value]
+    def open(self, blob: BlobHash, *, owner: str | None = None) -> BinaryIO:
+        """The stored bytes of ``blob``, verified as they are read (``IntegrityError``).
 
-    def _corrupt(self, blob: BlobHash, error: DigestMismatchError) -> IntegrityError:
+        ``owner`` (such as ``package x@1, file 'a.csv'``) starts the message of any error.
+        """
+        try:
+            raw = self.open_raw(blob.blake3)
+        except MissingBlobError as exc:
+            if owner is None:
+                raise
+            raise MissingBlobError(f"{owner}: {exc}") from exc
+        on_mismatch = lambda err: self._corrupt(blob, err, owner)  # noqa: E731
+        return VerifyingReader(raw, blob, on_mismatch)  # type: ignore[return-value]
+
+    def _corrupt(
+        self, blob: BlobHash, error: DigestMismatchError, owner: str | None = None
+    ) -> IntegrityError:
         return IntegrityError(
-            f"stored blob {blob.content_address} at {self.uri(blob.blake3)} is corrupt: "
-            f"its bytes hash to {error.actual.content_address} ({error.actual.size} bytes, "
-            f"expected {blob.size})"
+            f"{owner + ': ' if owner else ''}stored blob {blob.content_address} at "
+            f"{self.uri(blob.blake3)} is corrupt: its bytes hash to "
+            f"{error.actual.content_address} ({error.actual.size} bytes, expected {blob.size})"
         )
 
-    def missing(self, address: Digest) -> NotFoundError:
+    def missing(self, address: Digest) -> MissingBlobError:
         """The error for an absent blob, naming it and this backend."""
-        return NotFoundError(f"blob {address} is missing from {self.url}")
+        return MissingBlobError(f"blob {address} is missing from {self.url}")
 
     def mismatch(self, error: DigestMismatchError) -> IntegrityError:
         """The error for written bytes that do not match the expected hash."""

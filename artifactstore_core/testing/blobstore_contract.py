@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from artifactstore_core.errors import IntegrityError, NotFoundError
+from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.hashing import BlobHash, Digest, hash_bytes
 from artifactstore_core.storage.ports import BlobStore
 
@@ -68,10 +68,10 @@ class BlobStoreContract:
         data = b"promised"
         assert blob_store.write(io.BytesIO(data), hash_bytes(data)).hash == hash_bytes(data)
 
-    def test_missing_blob_is_not_found(self, blob_store: BlobStore) -> None:
+    def test_missing_blob_is_an_integrity_failure(self, blob_store: BlobStore) -> None:
         absent = hash_bytes(b"never stored")
         assert not blob_store.exists(absent.blake3)
-        with pytest.raises(NotFoundError, match=absent.content_address):
+        with pytest.raises(MissingBlobError, match=absent.content_address):
             blob_store.open(absent)
 
     def test_delete_is_idempotent(self, blob_store: BlobStore) -> None:

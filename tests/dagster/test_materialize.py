@@ -489,5 +489,5 @@ def test_missing_blob_names_asset_package_class_and_dates(
     text = _failure_text(result)
     assert "cannot load asset 'source'" in text and f"source@1 ({package.id})" in text
     assert "'raw-evidence'" in text and package.created_at.date().isoformat() in text
-    assert "NotFoundError" in text and "is missing from" in text
+    assert "MissingBlobError" in text and "is missing from" in text
     assert store.list_packages(name_prefix="middle") == []

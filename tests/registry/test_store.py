@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from artifactstore_core import ArtifactStore
-from artifactstore_core.errors import IntegrityError, NotFoundError
+from artifactstore_core.errors import IntegrityError, MissingBlobError, NotFoundError
 from artifactstore_core.hashing import hash_bytes
 
 from .conftest import blob_count, event_count
@@ -182,7 +182,7 @@ def test_verify_reports_corrupt_and_missing_blobs(store: ArtifactStore) -> None:
     assert store.verify(good.reference).ok
     with pytest.raises(IntegrityError, match="corrupt"):
         store.read_bytes("v/bad", "f")
-    with pytest.raises(NotFoundError, match="missing"):
+    with pytest.raises(MissingBlobError, match=r"v/bad@1, file 'g': .* is missing"):
         store.read_bytes("v/bad", "g")
     assert store.verify("v/bad", rehash=False).problems[0].problem == "missing"
 

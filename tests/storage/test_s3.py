@@ -24,8 +24,8 @@ from artifactstore_core.errors import (
     ConfigurationError,
     IntegrityError,
     InvalidInputError,
+    MissingBlobError,
     MissingExtraError,
-    NotFoundError,
 )
 from artifactstore_core.hashing import Digest, hash_bytes
 from artifactstore_core.storage import open_blob_store
@@ -566,9 +566,9 @@ def test_missing_bucket_is_named(s3_endpoint: str) -> None:
         assert s3_endpoint in str(e.value)
 
 
-def test_missing_blob_is_not_found(store: S3BlobStore) -> None:
+def test_missing_blob_is_an_integrity_failure(store: S3BlobStore) -> None:
     absent = hash_bytes(b"absent")
-    with pytest.raises(NotFoundError, match=str(absent.blake3)):
+    with pytest.raises(MissingBlobError, match=str(absent.blake3)):
         store.open_raw(absent.blake3)
     assert store.delete(absent.blake3) is False
 

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from artifactstore_core import ArtifactStore, PutRequest, Settings
-from artifactstore_core.errors import BackendUnavailableError, IntegrityError
+from artifactstore_core.errors import BackendUnavailableError, IntegrityError, MissingBlobError
 from artifactstore_core.hashing import hash_bytes
+from artifactstore_core.schema import storage_locations
 from artifactstore_core.storage.s3 import S3BlobStore
 from artifactstore_core.testing.clock import FrozenClock
 from artifactstore_core.testing.servers import (
@@ -186,3 +188,57 @@ def test_server_gone_registers_nothing(database_url: str, tmp_path: Path) -> Non
         assert event_count(store) == events
         assert [p.name for p in store.list_packages()] == ["before"]
         store.close()
+
+
+def test_a_put_uploads_again_bytes_deleted_behind_the_registry(
+    s3_store: ArtifactStore, s3_endpoint: str, bucket: str
+) -> None:
+    """A location row is not proof of bytes: the backend is asked, and heals by upload."""
+    first = s3_store.put("oob/a", {"f": b"deleted out of band"})
+    assert isinstance(s3_store.blobs, S3BlobStore)
+    key = s3_store.blobs.key(first.files[0].blob.blake3)
+    s3_client(s3_endpoint).delete_object(Bucket=bucket, Key=key)
+
+    second = s3_store.put("oob/b", {"f": b"deleted out of band"})
+
+    assert s3_store.read_bytes(second.reference) == b"deleted out of band"
+    assert s3_store.read_bytes(first.reference) == b"deleted out of band"
+    assert s3_store.verify().ok
+
+
+def test_a_moved_storage_url_gets_the_bytes_and_old_reads_say_where_they_are(
+    database_url: str, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    old = s3_settings(s3_endpoint, database_url=database_url, storage_url=f"s3://{bucket}/old")
+    with ArtifactStore.from_settings(old) as store:
+        store.put("moved/a", {"f": b"bytes in the old prefix"})
+        only_old = store.put("moved/only-old", {"f": b"never put again"})
+    new = s3_settings(s3_endpoint, database_url=database_url, storage_url=f"s3://{bucket}/new")
+    with ArtifactStore.from_settings(new) as store:
+        again = store.put("moved/b", {"f": b"bytes in the old prefix"})
+        assert store.read_bytes(again.reference) == b"bytes in the old prefix"
+        assert store.read_bytes("moved/a") == b"bytes in the old prefix"
+        with pytest.raises(MissingBlobError, match=rf"moved/only-old@1.*s3://{bucket}/old/"):
+            store.read_bytes(only_old.reference)
+        assert store.check_views() == []
+
+
+def test_a_location_left_by_a_killed_sweep_does_not_stop_the_upload(
+    s3_store: ArtifactStore, s3_endpoint: str, bucket: str, clock: FrozenClock
+) -> None:
+    """A sweep killed between deleting the object and recording the purge leaves a row."""
+    s3_store.put("gone", {"f": b"purge half done"}, retention_class="transient")
+    clock.advance(dt.timedelta(days=8))
+    s3_store.sweep(dry_run=False)  # expires the package and purges the blob
+    assert isinstance(s3_store.blobs, S3BlobStore)
+    blob = hash_bytes(b"purge half done")
+    with s3_store.engine.begin() as conn:  # the row the killed sweep never removed
+        conn.execute(
+            sa.insert(storage_locations).values(
+                content_address=blob.content_address, backend="hot",
+                digest_primary=blob.blake3.hex, digest_sha256=blob.sha256.hex,
+                size=blob.size, uri=s3_store.blobs.uri(blob.blake3), stored_at=clock(),
+            )
+        )  # fmt: skip
+    package = s3_store.put("again", {"f": b"purge half done"})
+    assert s3_store.read_bytes(package.reference) == b"purge half done"
