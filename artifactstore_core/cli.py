@@ -421,17 +421,29 @@ def lineage(
 @click.argument("reference", required=False)
 @click.option("--all", "everything", is_flag=True, help="Verify every active package.")
 @click.option("--exists-only", is_flag=True, help="Check presence, do not re-hash.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Copy missing or corrupt blobs from an intact copy in another tier.",
+)
 @_json_option
 @pass_context
 def verify(
-    ctx: _Context, reference: str | None, everything: bool, exists_only: bool, as_json: bool
+    ctx: _Context,
+    reference: str | None,
+    everything: bool,
+    exists_only: bool,
+    repair: bool,
+    as_json: bool,
 ) -> None:
-    """Re-hash the stored bytes of REFERENCE (or --all); exit 1 on any problem."""
+    """Re-hash the stored bytes of REFERENCE (or --all); exit 1 on any problem left."""
     if bool(reference) == everything:
         raise click.UsageError("give a package REFERENCE or --all")
     total = ctx.store.describe(reference).size if reference else 0
     with _progress(total, "verifying") as progress:
-        result = ctx.store.verify(reference, rehash=not exists_only, progress=progress)
+        result = ctx.store.verify(
+            reference, rehash=not exists_only, repair=repair, progress=progress
+        )
     if as_json:
         _echo_json(
             {
@@ -440,9 +452,16 @@ def verify(
                 "blobs": result.blobs,
                 "bytes_verified": result.bytes_verified,
                 "problems": [problem.__dict__ for problem in result.problems],
+                "repaired": [problem.__dict__ for problem in result.repaired],
             }
         )
     else:
+        for problem in result.repaired:
+            click.echo(
+                f"REPAIRED: {problem.content_address} in {problem.backend} was {problem.problem}"
+                f" (used by {', '.join(problem.packages)})",
+                err=True,
+            )
         for problem in result.problems:
             click.echo(
                 f"{problem.problem.upper()}: {problem.content_address} in {problem.backend} "

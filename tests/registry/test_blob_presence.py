@@ -227,3 +227,22 @@ def test_a_corrupt_blob_error_names_package_and_file(store: ArtifactStore) -> No
     _local(store).path(package.files[0].blob.blake3).write_bytes(b"tampered bytes")
     with pytest.raises(IntegrityError, match=r"reports/weekly@1.*data\.bin.*corrupt"):
         store.read_bytes(package.reference)
+
+
+def test_cli_verify_repair_exits_0_once_repaired(tmp_path: Path) -> None:
+    cli = Cli(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "hot", tmp_path)
+    cli.env["ARTIFACTSTORE_TIER_COLD_URL"] = str(tmp_path / "cold")
+    cli("put", "archived", str(_file(tmp_path / "a.txt", b"kept twice")))
+    cli("tier", "move", "archived", "--to", "cold")
+    cli("put", "current", str(tmp_path / "a.txt"))
+    blob = hash_bytes(b"kept twice").blake3
+    LocalBlobStore(tmp_path / "hot").path(blob).unlink()
+    cli("verify", "--all", expect=1)
+    repaired = cli("verify", "--all", "--repair")
+    assert "REPAIRED" in repaired.stderr and "current@1" in repaired.stderr
+    cli("verify", "--all")
+
+
+def _file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
