@@ -138,6 +138,14 @@ class VerifyResult:
         return not self.problems
 
 
+def _tiers_holding(package: Package) -> tuple[str, ...]:
+    """The tiers that hold a package's bytes: its tier, and hot too once an archived
+    package is restored."""
+    if package.retrieval_tier == "archive" and package.restore_status == "restored":
+        return ("archive", HOT)
+    return (package.retrieval_tier,)
+
+
 def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
     """``progress`` callable from several threads, one call at a time."""
     if progress is None:
@@ -942,10 +950,10 @@ class ArtifactStore:
                 ids = queries.list_ids(conn, queries.PackageFilter(status="active"))
             blobs: dict[tuple[str, str], tuple[BlobHash, list[str]]] = {}
             for package in queries.load_packages(conn, ids):
-                tier = HOT if package.retrieval_tier == "archive" else package.retrieval_tier
-                for entry in package.files:
-                    item = blobs.setdefault((entry.blob.content_address, tier), (entry.blob, []))
-                    item[1].append(package.reference)
+                for tier in _tiers_holding(package):
+                    for entry in package.files:
+                        key = (entry.blob.content_address, tier)
+                        blobs.setdefault(key, (entry.blob, []))[1].append(package.reference)
         problems: list[BlobProblem] = []
         verified = 0
         for (address, tier), (blob, users) in blobs.items():
