@@ -293,8 +293,11 @@ class _Staging:
             raise
 
     def roll_back(self, target: _Tree, journal: dict[str, list[str]]) -> None:
-        """Put back every entry the journal's moves replaced or added (an entry still in
-        ``old/`` goes back; a file no longer in ``new/`` was moved in and is removed)."""
+        """Put back what the journal's moves changed; safe to run again after a kill.
+
+        Per file, a staged file missing from ``new/`` was moved in: it goes back there;
+        then an entry in ``old/`` (what it replaced) goes back to its place.
+        """
         try:
             with (
                 _subtree(self.fd, "new", self.label) as new,
@@ -302,13 +305,15 @@ class _Staging:
             ):
                 for path in reversed(journal["files"]):
                     parent, base = _split(path)
+                    if new.lstat(path) is None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.rename(
+                                base, base, src_dir_fd=target.fd(parent), dst_dir_fd=new.fd(parent)
+                            )
                     if old.lstat(path) is not None:
                         os.rename(
                             base, base, src_dir_fd=old.fd(parent), dst_dir_fd=target.fd(parent)
                         )
-                    elif new.lstat(path) is None:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(base, dir_fd=target.fd(parent))
             for directory in reversed(journal["created"]):
                 with contextlib.suppress(OSError):
                     parent, base = _split(directory)
@@ -338,13 +343,33 @@ def _staging(parent_fd: int, name: str, label: str) -> Iterator[_Staging]:
             yield staging
         finally:
             if staging is None or not staging.keep:
-                shutil.rmtree(name, ignore_errors=True, dir_fd=parent_fd)
+                with contextlib.suppress(OSError):  # what is left, the next export removes
+                    _remove(parent_fd, name, fd)
             os.close(fd)
     except BaseException:
         if staging is None:
             with contextlib.suppress(OSError):
                 os.rmdir(name, dir_fd=parent_fd)
         raise
+
+
+def _remove(parent_fd: int, name: str, fd: int) -> None:
+    """Delete staging directory ``name`` (open as ``fd``) so that a kill at any point
+    leaves it recognisable and safe to finish: the journal first (nothing is to be rolled
+    back any more), the marker last."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_JOURNAL, dir_fd=fd)
+        os.fsync(fd)
+    with os.scandir(fd) as entries:
+        found = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries if e.name != _MARKER]
+    for entry, is_directory in found:
+        if is_directory:
+            shutil.rmtree(entry, dir_fd=fd)
+        else:
+            os.unlink(entry, dir_fd=fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_MARKER, dir_fd=fd)
+    os.rmdir(name, dir_fd=parent_fd)
 
 
 def _discard_siblings(parent_fd: int, name: str) -> int:
@@ -383,7 +408,7 @@ def _discard(parent_fd: int, name: str, target: _Tree | None) -> bool:
             with open(os.open(_JOURNAL, os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd), "rb") as file:
                 journal = json.loads(file.read())
             _Staging(fd, target.name(name)).roll_back(target, journal)
-        shutil.rmtree(name, dir_fd=parent_fd)
+        _remove(parent_fd, name, fd)
         return True
     finally:
         os.close(fd)
