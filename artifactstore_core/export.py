@@ -180,7 +180,7 @@ def _export_into(
     target = _Tree(root, str(dest))
     try:
         fcntl.flock(root, fcntl.LOCK_EX)  # one export at a time into one directory
-        with _opened(dest.parent) as parent_fd:
+        with contextlib.suppress(PermissionError), _opened(dest.parent) as parent_fd:
             _discard_siblings(parent_fd, dest.name)
         _discard_inside(target)
         _check(plan, target, force)
@@ -188,7 +188,7 @@ def _export_into(
         with _staging(root, name, target.name(name)) as staging:
             staging.stage(plan, open_blob, progress, keep_old=True)
             missing = _check(plan, target, force)  # again: it may have changed meanwhile
-            staging.commit(plan, target, missing)
+            staging.commit(plan, target, missing, force)
     finally:
         target.close()
         os.close(root)
@@ -263,7 +263,7 @@ class _Staging:
             for directory in reversed(("", *plan.directories)):
                 os.fsync(new.fd(directory))
 
-    def commit(self, plan: ExportPlan, target: _Tree, missing: list[str]) -> None:
+    def commit(self, plan: ExportPlan, target: _Tree, missing: list[str], force: bool) -> None:
         """Move the staged files in; on any error put the previous entries back."""
         journal = {"files": [entry.path for entry in plan.files], "created": missing}
         _write_durably(self.fd, _JOURNAL, json.dumps(journal).encode())
@@ -278,6 +278,8 @@ class _Staging:
                     parent, base = _split(entry.path)
                     here = target.fd(parent)
                     if _lstat(here, base) is not None:
+                        if not force:  # created since the check
+                            raise InvalidInputError(f"{target.name(entry.path)!r} already exists")
                         aside = old.fd(parent)
                         try:
                             os.link(

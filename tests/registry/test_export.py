@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from artifactstore_core.domain.manifest import (
     manifest_document,
     package_digest,
 )
+from artifactstore_core.export import recover
 from artifactstore_core.store import ArtifactStore
 from tests.registry.conftest import blob_count, event_count
 
@@ -332,3 +334,25 @@ def test_read_only_destination_is_refused_and_untouched(
             store.export("r/x", dest, force=True)
         assert str(dest) in str(caught.value) and "\n" not in str(caught.value)
     assert tree(small_fs) == {"dest/a.txt": b"old"}
+
+
+def test_staging_of_a_running_export_is_left_alone(store: ArtifactStore, tmp_path: Path) -> None:
+    store.put("r/x", {f"f{i}.bin": os.urandom(200_000) for i in range(3)})
+    dest = tmp_path / "dest"
+    staged, release = threading.Event(), threading.Event()
+
+    def progress(_count: int) -> None:
+        staged.set()
+        assert release.wait(30)
+
+    worker = threading.Thread(target=lambda: store.export("r/x", dest, progress=progress))
+    worker.start()
+    try:
+        assert staged.wait(30)
+        running = leftovers(tmp_path)
+        assert len(running) == 1
+        assert recover(dest) == 0 and leftovers(tmp_path) == running
+    finally:
+        release.set()
+        worker.join(30)
+    assert len(tree(dest)) == 3 and leftovers(tmp_path, dest) == []

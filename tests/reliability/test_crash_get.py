@@ -32,9 +32,8 @@ import pytest
 from artifactstore_core.export import STAGING, recover
 from artifactstore_core.store import ArtifactStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
 LONG = os.environ.get("ARTIFACTSTORE_RELIABILITY_LONG") == "1"
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600 if LONG else 300)]
 RANDOM_TRIALS = 100 if LONG else 2
 CLI_TRIALS = 10 if LONG else 1
 FILES = 50
