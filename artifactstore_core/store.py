@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -50,6 +49,7 @@ from artifactstore_core.errors import (
     RetentionError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
+from artifactstore_core.export import export_files
 from artifactstore_core.hashing import (
     BlobHash,
     Digest,
@@ -652,38 +652,24 @@ class ArtifactStore:
         run_id: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Package:
-        """Write every file of a package under ``destination``; nothing is left half-written.
+        """Write every file of a package under ``destination``, verified; existing entries
+        are refused unless ``force``. A ``Package`` reference is used as given.
 
-        Files are written to a temporary directory beside ``destination`` and moved in
-        place only after all of them verified. Existing files are refused unless ``force``.
-        A ``Package`` passed as the reference is used as given, without reloading it.
+        All or nothing (``artifactstore_core.export`` has the precise promise): a new
+        destination appears complete in one rename; into an existing directory, files are
+        moved in under a journal that an error (or, after a kill, the next export into
+        it) rolls back. Never writes through a symbolic link below ``destination``.
         """
         package = reference if isinstance(reference, Package) else self.describe(reference)
         self._check_readable(package)
-        target = Path(destination)
-        clashes = [e.path for e in package.files if (target / e.path).exists()]
-        if clashes and not force:
-            raise InvalidInputError(
-                f"{str(target / clashes[0])!r} already exists; "
-                "pass force=True (--force) to overwrite"
-            )
-        target.mkdir(parents=True, exist_ok=True)
-        staging = Path(target, f".artifactstore-export-{uuid.uuid4().hex}")
-        try:
-            for entry in package.files:
-                out_path = staging / entry.path
-                out_path.parent.mkdir(parents=True, exist_ok=True)
-                with self._open_entry(package, entry) as reader, out_path.open("wb") as out:
-                    while chunk := reader.read(1024 * 1024):
-                        out.write(chunk)
-                        if progress:
-                            progress(len(chunk))
-            for entry in package.files:
-                final = target / entry.path
-                final.parent.mkdir(parents=True, exist_ok=True)
-                (staging / entry.path).replace(final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        export_files(
+            package.files,
+            destination,
+            lambda entry: self._open_entry(package, entry),
+            package=package.reference,
+            force=force,
+            progress=progress,
+        )
         if record:
             self.record_retrieval(package, actor=actor, purpose=purpose, run_id=run_id)
         return package

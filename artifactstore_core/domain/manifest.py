@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,21 @@ def _check_json(value: Any, where: str) -> None:
     raise InvalidInputError(
         f"{where} is a {type(value).__name__} ({value!r:.60}), which is not JSON-serialisable"
     )
+
+
+def check_no_path_clashes(paths: Iterable[str]) -> None:
+    """Refuse a path that is also a directory of another path (``x`` and ``x/y``): no
+    directory can hold such a package. The error names both paths."""
+    files = set(paths)
+    for path in sorted(files):
+        end = path.find("/")
+        while end != -1:
+            if path[:end] in files:
+                raise InvalidInputError(
+                    f"file paths {path[:end]!r} and {path!r} clash: {path[:end]!r} would have "
+                    "to be both a file and a directory"
+                )
+            end = path.find("/", end + 1)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from artifactstore_core.domain.manifest import check_no_path_clashes
 from artifactstore_core.errors import InvalidInputError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -70,7 +71,7 @@ def validate_file_path(path: str) -> str:
 
 
 def validate_file_paths(paths: Iterable[str]) -> list[str]:
-    """Every path valid and none repeated; at least one."""
+    """Every path valid, none repeated, none also a directory of another; at least one."""
     seen: set[str] = set()
     result = []
     for path in paths:
@@ -81,4 +82,5 @@ def validate_file_paths(paths: Iterable[str]) -> list[str]:
         result.append(path)
     if not result:
         raise InvalidInputError("a package needs at least one file")
+    check_no_path_clashes(result)
     return result
