@@ -858,7 +858,11 @@ class _Cleanup:
         except Exception as exc:
             if method == "abort_multipart_upload" and _error_details(exc)[0] == "NoSuchUpload":
                 return  # gone already (completed or aborted)
-            detail = _error_details(exc)[2]
+            detail = (
+                f"no answer within {store._cleanup_budget:g} s"
+                if isinstance(exc, TimeoutError) and not str(exc)
+                else _error_details(exc)[2]
+            )
             log.warning("could not %s at %s: %s", what, store.endpoint, detail)
             if error is not None:
                 error.add_note(f"could not {what}: {detail}")
