@@ -265,17 +265,19 @@ def test_random_fault_points_lose_nothing(
     trials = int(os.environ.get("ARTIFACTSTORE_RELIABILITY_TRIALS", "60"))
     rng = random.Random(int(os.environ.get("ARTIFACTSTORE_RELIABILITY_SEED", "11")))
     stored: dict[str, bytes] = {}
-    failures = succeeded = wrong_bytes = 0
+    put_failures = read_failures = wrong_bytes = 0
     started = time.monotonic()
     for trial in range(trials):
         size = rng.choice([1024, 300 * 1024, 5 * MiB, DEFAULT_PART_SIZE + 3 * MiB, 40 * MiB])
         data = os.urandom(size)
-        fault = rng.choice(["freeze", "reset-all", "reset-each", "delay"])
+        fault = rng.choice(["freeze", "reset-all", "reset-each", "blip", "delay"])
         at = rng.randrange(0, max(size, 2))
         if fault == "freeze":
             proxy.after(at, proxy.freeze, direction="up")
-        elif fault == "reset-all":
+        elif fault == "reset-all":  # the server dies for good
             proxy.after(at, proxy.reset, direction="up")
+        elif fault == "blip":  # open connections drop once; retries may recover
+            proxy.after(at, lambda: (proxy.reset(), proxy.pass_through()), direction="up")
         elif fault == "reset-each":
             proxy.reset(after_bytes=at, direction="up")
         else:
@@ -286,10 +288,9 @@ def test_random_fault_points_lose_nothing(
             registry.put(name, {"f": data})
         except BackendUnavailableError:  # any other error fails the test
             assert event_count(registry) == events
-            failures += 1
+            put_failures += 1
         else:
             stored[name] = data
-            succeeded += 1
         proxy.pass_through()
         # A read through a fault returns the right bytes or fails; never other bytes.
         if stored:
@@ -299,7 +300,7 @@ def test_random_fault_points_lose_nothing(
                 if registry.read_bytes(probe, record=False) != stored[probe]:
                     wrong_bytes += 1
             except (BackendUnavailableError, IntegrityError):
-                failures += 1
+                read_failures += 1
             proxy.pass_through()
     registry.sweep(grace=dt.timedelta(0))
     lost = sum(
@@ -309,8 +310,9 @@ def test_random_fault_points_lose_nothing(
     assert open_uploads(s3_endpoint, bucket) == []
     wall = time.monotonic() - started
     print(
-        f"\nreliability: {trials} trials, {succeeded} puts stored, {failures} failures "
-        f"detected, {wrong_bytes} wrong reads, {lost} lost, {wall:.1f} s wall"
+        f"\nreliability: {trials} trials, {len(stored)} puts stored, {put_failures} puts and "
+        f"{read_failures} reads failed with a typed error, {wrong_bytes} wrong reads, "
+        f"{lost} packages lost, {wall:.1f} s wall"
     )
     assert lost == 0
     assert wrong_bytes == 0
