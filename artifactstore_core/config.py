@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_addressing_style: str | None = Field(None, pattern="^(path|virtual|auto)$")
+    s3_connect_timeout: float = Field(
+        5.0, gt=0, le=600, description="Seconds to wait for a TCP connection, per attempt"
+    )
+    s3_read_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds an attempt may go without progress"
+    )
+    s3_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per S3 request, the first one included"
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

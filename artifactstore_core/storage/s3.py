@@ -15,10 +15,12 @@ complete and verified:
   completed (``If-None-Match: *``) after the digests matched; a mismatch aborts it.
 
 Provider errors are translated here, once, into the ``ArtifactStoreError`` tree, naming the
-endpoint and bucket and keeping the original as ``__cause__``. Transient failures are
-retried with backoff a bounded number of times (botocore's "standard" retry mode, plus
-s3fs's own retry of interrupted response bodies, except for the parts of an upload). Every
-request, each part included, is cut off after ``request_timeout``.
+endpoint and bucket and keeping the original as ``__cause__``. Time is bounded by three
+settings: an attempt waits at most ``connect_timeout`` to connect and ``read_timeout``
+without progress (no byte of the request body taken, no byte of the answer); a request is
+tried ``max_attempts`` times with botocore's jittered backoff (s3fs's own retry loop is
+off, so the two never multiply); the clean-up after a failed write gets one more
+``connect_timeout + read_timeout``. ``request_bound()`` and ``failure_bound`` give the totals.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import contextlib
 import io
 import logging
 import os
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from datetime import datetime
@@ -69,16 +72,17 @@ DEFAULT_PARTS_IN_FLIGHT = 4
 _MAX_PARTS = 10_000
 #: Size of each ranged GET when reading a blob.
 DEFAULT_READ_BLOCK_SIZE = 8 * 2**20
+#: Seconds to wait for a TCP connection, per attempt.
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds an attempt may go without progress: no byte of the body sent, none received.
 DEFAULT_READ_TIMEOUT = 30.0
-#: Upper bound on one request, its retries included. Socket timeouts cannot catch an upload
-#: stalled against a server that stopped reading, so this must allow for a whole part.
-DEFAULT_REQUEST_TIMEOUT = 300.0
 #: Attempts per request, first try included (botocore "standard" mode, jittered backoff).
 DEFAULT_MAX_ATTEMPTS = 3
-# s3fs retries its own calls too (notably bodies cut off mid-response, which botocore does
-# not retry); kept at 2 so the two loops multiply to a small bound.
-_S3FS_ATTEMPTS = 2
+# s3fs wraps every call in a retry loop of its own, which multiplied botocore's attempts
+# (2 x 3 x 30 s + backoff = the 185 s a frozen server used to take); one pass turns it off.
+_S3FS_ATTEMPTS = 1
+#: botocore "standard" mode waits rand(0, 1) x min(2 ** (attempt - 1), 20) s between attempts.
+_MAX_BACKOFF = 20.0
 #: CopyObject refuses sources above 5 GiB; larger blobs are copied in parts.
 _COPY_OBJECT_LIMIT = 5 * 2**30
 _COPY_PART_SIZE = 512 * 2**20
@@ -120,7 +124,6 @@ class S3BlobStore(BlobStore):
         part_size: int = DEFAULT_PART_SIZE,
         parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
         read_block_size: int = DEFAULT_READ_BLOCK_SIZE,
-        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         conditional_writes: bool = True,
     ) -> None:
         """Connect lazily to ``bucket``; unset options fall back to botocore's defaults
@@ -150,6 +153,9 @@ class S3BlobStore(BlobStore):
             raise ConfigurationError(f"S3 part size must be at least 5 MiB, got {part_size}")
         if max_attempts < 1:
             raise ConfigurationError(f"S3 max_attempts must be at least 1, got {max_attempts}")
+        for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if not value > 0:
+                raise ConfigurationError(f"S3 {name} must be more than 0 s, got {value!r}")
         if parts_in_flight < 1:
             raise ConfigurationError(
                 f"S3 parts_in_flight must be at least 1, got {parts_in_flight}"
@@ -162,6 +168,9 @@ class S3BlobStore(BlobStore):
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
         self.read_block_size = read_block_size
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
         self._root = f"{self.prefix}/" if self.prefix else ""
         self._bucket_checked = False
         self._if_none_match: dict[str, str] = {"IfNoneMatch": "*"} if conditional_writes else {}
@@ -169,6 +178,7 @@ class S3BlobStore(BlobStore):
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
             "retries": {"mode": "standard", "total_max_attempts": max_attempts},
+            "http_session_cls": _stall_guard_session_class(),
         }
         # A custom endpoint (MinIO, Ceph, a test server) rarely has wildcard DNS.
         style = addressing_style or ("path" if endpoint_url else None)
@@ -185,7 +195,6 @@ class S3BlobStore(BlobStore):
             use_listings_cache=False,
         )
         self._fs.retries = _S3FS_ATTEMPTS
-        self._fs.request_timeout = request_timeout
 
     @classmethod
     def from_url(cls, url: str, settings: Settings | None = None, **options: Any) -> S3BlobStore:
@@ -193,8 +202,9 @@ class S3BlobStore(BlobStore):
 
         Endpoint, region, credentials and addressing style come from the
         ``ARTIFACTSTORE_S3_*`` settings; each one unset falls back to the standard
-        ``AWS_*`` environment variables. ``options`` go to the constructor (timeouts,
-        attempts, part size).
+        ``AWS_*`` environment variables; timeouts and attempts come from
+        ``ARTIFACTSTORE_S3_CONNECT_TIMEOUT``, ``_READ_TIMEOUT`` and ``_MAX_ATTEMPTS``.
+        ``options`` go to the constructor and win over settings (part size, ...).
         """
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
@@ -216,11 +226,31 @@ class S3BlobStore(BlobStore):
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret is not None else None,
             addressing_style=settings.s3_addressing_style,
-            **options,
+            **{
+                "connect_timeout": settings.s3_connect_timeout,
+                "read_timeout": settings.s3_read_timeout,
+                "max_attempts": settings.s3_max_attempts,
+                **options,
+            },
         )
 
     def __repr__(self) -> str:
         return f"S3BlobStore({self.url!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def request_bound(self) -> float:
+        """Most seconds one request takes against a frozen or refusing server."""
+        return request_bound(self.connect_timeout, self.read_timeout, self.max_attempts)
+
+    @property
+    def failure_bound(self) -> float:
+        """Most seconds from the moment the server freezes or dies until a call fails:
+        the failing request, then the clean-up budget (``connect_timeout + read_timeout``)."""
+        return self.request_bound + self._cleanup_budget
+
+    @property
+    def _cleanup_budget(self) -> float:
+        return self.connect_timeout + self.read_timeout
 
     # --- keys -------------------------------------------------------------------------
 
@@ -244,11 +274,20 @@ class S3BlobStore(BlobStore):
                 return self._write_expected(source, address, expected)
         # The address is known only once every byte is hashed: stage, then publish.
         staging = f"{self._root}{_STAGING}/{uuid.uuid4().hex}"
+        cleanup = _Cleanup(self)
         try:
-            actual, _ = self._upload(source, staging, expected=expected, create_only=False)
-            return self._publish(staging, actual)
-        finally:
-            self._delete_quietly(staging)
+            actual, _ = self._upload(
+                source, staging, expected=expected, create_only=False, cleanup=cleanup
+            )
+            stored = self._publish(staging, actual, cleanup)
+        except BaseException as exc:
+            cleanup.call(
+                exc, f"delete staging object s3://{self.bucket}/{staging}",
+                "delete_object", Key=staging,
+            )  # fmt: skip
+            raise
+        self._delete_quietly(staging)
+        return stored
 
     def open_raw(self, address: Digest) -> BinaryIO:
         self._ensure_bucket()
@@ -291,9 +330,22 @@ class S3BlobStore(BlobStore):
         return 0 if head is None else int(head.get("ContentLength", 0))
 
     def purge_staging(self, older_than: datetime) -> int:
+        """Delete staging objects and abort unfinished multipart uploads (of this store's
+        blob and staging keys) from before ``older_than``; how many were removed."""
         removed = 0
         for key in list(self.iter_staging(older_than)):
             self.delete_staging(key)
+            removed += 1
+        for key, upload_id in list(self.iter_unfinished_uploads(older_than)):
+            with self._translated(f"aborting the multipart upload to s3://{self.bucket}/{key}"):
+                try:
+                    self._fs.call_s3(
+                        "abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                except Exception as exc:
+                    if _error_details(exc)[0] != "NoSuchUpload":  # else finished meanwhile
+                        raise
+                    continue
             removed += 1
         return removed
 
@@ -322,6 +374,47 @@ class S3BlobStore(BlobStore):
             if modified < older_than:
                 yield key
 
+    def iter_unfinished_uploads(self, older_than: datetime) -> Iterator[tuple[str, str]]:
+        """``(key, upload id)`` of multipart uploads to this store's keys (blobs and staging
+        objects) started before ``older_than`` and never completed nor aborted: left by
+        writers killed mid-upload, or whose abort failed. Other keys under the prefix are
+        not the store's and are left alone."""
+        if older_than.tzinfo is None:
+            raise InvalidInputError(
+                f"older_than must be timezone-aware (S3 reports UTC), got {older_than!r}"
+            )
+        self._ensure_bucket()
+        markers: dict[str, str] = {}
+        while True:
+            with self._translated(
+                f"listing multipart uploads under s3://{self.bucket}/{self._root}"
+            ):
+                page = self._fs.call_s3(
+                    "list_multipart_uploads", Bucket=self.bucket, Prefix=self._root, **markers
+                )
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < older_than and self._is_own_key(upload["Key"]):
+                    yield upload["Key"], upload["UploadId"]
+            if not page.get("IsTruncated"):
+                return
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "UploadIdMarker": page["NextUploadIdMarker"],
+            }
+
+    def _is_own_key(self, key: str) -> bool:
+        """Whether ``key`` is a blob or staging key of this store."""
+        rest = key[len(self._root) :] if key.startswith(self._root) else None
+        if rest is None:
+            return False
+        if rest.startswith(f"{_STAGING}/"):
+            return "/" not in rest[len(_STAGING) + 1 :]
+        try:
+            address_from_key(rest)
+        except DigestError:
+            return False
+        return True
+
     def delete_staging(self, key: str) -> None:
         """Delete one staging object by key (as ``iter_staging`` yields it)."""
         staging = f"{self._root}{_STAGING}/"
@@ -344,7 +437,9 @@ class S3BlobStore(BlobStore):
             if not matches(expected, actual):
                 raise self.mismatch(DigestMismatchError(expected, actual))
             return StoredBlob(actual, uri, created=False)
-        actual, created = self._upload(source, key, expected=expected, create_only=True)
+        actual, created = self._upload(
+            source, key, expected=expected, create_only=True, cleanup=_Cleanup(self)
+        )
         return StoredBlob(actual, uri, created)
 
     def _upload(
@@ -354,11 +449,13 @@ class S3BlobStore(BlobStore):
         *,
         expected: BlobHash | Digest | None,
         create_only: bool,
+        cleanup: _Cleanup,
     ) -> tuple[BlobHash, bool]:
         """Stream ``source`` to ``key``; the upload completes only if it matches ``expected``.
 
         Returns the hash and whether the object was created (``False`` when create-only
-        found it present). Any failure aborts the upload before raising.
+        found it present). Any failure aborts the upload (within ``cleanup``'s budget)
+        before raising.
         """
         upload = _PartUpload(self, key, create_only=create_only)
         try:
@@ -366,11 +463,11 @@ class S3BlobStore(BlobStore):
             if expected is not None and not matches(expected, actual):
                 raise self.mismatch(DigestMismatchError(expected, actual))
             return actual, upload.commit()
-        except BaseException:
-            upload.abort()
+        except BaseException as exc:
+            upload.abort(exc, cleanup)
             raise
 
-    def _publish(self, staging: str, actual: BlobHash) -> StoredBlob:
+    def _publish(self, staging: str, actual: BlobHash, cleanup: _Cleanup) -> StoredBlob:
         """Copy a complete staging object to its content address, unless already there."""
         key = self.key(actual.blake3)
         uri = self.uri(actual.blake3)
@@ -393,14 +490,14 @@ class S3BlobStore(BlobStore):
                     **self._if_none_match,
                 )
             else:
-                self._copy_in_parts(staging, key, actual.size)
+                self._copy_in_parts(staging, key, actual.size, cleanup)
         except Exception as exc:
             if _precondition_failed(exc):
                 return StoredBlob(actual, uri, created=False)
             self._reraise(exc, f"publishing {uri}")
         return StoredBlob(actual, uri, created=True)
 
-    def _copy_in_parts(self, source_key: str, key: str, size: int) -> None:
+    def _copy_in_parts(self, source_key: str, key: str, size: int, cleanup: _Cleanup) -> None:
         """Server-side multipart copy (for sources above CopyObject's 5 GiB limit)."""
         call = self._fs.call_s3
         upload = call("create_multipart_upload", Bucket=self.bucket, Key=key)["UploadId"]
@@ -426,9 +523,11 @@ class S3BlobStore(BlobStore):
                 MultipartUpload={"Parts": parts},
                 **self._if_none_match,
             )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload)
+        except BaseException as exc:
+            cleanup.call(
+                exc, f"abort the copy to s3://{self.bucket}/{key}",
+                "abort_multipart_upload", Key=key, UploadId=upload,
+            )  # fmt: skip
             raise
 
     def _delete_quietly(self, key: str) -> None:
@@ -583,8 +682,10 @@ class _PartUpload:
         self._upload_id = None  # complete: nothing left to abort
         return True
 
-    def abort(self) -> None:
-        """Cancel the parts in flight and abort the multipart upload (best effort)."""
+    def abort(self, error: BaseException | None = None, cleanup: _Cleanup | None = None) -> None:
+        """Cancel the parts in flight and abort the multipart upload (best effort: what is
+        left, the sweep aborts later). After a failure (``error``) the abort runs within
+        ``cleanup``'s budget and its own failure is logged and noted on ``error``."""
         self._buffer = io.BytesIO()
         if self._pending:
             waiting = asyncio.run_coroutine_threadsafe(self._cancel_tasks(), self._fs.loop)
@@ -596,15 +697,10 @@ class _PartUpload:
         if self._upload_id is None:
             return
         upload_id, self._upload_id = self._upload_id, None
-        try:
-            self._fs.call_s3(
-                "abort_multipart_upload",
-                Bucket=self._store.bucket,
-                Key=self._key,
-                UploadId=upload_id,
-            )
-        except Exception as exc:  # best effort: a bucket lifecycle rule expires what is left
-            log.warning("could not abort the upload to %s: %s", self._target, exc)
+        (cleanup or _Cleanup(self._store)).call(
+            error, f"abort the multipart upload to {self._target}",
+            "abort_multipart_upload", Key=self._key, UploadId=upload_id,
+        )  # fmt: skip
 
     # --- in the calling thread ------------------------------------------------------------
 
@@ -670,11 +766,9 @@ class _PartUpload:
     # --- on the event loop ----------------------------------------------------------------
 
     async def _send(self, number: int, upload_id: str, body: io.BytesIO) -> str:
-        """Upload one part within the request time limit; its ETag."""
+        """Upload one part; its ETag."""
         try:
-            response = await asyncio.wait_for(
-                self._upload_part(number, upload_id, body), self._fs.request_timeout or None
-            )
+            response = await self._upload_part(number, upload_id, body)
             return str(response["ETag"])
         finally:
             body.close()  # frees the part's bytes at once
@@ -733,36 +827,124 @@ class _S3Reader(io.RawIOBase):
             super().close()
 
 
+class _Cleanup:
+    """Best-effort clean-up requests after one failed write, all within one time budget
+    (``connect_timeout + read_timeout``) so that the failure is reported in bounded time.
+
+    A clean-up that fails is logged and noted on the original error (``add_note``); the
+    error's message stays the original one. What is left, the sweep removes later.
+    """
+
+    def __init__(self, store: S3BlobStore) -> None:
+        self._store = store
+        self._deadline: float | None = None  # set by the first clean-up request
+
+    def call(self, error: BaseException | None, what: str, method: str, **kwargs: Any) -> None:
+        """Send ``method`` (on the store's bucket) to ``what`` (for messages)."""
+        from fsspec.asyn import sync
+
+        store = self._store
+        if error is None:  # not after a failure: an ordinary request
+            timeout = None
+        else:
+            if self._deadline is None:
+                self._deadline = time.monotonic() + store._cleanup_budget
+            timeout = self._deadline - time.monotonic()
+        try:
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError("no time left for clean-up")
+            sync(store._fs.loop, store._fs._call_s3, method, timeout=timeout,
+                 Bucket=store.bucket, **kwargs)  # fmt: skip
+        except Exception as exc:
+            if method == "abort_multipart_upload" and _error_details(exc)[0] == "NoSuchUpload":
+                return  # gone already (completed or aborted)
+            detail = (
+                f"no answer within {store._cleanup_budget:g} s"
+                if isinstance(exc, TimeoutError) and not str(exc)
+                else _error_details(exc)[2]
+            )
+            log.warning("could not %s at %s: %s", what, store.endpoint, detail)
+            if error is not None:
+                error.add_note(f"could not {what}: {detail}")
+
+
 _FILESYSTEM: list[type] = []
 
 
 def _filesystem_class() -> type:
-    """``s3fs.S3FileSystem`` with a total time limit on each request (imported lazily)."""
+    """``s3fs.S3FileSystem``, imported lazily."""
     if _FILESYSTEM:
         return _FILESYSTEM[0]
     try:
         import s3fs
-        from fsspec.asyn import sync
     except ImportError as exc:
         raise MissingExtraError("the S3 storage backend", "s3", "s3fs") from exc
+    filesystem: type = s3fs.S3FileSystem
+    _FILESYSTEM.append(filesystem)
+    return filesystem
 
-    class TimedS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
-        """Every request, its uploads' parts included, is cancelled after a time limit."""
 
-        request_timeout: float | None = None
+_SESSION: list[type] = []
 
-        def call_s3(self, method: str, *kwarg_dicts: Any, **kwargs: Any) -> Any:
-            return sync(
-                self.loop,
-                self._call_s3,
-                method,
-                *kwarg_dicts,
-                timeout=self.request_timeout,
-                **kwargs,
-            )
 
-    _FILESYSTEM.append(TimedS3FileSystem)
-    return TimedS3FileSystem
+def _stall_guard_session_class() -> type:
+    """aiobotocore's HTTP session, with a read timeout that also covers sending a body.
+
+    aiohttp starts its socket read timeout only once the whole request body is written, so
+    an upload to a server that stopped reading (its TCP window full) would wait forever.
+    Here an attempt whose seekable body has not moved for ``read_timeout`` seconds fails
+    with botocore's ``ReadTimeoutError``, which botocore retries like any other timeout.
+    """
+    if _SESSION:
+        return _SESSION[0]
+    from aiobotocore.httpsession import AIOHTTPSession  # type: ignore[import-untyped]
+    from botocore.exceptions import ReadTimeoutError  # type: ignore[import-untyped]
+
+    class StallGuardSession(AIOHTTPSession):  # type: ignore[misc]
+        async def send(self, request: Any) -> Any:
+            body = request.body
+            timeout = self._get_request_timeout(request) or self._timeout
+            limit = timeout.sock_read
+            if not limit or not isinstance(body, io.IOBase) or not body.seekable():
+                return await super().send(request)
+            task = asyncio.ensure_future(super().send(request))
+            mark, since = _position(body), time.monotonic()
+            try:
+                while True:
+                    wait = since + limit - time.monotonic()
+                    done, _ = await asyncio.wait({task}, timeout=max(wait, 0.0))
+                    if done:
+                        return task.result()
+                    position = _position(body)
+                    if position != mark:
+                        mark, since = position, time.monotonic()
+                    elif time.monotonic() - since >= limit:
+                        raise ReadTimeoutError(
+                            endpoint_url=request.url,
+                            error=f"the request body did not move for {limit} s",
+                        )
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await asyncio.wait({task})
+
+    _SESSION.append(StallGuardSession)
+    return StallGuardSession
+
+
+def _position(body: io.IOBase) -> int | None:
+    try:
+        return body.tell()
+    except (ValueError, OSError):  # closed
+        return None
+
+
+def request_bound(connect_timeout: float, read_timeout: float, max_attempts: int) -> float:
+    """Most seconds one request takes when the server is frozen (accepts connections,
+    never answers) or refuses them: ``max_attempts x (connect_timeout + read_timeout)``
+    plus botocore's backoff, at most ``min(2 ** (i - 1), 20)`` s before attempt ``i + 1``."""
+    backoff = sum(min(2.0**i, _MAX_BACKOFF) for i in range(max_attempts - 1))
+    return max_attempts * (connect_timeout + read_timeout) + backoff
 
 
 def _provider_errors() -> tuple[type[BaseException], ...]:

@@ -51,7 +51,6 @@ FAST: dict[str, Any] = {
     "connect_timeout": 1.0,
     "read_timeout": 3.0,
     "max_attempts": 2,
-    "request_timeout": 10.0,
 }
 
 
@@ -410,11 +409,48 @@ def test_half_given_credentials_are_refused() -> None:
     [
         ({"part_size": 4 * MiB}, "part size must be at least 5 MiB"),
         ({"parts_in_flight": 0}, "parts_in_flight must be at least 1"),
+        ({"read_timeout": 0}, "read_timeout must be more than 0 s, got 0"),
+        ({"connect_timeout": -1}, "connect_timeout must be more than 0 s, got -1"),
     ],
 )
 def test_upload_options_are_checked(option: dict[str, int], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         S3BlobStore("bucket", **option)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("S3_CONNECT_TIMEOUT", "0"),
+        ("S3_READ_TIMEOUT", "-1"),
+        ("S3_READ_TIMEOUT", "soon"),
+        ("S3_MAX_ATTEMPTS", "0"),
+        ("S3_MAX_ATTEMPTS", "11"),
+    ],
+)
+def test_timeout_settings_are_validated(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(f"ARTIFACTSTORE_{variable}", value)
+    with pytest.raises(ConfigurationError, match=f"ARTIFACTSTORE_{variable}: .*{value!r}"):
+        load_settings()
+
+
+def test_timeout_settings_reach_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONNECT_TIMEOUT", "READ_TIMEOUT", "MAX_ATTEMPTS"):
+        monkeypatch.delenv(f"ARTIFACTSTORE_S3_{name}", raising=False)
+    default = S3BlobStore.from_url("s3://bucket/p", load_settings())
+    assert (default.connect_timeout, default.read_timeout, default.max_attempts) == (5, 30, 3)
+    # 3 x (5 + 30) + backoff (1 + 2) for the request, 5 + 30 for the clean-up
+    assert (default.request_bound, default.failure_bound) == (108, 143)
+    monkeypatch.setenv("ARTIFACTSTORE_S3_READ_TIMEOUT", "7.5")
+    monkeypatch.setenv("ARTIFACTSTORE_S3_MAX_ATTEMPTS", "5")
+    store = S3BlobStore.from_url("s3://bucket/p", load_settings(), connect_timeout=2)
+    config = store._fs.config_kwargs
+    assert (config["connect_timeout"], config["read_timeout"]) == (2, 7.5)
+    assert config["retries"] == {"mode": "standard", "total_max_attempts": 5}
+    assert store._fs.retries == 1  # s3fs's own retry loop is off: attempts do not multiply
+    assert store.request_bound == 5 * 9.5 + 1 + 2 + 4 + 8
 
 
 def test_without_s3fs_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -457,14 +493,9 @@ def test_server_killed_during_a_multipart_upload(with_expected: bool) -> None:
 def test_server_frozen_during_a_multipart_upload_leaves_nothing_visible() -> None:
     with s3_server() as server:
         bucket = server.create_bucket("frozen")
-        # A stalled upload is cut by the request time limit; the abort by the read timeout.
+        # A stalled upload is cut once its body has not moved for the read timeout.
         store = make_store(
-            server.endpoint_url,
-            bucket,
-            part_size=5 * MiB,
-            read_timeout=1.0,
-            max_attempts=1,
-            request_timeout=3.0,
+            server.endpoint_url, bucket, part_size=5 * MiB, read_timeout=1.0, max_attempts=1
         )
         data = os.urandom(24 * MiB)
         blob = hash_bytes(data)
