@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     s3_addressing_style: str | None = Field(None, pattern="^(path|virtual|auto)$")
     sqlite_synchronous: str = Field(
         "NORMAL",
-        pattern="^(NORMAL|FULL|EXTRA)$",
+        pattern="(?i)^(NORMAL|FULL|EXTRA)$",
         description="SQLite PRAGMA synchronous: NORMAL may lose the last commits on power loss",
     )
 

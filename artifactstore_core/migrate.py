@@ -67,10 +67,14 @@ def ensure_current(engine: sa.Engine, database_url: str) -> None:
 
     An in-memory SQLite database exists only on the engine's one connection, so it is
     migrated through that connection. A read-only registry is only checked: one at another
-    revision raises ``ReadOnlyRegistryError``.
+    revision raises ``ReadOnlyRegistryError``. Seeded retention classes get their
+    definitions recorded as events (once).
     """
+    from artifactstore_core.retention.classes import record_definitions
+
     revision = current_revision(engine)
     if revision == SCHEMA_REVISION:
+        record_definitions(engine)
         return
     if is_read_only(engine):
         raise ReadOnlyRegistryError(
@@ -83,3 +87,4 @@ def ensure_current(engine: sa.Engine, database_url: str) -> None:
             upgrade(database_url, connection=conn)
     else:
         upgrade(database_url)
+    record_definitions(engine)

@@ -20,6 +20,7 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.package import iso
 from artifactstore_core.domain.retention import RetentionClass, due_transition
 from artifactstore_core.hashing import Digest
+from artifactstore_core.retention.classes import check_definitions
 from artifactstore_core.retention.lease import hold_lease
 from artifactstore_core.schema import (
     artifact_files,
@@ -299,9 +300,11 @@ def plan_sweep(
     batch_size: int = BATCH_SIZE,
     limit: int | None = None,
 ) -> SweepPlan:
-    """The exact plan of a sweep at ``now`` (reads only)."""
+    """The exact plan of a sweep at ``now`` (reads only); ``IntegrityError`` if a retention
+    class differs from its recorded definition."""
     cutoff = now - grace
     with store._reading() as conn:
+        check_definitions(conn)
         expire = list(_due_packages(conn, now, batch_size))[:limit]
         delete = list(_unreferenced_blobs(conn, now, cutoff, batch_size))
         kept_blobs, kept_bytes = _shared_kept(conn, now, expire)
