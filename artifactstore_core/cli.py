@@ -115,7 +115,7 @@ def cli(
 @pass_context
 def migrate(ctx: _Context) -> None:
     """Create or upgrade the registry schema (alembic upgrade head)."""
-    migrations.upgrade(ctx.settings.database_url)
+    migrations.migrate(ctx.settings.database_url)
     click.echo(f"registry at {ctx.settings.database_url} is at the latest schema revision")
 
 

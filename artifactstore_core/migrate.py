@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from artifactstore_core.config import READ_ONLY, is_memory_sqlite, is_read_only, sync_database_url
+from artifactstore_core.config import (
+    READ_ONLY,
+    create_engine,
+    is_memory_sqlite,
+    is_read_only,
+    sync_database_url,
+)
 from artifactstore_core.errors import ReadOnlyRegistryError
+from artifactstore_core.retention.classes import record_definitions
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -54,6 +61,17 @@ def upgrade(
     command.upgrade(config, revision)
 
 
+def migrate(database_url: str) -> None:
+    """Upgrade ``database_url`` to the newest revision and record its retention class
+    definitions as events (``artifactstore migrate``)."""
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        record_definitions(engine)
+    finally:
+        engine.dispose()
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     """The revision recorded in ``alembic_version``, or ``None`` for an empty database."""
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
@@ -70,8 +88,6 @@ def ensure_current(engine: sa.Engine, database_url: str) -> None:
     revision raises ``ReadOnlyRegistryError``. Seeded retention classes get their
     definitions recorded as events (once).
     """
-    from artifactstore_core.retention.classes import record_definitions
-
     revision = current_revision(engine)
     if revision == SCHEMA_REVISION:
         record_definitions(engine)

@@ -3,13 +3,16 @@
 The migration seeds ``retention_classes``; ``record_definitions`` records those rows as
 ``RetentionClassDefined`` events the first time a registry opens, after which the table
 is a projection like the others (``views check`` reports a class changed behind the log,
-``views rebuild`` restores it). ``check_definitions`` compares the table with the log so
-that a sweep never acts on a definition the log does not hold.
+``views rebuild`` restores it). ``check_definitions`` compares the table with the log and
+``check_protected_expiries`` a protected package's expiry with its class's recorded
+definition, so that a sweep never acts on a definition the log does not hold.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +22,7 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections import ProjectionWriter, project
-from artifactstore_core.schema import events, retention_classes
+from artifactstore_core.schema import artifact_packages, events, retention_classes
 
 SYSTEM_ACTOR = "artifactstore"
 """The actor of events the registry records by itself."""
@@ -100,3 +103,34 @@ def check_definitions(conn: sa.Connection) -> None:
             f"{problems[0]}{more}; refusing to act on a definition the event log does not "
             "hold: see `artifactstore views check`, `artifactstore views rebuild` restores it"
         )
+
+
+def check_protected_expiries(
+    conn: sa.Connection, expiring: Sequence[tuple[uuid.UUID, str, str, dt.datetime]]
+) -> None:
+    """Refuse to expire a package of a protected class before its recorded definition
+    keeps it: such an expiry was set under a definition changed behind the log.
+
+    ``expiring`` holds ``(package_id, reference, class name, expires_at)`` items.
+    """
+    protected = {n: d for n, d in recorded_definitions(conn).items() if d["protected"]}
+    suspects = [item for item in expiring if item[2] in protected]
+    if not suspects:
+        return
+    p = artifact_packages
+    rows = conn.execute(
+        sa.select(p.c.package_id, p.c.created_at).where(
+            p.c.package_id.in_([item[0] for item in suspects])
+        )
+    )
+    created = {row.package_id: row.created_at for row in rows}
+    for package_id, reference, name, expires_at in suspects:
+        seconds = protected[name]["default_duration_seconds"]
+        keep = None if seconds is None else created[package_id] + dt.timedelta(seconds=seconds)
+        if keep is None or expires_at < keep:
+            raise IntegrityError(
+                f"package {reference} of protected retention class {name!r} is due at "
+                f"{expires_at.isoformat()}, but the class's recorded definition keeps it "
+                f"{'forever' if keep is None else 'until ' + keep.isoformat()}; its expiry was "
+                "set under a changed definition, refusing to sweep"
+            )

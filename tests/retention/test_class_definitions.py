@@ -108,3 +108,16 @@ def test_tampered_transitions_stop_the_sweep_naming_the_field(
     with pytest.raises(IntegrityError, match=r"'raw-evidence'.*transitions"):
         tiered.sweep()
     assert tiered.list_packages()[0].retrieval_tier == "hot"
+
+
+def test_a_protected_package_put_under_a_tampered_class_is_not_expired(
+    tiered: ArtifactStore, clock: FrozenClock
+) -> None:
+    _tamper(tiered, "release-evidence", protected=False, default_duration_seconds=1)
+    package = tiered.put("release/rushed", {"a.txt": b"a"}, retention_class="release-evidence")
+    tiered.rebuild_views()  # the class is restored; the package keeps its short expiry
+    assert tiered.check_views() == []
+    clock.advance(DAY)
+    with pytest.raises(IntegrityError, match=r"release/rushed@1.*'release-evidence'"):
+        tiered.sweep()
+    assert tiered.describe(package.id).status == "active"
