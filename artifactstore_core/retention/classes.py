@@ -27,6 +27,10 @@ from artifactstore_core.schema import artifact_packages, events, retention_class
 SYSTEM_ACTOR = "artifactstore"
 """The actor of events the registry records by itself."""
 FIELDS = ("description", "default_duration_seconds", "protected", "transitions")
+NOTHING_RECORDED = (
+    "no retention class definitions are recorded in the event log yet; record them with "
+    "`artifactstore migrate` (or open the registry with migrate=True)"
+)
 _ANY_DEFINITION = (
     sa.select(events.c.sequence)
     .where(events.c.event_type == ev.RetentionClassDefined.event_type)
@@ -75,6 +79,8 @@ def recorded_definitions(conn: sa.Connection) -> dict[str, dict[str, Any]]:
 def definition_problems(conn: sa.Connection) -> list[str]:
     """Where ``retention_classes`` differs from the recorded definitions, one line each."""
     recorded = recorded_definitions(conn)
+    if not recorded:
+        return [NOTHING_RECORDED]
     problems = []
     for row in conn.execute(sa.select(retention_classes).order_by(retention_classes.c.name)):
         logged = recorded.pop(row.name, None)
@@ -97,6 +103,8 @@ def definition_problems(conn: sa.Connection) -> list[str]:
 def check_definitions(conn: sa.Connection) -> None:
     """Raise ``IntegrityError`` naming the first class (and fields) changed behind the log."""
     problems = definition_problems(conn)
+    if problems == [NOTHING_RECORDED]:
+        raise IntegrityError(f"{NOTHING_RECORDED}; refusing to act on unrecorded definitions")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise IntegrityError(

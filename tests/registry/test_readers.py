@@ -222,3 +222,13 @@ def test_read_only_registry_at_an_older_schema_is_refused_without_writing(
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0000"
     engine.dispose()
+
+
+def test_get_no_record_exports_without_recording(tmp_path: Path) -> None:
+    url, blobs = _registry(tmp_path)
+    code, output = _invoke(url, blobs, ["get", "evidence/report@1", str(tmp_path / "out"),
+                                        "--no-record"])  # fmt: skip
+    assert code == 0, output
+    assert (tmp_path / "out" / "report.csv").read_text() == "a,b\n1,2\n"
+    assert "not recorded" not in output
+    assert _retrievals(url) == 0

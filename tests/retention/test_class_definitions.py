@@ -121,3 +121,12 @@ def test_a_protected_package_put_under_a_tampered_class_is_not_expired(
     with pytest.raises(IntegrityError, match=r"release/rushed@1.*'release-evidence'"):
         tiered.sweep()
     assert tiered.describe(package.id).status == "active"
+
+
+def test_a_sweep_before_the_definitions_are_recorded_says_how_to_record_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    upgrade(database_url)
+    store = ArtifactStore.open(database_url, str(tmp_path / "blobs"), migrate=False)
+    with store, pytest.raises(IntegrityError, match=r"no retention class definitions.*migrate"):
+        store.sweep(dry_run=True)
