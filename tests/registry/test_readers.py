@@ -33,6 +33,7 @@ READ_COMMANDS = (
     ["log", "verify"],
     ["retention", "explain", "evidence/report@1"],
     ["lineage", "evidence/summary@1"],
+    ["views", "check"],
 )
 
 _HOLD_WRITE_LOCK = """
