@@ -125,6 +125,11 @@ def create_engine(url: str, *, synchronous: str = "NORMAL", **kwargs: Any) -> sa
     ``synchronous`` is SQLite's ``PRAGMA synchronous`` (NORMAL, FULL or EXTRA).
     """
     parsed = sync_database_url(url)
+    if synchronous.upper() not in SYNCHRONOUS_LEVELS:
+        raise ConfigurationError(
+            f"SQLite synchronous level {synchronous!r} is not one of "
+            + ", ".join(SYNCHRONOUS_LEVELS)
+        )
     module = _DRIVER_MODULES.get(parsed.drivername)
     if module is not None:
         try:
@@ -149,11 +154,6 @@ def create_engine(url: str, *, synchronous: str = "NORMAL", **kwargs: Any) -> sa
     kwargs.setdefault("json_serializer", _json_dumps)
     engine = sa.create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        if synchronous.upper() not in SYNCHRONOUS_LEVELS:
-            raise ConfigurationError(
-                f"SQLite synchronous level {synchronous!r} is not one of "
-                + ", ".join(SYNCHRONOUS_LEVELS)
-            )
         pragmas = _sqlite_pragmas(synchronous.upper(), writable=not is_read_only(engine))
         sa.event.listen(engine, "connect", lambda dbapi, _record: _configure_sqlite(dbapi, pragmas))
         sa.event.listen(engine, "begin", _begin_immediate)

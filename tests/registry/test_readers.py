@@ -204,6 +204,8 @@ def test_mode_ro_url_opens_a_writable_file_read_only(tmp_path: Path) -> None:
         ]
         with pytest.raises(ReadOnlyRegistryError, match=r"registry\.db.*read-only"):
             store.tag("evidence/report@1", "audited")
+        with pytest.raises(ReadOnlyRegistryError):
+            store.get("evidence/report@1")  # recording the retrieval is a write
         package = store.export("evidence/report@1", tmp_path / "out", record=False)
         assert package.reference == "evidence/report@1"
     assert _retrievals(url) == 0
