@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from artifactstore_core import migrate as migrations
-from artifactstore_core.config import Settings, load_settings
+from artifactstore_core.config import Settings, is_read_only, load_settings
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
 from artifactstore_core.put_requests import PutRequest
@@ -115,7 +115,7 @@ def cli(
 @pass_context
 def migrate(ctx: _Context) -> None:
     """Create or upgrade the registry schema (alembic upgrade head)."""
-    migrations.upgrade(ctx.settings.database_url)
+    migrations.migrate(ctx.settings.database_url)
     click.echo(f"registry at {ctx.settings.database_url} is at the latest schema revision")
 
 
@@ -287,6 +287,7 @@ def put_many(ctx: _Context, spec: Any, as_json: bool) -> None:
 @click.argument("destination", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--purpose", help="Why the package is read (recorded).")
+@click.option("--no-record", is_flag=True, help="Do not record the retrieval.")
 @_json_option
 @pass_context
 def get(
@@ -295,14 +296,27 @@ def get(
     destination: Path,
     force: bool,
     purpose: str | None,
+    no_record: bool,
     as_json: bool,
 ) -> None:
-    """Write the files of package REFERENCE into DESTINATION (verified)."""
+    """Write the files of package REFERENCE into DESTINATION (verified).
+
+    The retrieval is recorded unless --no-record or the registry is read-only (then a
+    note says so on stderr).
+    """
     package = ctx.store.describe(reference)
+    read_only = is_read_only(ctx.store.engine)
     with _progress(package.size, f"reading {package.reference}") as progress:
         package = ctx.store.export(
-            package.id, destination, force=force, purpose=purpose, progress=progress
+            package.id,
+            destination,
+            force=force,
+            purpose=purpose,
+            progress=progress,
+            record=not (no_record or read_only),
         )
+    if read_only and not no_record:
+        click.echo("retrieval not recorded: the registry is read-only", err=True)
     if as_json:
         _echo_json(package.to_dict())
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from artifactstore_core.errors import BackendUnavailableError, ConfigurationError, MissingExtraError
+from artifactstore_core.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    MissingExtraError,
+    ReadOnlyRegistryError,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///var/artifactstore.db"
 DEFAULT_STORAGE_URL = "var/blobs"
@@ -56,6 +63,11 @@ class Settings(BaseSettings):
     )
     s3_max_attempts: int = Field(
         3, ge=1, le=10, description="Attempts per S3 request, the first one included"
+    )
+    sqlite_synchronous: str = Field(
+        "NORMAL",
+        pattern="(?i)^(NORMAL|FULL|EXTRA)$",
+        description="SQLite PRAGMA synchronous: NORMAL may lose the last commits on power loss",
     )
 
 
@@ -114,9 +126,19 @@ def is_memory_sqlite(url: str | URL) -> bool:
     )
 
 
-def create_engine(url: str, **kwargs: Any) -> sa.Engine:
-    """Create a synchronous engine for ``url``; SQLite gets WAL mode and foreign keys."""
+def create_engine(url: str, *, synchronous: str = "NORMAL", **kwargs: Any) -> sa.Engine:
+    """Create a synchronous engine for ``url``; SQLite gets WAL mode and foreign keys.
+
+    A SQLite file that cannot be written (read-only media or permissions), or a URL with
+    ``?mode=ro`` or ``?immutable=1``, is opened read-only (see ``sqlite_read_only_url``).
+    ``synchronous`` is SQLite's ``PRAGMA synchronous`` (NORMAL, FULL or EXTRA).
+    """
     parsed = sync_database_url(url)
+    if synchronous.upper() not in SYNCHRONOUS_LEVELS:
+        raise ConfigurationError(
+            f"SQLite synchronous level {synchronous!r} is not one of "
+            + ", ".join(SYNCHRONOUS_LEVELS)
+        )
     module = _DRIVER_MODULES.get(parsed.drivername)
     if module is not None:
         try:
@@ -126,35 +148,104 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     if is_memory_sqlite(parsed):
         # One connection for every thread: each new one would be another, empty database.
         kwargs.setdefault("poolclass", sa.pool.StaticPool)
-        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        kwargs.setdefault(
+            "connect_args", {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+        )
     elif parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        read_only = sqlite_read_only_url(parsed)
+        if read_only is not None:
+            parsed = read_only
+        elif parsed.database and not parsed.database.startswith("file:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": BUSY_TIMEOUT_SECONDS})
     # Sorted keys: JSON text is the same however a payload's maps were ordered (SQLite
     # compares JSON as text in `views check`).
     kwargs.setdefault("json_serializer", _json_dumps)
     engine = sa.create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        sa.event.listen(engine, "connect", _configure_sqlite)
+        pragmas = _sqlite_pragmas(synchronous.upper(), writable=not is_read_only(engine))
+        sa.event.listen(engine, "connect", lambda dbapi, _record: _configure_sqlite(dbapi, pragmas))
         sa.event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+BUSY_TIMEOUT_SECONDS = 30
+"""How long a SQLite writer waits for another writer's lock before giving up."""
+SYNCHRONOUS_LEVELS = ("NORMAL", "FULL", "EXTRA")
+_READ_ONLY_QUERY = {"mode": "ro", "uri": "true"}
+_IMMUTABLE_QUERY = {"immutable": "1", "uri": "true"}
+
+
+def sqlite_read_only_url(url: URL) -> URL | None:
+    """The read-only ``file:`` URI form of a SQLite file URL, or ``None`` to open it writable.
+
+    Read-only when the URL asks for it (``?mode=ro``, ``?immutable=1``) or when the file or
+    its directory cannot be written (a snapshot on read-only media, a file owned by
+    another user). A WAL database opened with ``mode=ro`` still needs its ``-shm`` file; if
+    that neither exists nor can be created, and there is no ``-wal`` holding commits, no
+    writer can be at work and the file is opened ``immutable=1`` (no locks, no ``-shm``).
+    """
+    database = url.database or ""
+    query = dict(url.query)
+    if database.startswith("file:"):
+        path = urllib.parse.unquote(database[5:].partition("?")[0])
+    else:
+        path = database
+    asked = query.pop("mode", None) == "ro" or query.get("immutable") == "1"
+    query.pop("uri", None)
+    file = Path(path)
+    if not asked and (not file.exists() or (_writable(file) and _writable(file.parent))):
+        return None
+    if query.pop("immutable", None) == "1":
+        chosen = _IMMUTABLE_QUERY
+    else:
+        chosen = _READ_ONLY_QUERY
+        shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+        if not shm.exists() and not _writable(file.parent):
+            if wal.exists() and wal.stat().st_size > 0:
+                raise ReadOnlyRegistryError(
+                    f"read-only SQLite registry {path!r} has a -wal file with commits but no "
+                    "-shm file; checkpoint it where it is writable before copying, or pass "
+                    "?immutable=1 to read it without the -wal commits"
+                )
+            chosen = _IMMUTABLE_QUERY
+    uri = "file:" + urllib.parse.quote(str(file.resolve()))
+    return url.set(database=uri, query={**query, **chosen})
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+def is_read_only(engine: sa.Engine) -> bool:
+    """Whether ``engine`` opens its SQLite registry read-only (``create_engine`` decides)."""
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and (
+        url.query.get("mode") == "ro" or url.query.get("immutable") == "1"
+    )
 
 
 def _json_dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(synchronous: str, *, writable: bool) -> list[str]:
+    pragmas = [
+        f"PRAGMA synchronous={synchronous}",
+        "PRAGMA foreign_keys=ON",
+        # A 64 MiB page cache: replays and sweeps touch large tables in key order.
+        f"PRAGMA cache_size={-DEFAULT_CACHE_KIB}",
+    ]
+    # Switching to WAL writes the database header: only a writable registry does it.
+    return ["PRAGMA journal_mode=WAL", *pragmas] if writable else pragmas
+
+
+def _configure_sqlite(dbapi_connection: Any, pragmas: list[str]) -> None:
     # Let SQLAlchemy own transactions, so BEGIN IMMEDIATE below serialises writers.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # A 64 MiB page cache: replays and sweeps touch large tables in key order.
-    cursor.execute(f"PRAGMA cache_size={-DEFAULT_CACHE_KIB}")
+    for pragma in pragmas:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -163,6 +254,11 @@ def _begin_immediate(connection: sa.Connection) -> None:
     # read-only work opts out with the READ_ONLY execution option.
     if connection.get_execution_options().get(READ_ONLY):
         connection.exec_driver_sql("BEGIN")
+    elif is_read_only(connection.engine):
+        raise ReadOnlyRegistryError(
+            f"the registry {connection.engine.url.database!r} is opened read-only "
+            "(read-only media or ?mode=ro); this command writes"
+        )
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -170,7 +266,7 @@ def _begin_immediate(connection: sa.Connection) -> None:
 def check_connection(engine: sa.Engine) -> None:
     """Connect once, raising ``BackendUnavailableError`` that names host and port on failure."""
     try:
-        with engine.connect() as connection:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             connection.exec_driver_sql("SELECT 1")
     except sa.exc.OperationalError as exc:
         url = engine.url

@@ -4,7 +4,8 @@ Every failure a user can act on has its own subclass; messages name the offendin
 
     ArtifactStoreError
     ├── ConfigurationError          bad setting, unknown URL scheme
-    │   └── MissingExtraError       an optional dependency is not installed (with install hint)
+    │   ├── MissingExtraError       an optional dependency is not installed (with install hint)
+    │   └── ReadOnlyRegistryError   a write on a registry opened read-only
     ├── InvalidInputError           bad path, metadata, reference syntax, unknown class or kind
     │   └── SchemaViolationError    metadata does not satisfy its kind's JSON Schema
     ├── NotFoundError               no package, file, hold or blob matches
@@ -40,6 +41,10 @@ class MissingExtraError(ConfigurationError):
         )
         self.extra = extra
         self.module = module
+
+
+class ReadOnlyRegistryError(ConfigurationError):
+    """A command that writes was given a registry opened read-only (media or ``?mode=ro``)."""
 
 
 class InvalidInputError(ArtifactStoreError):

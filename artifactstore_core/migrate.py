@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from artifactstore_core.config import is_memory_sqlite, sync_database_url
+from artifactstore_core.config import (
+    READ_ONLY,
+    create_engine,
+    is_memory_sqlite,
+    is_read_only,
+    sync_database_url,
+)
+from artifactstore_core.errors import ReadOnlyRegistryError
+from artifactstore_core.retention.classes import record_definitions
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -53,9 +61,20 @@ def upgrade(
     command.upgrade(config, revision)
 
 
+def migrate(database_url: str) -> None:
+    """Upgrade ``database_url`` to the newest revision and record its retention class
+    definitions as events (``artifactstore migrate``)."""
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        record_definitions(engine)
+    finally:
+        engine.dispose()
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     """The revision recorded in ``alembic_version``, or ``None`` for an empty database."""
-    with engine.connect() as conn:
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         if not sa.inspect(conn).has_table("alembic_version"):
             return None
         return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
@@ -65,12 +84,23 @@ def ensure_current(engine: sa.Engine, database_url: str) -> None:
     """Upgrade the schema unless it is already at ``SCHEMA_REVISION``.
 
     An in-memory SQLite database exists only on the engine's one connection, so it is
-    migrated through that connection.
+    migrated through that connection. A read-only registry is only checked: one at another
+    revision raises ``ReadOnlyRegistryError``. Seeded retention classes get their
+    definitions recorded as events (once).
     """
-    if current_revision(engine) == SCHEMA_REVISION:
+    revision = current_revision(engine)
+    if revision == SCHEMA_REVISION:
+        record_definitions(engine)
         return
+    if is_read_only(engine):
+        raise ReadOnlyRegistryError(
+            f"the read-only registry {engine.url.database!r} is at schema revision "
+            f"{revision!r}, this artifact-store needs {SCHEMA_REVISION!r}; migrate a writable "
+            "copy with `artifactstore migrate`"
+        )
     if is_memory_sqlite(engine.url):
         with engine.connect() as conn:
             upgrade(database_url, connection=conn)
     else:
         upgrade(database_url)
+    record_definitions(engine)

@@ -2,9 +2,10 @@
 
 ``events`` is the source of truth. ``artifact_packages``, ``artifact_files``,
 ``package_tags``, ``package_inputs``, ``storage_locations``, ``retention_state`` and
-``retention_holds`` are projections rebuilt from it, and so is ``metadata_schemas`` (the
-JSON Schema per kind, registered through events). ``retention_classes`` is seeded
-configuration and ``leases`` coordinates sweeps.
+``retention_holds`` are projections rebuilt from it, and so are ``metadata_schemas`` (the
+JSON Schema per kind, registered through events) and ``retention_classes`` (seeded by the
+migration, recorded as ``RetentionClassDefined`` events when a registry opens);
+``leases`` coordinates sweeps.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ leases = sa.Table(
 
 #: Tables rebuilt from the event log, in dependency order (parents first).
 PROJECTION_TABLES: tuple[sa.Table, ...] = (
+    retention_classes,
     artifact_packages,
     artifact_files,
     package_inputs,

@@ -212,7 +212,7 @@ class ArtifactStore:
         settings = settings or load_settings()
         database_url = database_url or settings.database_url
         storage_url = storage_url or settings.storage_url
-        engine = create_engine(database_url)
+        engine = create_engine(database_url, synchronous=settings.sqlite_synchronous)
         check_connection(engine)
         if migrate:
             from artifactstore_core.migrate import ensure_current

@@ -197,6 +197,23 @@ class MetadataSchemaRegistered(Event):
         return self.kind
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetentionClassDefined(Event):
+    """Retention class ``name`` has (from now on) this definition."""
+
+    event_type: ClassVar[str] = "RetentionClassDefined"
+    subject_kind: ClassVar[str] = "retention_class"
+    name: str
+    description: str
+    default_duration_seconds: int | None
+    protected: bool
+    transitions: list[JsonObject] | None = None
+
+    @property
+    def subject_id(self) -> str:
+        return self.name
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -211,5 +228,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BlobStored,
         BlobPurged,
         MetadataSchemaRegistered,
+        RetentionClassDefined,
     )
 }

@@ -241,3 +241,21 @@ def _schema_registered(rec: RecordedEvent, event: ev.Event) -> list[Op]:
             },
         )
     ]
+
+
+@_projector(ev.RetentionClassDefined)
+def _class_defined(rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.RetentionClassDefined)
+    return [
+        Upsert(
+            "retention_classes",
+            {
+                "name": event.name,
+                "description": event.description,
+                "default_duration_seconds": event.default_duration_seconds,
+                "protected": event.protected,
+                "transitions": event.transitions,
+                "created_at": rec.created_at,
+            },
+        )
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from artifactstore_core.config import DEFAULT_CACHE_KIB
+from artifactstore_core.config import DEFAULT_CACHE_KIB, READ_ONLY
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import project
@@ -126,6 +126,7 @@ def _scratch_tables() -> dict[str, sa.Table]:
             f"scratch_{table.name}",
             scratch,
             *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns),
+            prefixes=["TEMPORARY"],
         )
         for table in PROJECTION_TABLES
     }
@@ -141,9 +142,12 @@ def check_views(
     """Replay the log into scratch tables and list rows that differ from the live views.
 
     Everything happens in one transaction that is rolled back: nothing is left behind.
+    The scratch tables are temporary, so on SQLite the check takes no write lock (writers
+    go on meanwhile) and works on a read-only registry.
     """
     scratch = _scratch_tables()
-    with engine.connect() as conn, conn.begin() as transaction:
+    reading = engine.connect().execution_options(**{READ_ONLY: True})
+    with reading as conn, conn.begin() as transaction:
         for table in scratch.values():
             table.create(conn)
         _replay(conn, scratch, batch_size, progress)

@@ -4,8 +4,8 @@ Within one flush, operations on the same primary key are merged in memory; then 
 writer runs updates of existing rows, deletes (children first) and inserts (parents
 first; an upsert replaces any row with its key in place), each as one cached executemany
 per table, which gives the same end state as applying the operations one by one. Upserts
-go only to tables no foreign key points at, where replacing a row in place is the same
-as deleting and inserting it.
+go only to tables no cascading foreign key points at, where replacing a row in place is
+the same as deleting and inserting it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
 from artifactstore_core.schema import PROJECTION_TABLES
 
 Key = tuple[Any, ...]
-# Tables a foreign key points at: replacing one of their rows in place would skip the
-# cascade a delete + insert runs, so upserts into them are refused.
-_REFERENCED = {fk.column.table.name for t in PROJECTION_TABLES for fk in t.foreign_keys}
+# Tables a cascading foreign key points at: replacing one of their rows in place would
+# skip the cascade a delete + insert runs, so upserts into them are refused.
+_REFERENCED = {
+    fk.column.table.name for t in PROJECTION_TABLES for fk in t.foreign_keys if fk.ondelete
+}
 
 
 def _single(column: str) -> Callable[[Mapping[str, Any]], Key]:

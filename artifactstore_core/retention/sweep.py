@@ -20,6 +20,7 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.package import iso
 from artifactstore_core.domain.retention import RetentionClass, due_transition
 from artifactstore_core.hashing import Digest
+from artifactstore_core.retention.classes import check_definitions, check_protected_expiries
 from artifactstore_core.retention.lease import hold_lease
 from artifactstore_core.retention.liveness import LogLiveness, views_disagree
 from artifactstore_core.schema import (
@@ -300,10 +301,15 @@ def plan_sweep(
     batch_size: int = BATCH_SIZE,
     limit: int | None = None,
 ) -> SweepPlan:
-    """The exact plan of a sweep at ``now`` (reads only)."""
+    """The exact plan of a sweep at ``now`` (reads only); ``IntegrityError`` if a retention
+    class differs from its recorded definition or a protected package is due before it."""
     cutoff = now - grace
     with store._reading() as conn:
+        check_definitions(conn)
         expire = list(_due_packages(conn, now, batch_size))[:limit]
+        check_protected_expiries(
+            conn, [(p.package_id, p.reference, p.retention_class, p.expires_at) for p in expire]
+        )
         delete = list(_unreferenced_blobs(conn, now, cutoff, batch_size))
         kept_blobs, kept_bytes = _shared_kept(conn, now, expire)
         moves, missing = [], 0

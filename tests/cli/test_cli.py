@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from artifactstore_core.seed import RETENTION_CLASS_SEEDS
+
 pytestmark = pytest.mark.integration
 
 SCRIPT = shutil.which("artifactstore", path=str(Path(sys.executable).parent)) or "artifactstore"
@@ -143,11 +145,14 @@ def test_bad_input_exits_2_and_writes_nothing(
 ) -> None:
     _bundle(tmp_path)
     sqlite_cli("migrate")
-    result = sqlite_cli(*args, expect=2)
-    assert message in result.stderr + result.stdout
     engine = sa.create_engine(sqlite_cli.database_url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar() == 0
+        recorded = conn.execute(sa.text("SELECT count(*) FROM events")).scalar()
+    assert recorded == len(RETENTION_CLASS_SEEDS)  # `migrate` records the class definitions
+    result = sqlite_cli(*args, expect=2)
+    assert message in result.stderr + result.stdout
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar() == recorded
     assert not (tmp_path / "blobs" / "blake3").exists()
 
 

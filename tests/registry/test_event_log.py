@@ -15,18 +15,21 @@ from artifactstore_core import ArtifactStore
 from artifactstore_core.errors import EventLogTamperedError, IntegrityError
 from artifactstore_core.eventlog import codec
 from artifactstore_core.schema import artifact_packages, events, package_tags, retention_state
+from artifactstore_core.seed import RETENTION_CLASS_SEEDS
 
 pytestmark = pytest.mark.integration
+#: Events every registry starts with: its retention class definitions.
+D = len(RETENTION_CLASS_SEEDS)
 
 
 @pytest.fixture
 def history(store: ArtifactStore) -> ArtifactStore:
-    """Six events: two packages (with blobs), a tag and a retrieval."""
-    store.put("t/a", {"f": b"one"})  # 1 PackageRegistered, 2 BlobStored
-    store.put("t/b", {"f": b"two"})  # 3, 4
-    store.tag("t/a", "production")  # 5
-    store.read_bytes("t/b")  # 6
-    assert store.verify_log().checked == 6
+    """Six events after the class definitions: two packages (with blobs), a tag, a read."""
+    store.put("t/a", {"f": b"one"})  # D+1 PackageRegistered, D+2 BlobStored
+    store.put("t/b", {"f": b"two"})  # D+3, D+4
+    store.tag("t/a", "production")  # D+5
+    store.read_bytes("t/b")  # D+6
+    assert store.verify_log().checked == D + 6
     return store
 
 
@@ -36,11 +39,26 @@ def _tamper(store: ArtifactStore, statement: str, **params: object) -> None:
 
 
 TAMPERING: list[tuple[str, str, int, str]] = [
-    ("edited payload", "UPDATE events SET payload = :p WHERE sequence = 3", 3, "payload"),
-    ("edited actor", "UPDATE events SET actor = 'mallory' WHERE sequence = 4", 4, "header"),
-    ("edited type", "UPDATE events SET event_type = 'TagMoved' WHERE sequence = 2", 2, "header"),
-    ("edited time", "UPDATE events SET created_at = :t WHERE sequence = 5", 5, "header"),
-    ("deleted event", "DELETE FROM events WHERE sequence = 3", 3, "missing"),
+    (
+        "edited payload",
+        f"UPDATE events SET payload = :p WHERE sequence = {D + 3}",
+        D + 3,
+        "payload",
+    ),
+    (
+        "edited actor",
+        f"UPDATE events SET actor = 'mallory' WHERE sequence = {D + 4}",
+        D + 4,
+        "header",
+    ),
+    (
+        "edited type",
+        f"UPDATE events SET event_type = 'TagMoved' WHERE sequence = {D + 2}",
+        D + 2,
+        "header",
+    ),
+    ("edited time", f"UPDATE events SET created_at = :t WHERE sequence = {D + 5}", D + 5, "header"),
+    ("deleted event", f"DELETE FROM events WHERE sequence = {D + 3}", D + 3, "missing"),
     ("deleted first", "DELETE FROM events WHERE sequence = 1", 1, "missing"),
 ]
 
@@ -61,25 +79,27 @@ def test_tampering_is_detected_at_the_first_bad_sequence(
 
 def test_inserted_event_is_detected(history: ArtifactStore) -> None:
     with history.engine.begin() as conn:
-        row = conn.execute(sa.select(events).where(events.c.sequence == 4)).one()._asdict()
+        row = conn.execute(sa.select(events).where(events.c.sequence == D + 4)).one()._asdict()
         conn.execute(
-            sa.update(events).where(events.c.sequence >= 4).values(sequence=events.c.sequence + 100)
+            sa.update(events)
+            .where(events.c.sequence >= D + 4)
+            .values(sequence=events.c.sequence + 100)
         )
         conn.execute(
-            events.insert().values({**row, "sequence": 4, "chain_digest": "blake3:" + "f" * 64})
+            events.insert().values({**row, "sequence": D + 4, "chain_digest": "blake3:" + "f" * 64})
         )
     with pytest.raises(EventLogTamperedError) as caught:
         history.verify_log()
-    assert caught.value.sequence == 4
+    assert caught.value.sequence == D + 4
 
 
 def test_reordered_events_are_detected(history: ArtifactStore) -> None:
-    _tamper(history, "UPDATE events SET sequence = -3 WHERE sequence = 3")
-    _tamper(history, "UPDATE events SET sequence = 3 WHERE sequence = 4")
-    _tamper(history, "UPDATE events SET sequence = 4 WHERE sequence = -3")
+    _tamper(history, f"UPDATE events SET sequence = -3 WHERE sequence = {D + 3}")
+    _tamper(history, f"UPDATE events SET sequence = {D + 3} WHERE sequence = {D + 4}")
+    _tamper(history, f"UPDATE events SET sequence = {D + 4} WHERE sequence = -3")
     with pytest.raises(EventLogTamperedError) as caught:
         history.verify_log()
-    assert caught.value.sequence == 3
+    assert caught.value.sequence == D + 3
 
 
 def test_tampered_payload_refuses_replay(history: ArtifactStore) -> None:
@@ -123,7 +143,7 @@ def test_rebuild_gives_identical_rows(history: ArtifactStore) -> None:
     history.register_schema("report", {"type": "object"})
     before = _snapshot(history)
     assert sum(map(len, before.values())) > 10
-    assert history.rebuild_views() == 7
+    assert history.rebuild_views() == D + 7
     assert _snapshot(history) == before
 
 
@@ -131,7 +151,7 @@ def test_rebuild_in_small_batches(history: ArtifactStore) -> None:
     from artifactstore_core.projections import rebuild_views
 
     before = _snapshot(history)
-    assert rebuild_views(history.engine, batch_size=2) == 6
+    assert rebuild_views(history.engine, batch_size=2) == D + 6
     assert _snapshot(history) == before
 
 
@@ -155,7 +175,7 @@ def test_appends_from_many_processes_stay_one_chain(
         worker.join(120)
         assert worker.exitcode == 0
     report = store.verify_log()
-    assert report.checked == 4 * 15 * 2
+    assert report.checked == D + 4 * 15 * 2
     versions = [p.version for p in store.list_packages(name_prefix="shared/")]
     assert versions == list(range(1, 61))
     assert store.check_views() == []
@@ -174,7 +194,7 @@ def test_projection_rows_are_in_the_same_transaction(store: ArtifactStore) -> No
         store.put("crash", {"f": b"x"})
     store.log.append = original  # type: ignore[method-assign]
     with store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == D
         assert conn.execute(sa.select(sa.func.count()).select_from(retention_state)).scalar() == 0
 
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from artifactstore_core import ArtifactStore, PutRequest
+from artifactstore_core.seed import RETENTION_CLASS_SEEDS
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,8 @@ def test_an_in_memory_registry_works_end_to_end(url: str) -> None:
         reader.start()
         reader.join()
         assert done == [b"three"]  # another thread sees the same database
-        assert store.verify_log().checked == 1 + 2 + 2 + 2 + 1  # puts, blobs, the read
+        # class definitions, puts, blobs, the read
+        assert store.verify_log().checked == len(RETENTION_CLASS_SEEDS) + 1 + 2 + 2 + 2 + 1
         assert store.rebuild_views() == store.verify_log().checked
         assert store.check_views() == []
         assert store.verify().ok

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from artifactstore_core.config import (
@@ -9,10 +11,13 @@ from artifactstore_core.config import (
     check_connection,
     create_engine,
     is_memory_sqlite,
+    is_read_only,
     load_settings,
+    sqlite_read_only_url,
     sync_database_url,
 )
 from artifactstore_core.errors import BackendUnavailableError, ConfigurationError
+from artifactstore_core.store import ArtifactStore
 from artifactstore_core.testing.servers import free_port
 
 
@@ -84,3 +89,39 @@ def test_unreachable_postgres_names_host_and_port() -> None:
 )
 def test_in_memory_sqlite_is_recognised(url: str, memory: bool) -> None:
     assert is_memory_sqlite(url) is memory
+
+
+@pytest.mark.parametrize(("level", "pragma"), [("NORMAL", 1), ("FULL", 2), ("extra", 3)])
+def test_sqlite_synchronous_setting_reaches_every_connection(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, level: str, pragma: int
+) -> None:
+    monkeypatch.setenv("ARTIFACTSTORE_SQLITE_SYNCHRONOUS", level)
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'r.db'}")
+    store = ArtifactStore.open(storage_url=str(tmp_path / "blobs"), settings=settings)
+    with store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+
+
+def test_unknown_sqlite_synchronous_level_names_variable_and_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ARTIFACTSTORE_SQLITE_SYNCHRONOUS", "OFF")
+    with pytest.raises(ConfigurationError, match=r"ARTIFACTSTORE_SQLITE_SYNCHRONOUS.*'OFF'"):
+        load_settings()
+    with pytest.raises(ConfigurationError, match=r"synchronous level 'OFF'"):
+        create_engine("sqlite://", synchronous="OFF")
+
+
+def test_read_only_url_forms(tmp_path: Path) -> None:
+    path = tmp_path / "a b.db"
+    path.touch()
+    writable = sync_database_url(f"sqlite:///{path}")
+    assert sqlite_read_only_url(writable) is None
+    asked = sqlite_read_only_url(sync_database_url(f"sqlite:///{path}?mode=ro"))
+    assert asked is not None
+    assert asked.database == f"file:{str(path).replace(' ', '%20')}"
+    assert dict(asked.query) == {"mode": "ro", "uri": "true"}
+    frozen = sqlite_read_only_url(sync_database_url(f"sqlite:///{path}?immutable=1"))
+    assert frozen is not None and dict(frozen.query) == {"immutable": "1", "uri": "true"}
+    assert is_read_only(create_engine(f"sqlite:///{path}?mode=ro"))
+    assert not is_read_only(create_engine(f"sqlite:///{path}"))
