@@ -65,9 +65,11 @@ def load_settings(**overrides: Any) -> Settings:
 
 def parse_database_url(url: str) -> URL:
     """Parse a database URL and check that its backend is one artifact-store supports."""
+    if not isinstance(url, str) or "\x00" in url:
+        raise ConfigurationError(f"database URL {url!r} is not text without NUL characters")
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(f"cannot parse database URL {url!r}") from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigurationError(

@@ -7,8 +7,14 @@ identifiers and timestamps are text. The envelope (time, actor, sequence) lives 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import types
+import typing
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from artifactstore_core.domain.limits import INT_MAX, INT_MIN
 
 JsonObject = dict[str, Any]
 
@@ -33,6 +39,91 @@ def _field_names(cls: type) -> frozenset[str]:
     return _fields(cls)[1]
 
 
+Predicate = typing.Callable[[Any], bool]
+_CHECKS: dict[type, tuple[tuple[str, Predicate, bool, str], ...]] = {}
+_UUID_FIELDS = frozenset({"package_id", "hold_id", "previous_package_id"})
+_TIME_FIELDS = frozenset({"expires_at", "previous_expires_at"})
+
+
+class MalformedPayloadError(ValueError):
+    """A decoded payload does not have the fields and types of its event class."""
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int and INT_MIN <= value <= INT_MAX
+
+
+def _predicate(hint: Any) -> Predicate:
+    """A fast check that a decoded value has the type ``hint`` (built once per field)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return lambda _value: True
+    if origin in (typing.Union, types.UnionType):
+        options = [_predicate(arg) for arg in args]
+        return lambda value: any(check(value) for check in options)
+    if hint is type(None):
+        return lambda value: value is None
+    if hint is int:
+        return _is_int
+    if origin is list:
+        item = _predicate(args[0])
+        return lambda value: type(value) is list and all(map(item, value))
+    if origin is dict:
+        return lambda value: type(value) is dict and all(type(k) is str for k in value)
+    return lambda value: type(value) is hint
+
+
+def _checks(cls: type) -> tuple[tuple[str, Predicate, bool, str], ...]:
+    """(field, predicate, required, type text) for each field of an event class."""
+    known = _CHECKS.get(cls)
+    if known is None:
+        hints = typing.get_type_hints(cls)
+        known = _CHECKS[cls] = tuple(
+            (f.name, _predicate(hints[f.name]),
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+             str(f.type))
+            for f in dataclasses.fields(cls)
+        )  # fmt: skip
+    return known
+
+
+_FILE_ENTRY = {"path": str, "content_address": str, "digest_sha256": str, "size": int}
+_FILE_CHECKS = {key: _predicate(kind) for key, kind in _FILE_ENTRY.items()}
+
+
+def _check_payload(cls: type, payload: JsonObject) -> None:
+    for name, check, required, expected in _checks(cls):
+        if name not in payload:
+            if required:
+                raise MalformedPayloadError(f"field {name!r} is missing")
+            continue
+        value = payload[name]
+        if not check(value):
+            raise MalformedPayloadError(
+                f"field {name!r} is {type(value).__name__} {value!r:.60}, expected {expected}"
+            )
+        try:
+            if name in _UUID_FIELDS and value is not None:
+                uuid.UUID(value)
+            elif name in _TIME_FIELDS and value is not None:
+                dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+        except (ValueError, OverflowError) as exc:
+            raise MalformedPayloadError(f"field {name!r} is {value!r:.60}: {exc}") from None
+    for index, entry in enumerate(payload.get("files") or ()):
+        for key, check in _FILE_CHECKS.items():
+            if not check(entry.get(key)):
+                expected = _FILE_ENTRY[key].__name__
+                raise MalformedPayloadError(
+                    f"files[{index}].{key} is {entry.get(key)!r:.60}, expected {expected}"
+                )
+    inputs = (payload.get("provenance") or {}).get("inputs") or []
+    try:
+        for item in inputs:
+            uuid.UUID(item)
+    except (TypeError, ValueError, AttributeError):
+        raise MalformedPayloadError(f"provenance.inputs is {inputs!r:.60}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """Base of all events; subclasses set ``event_type``, ``subject_kind``, ``version``."""
@@ -50,10 +141,13 @@ class Event:
 
     @classmethod
     def from_payload(cls, payload: JsonObject) -> Event:
+        """The event a decoded payload describes; ``MalformedPayloadError`` names the first
+        field that is missing or of the wrong type (unknown fields are ignored)."""
         names = _field_names(cls)
-        if names.issuperset(payload):
-            return cls(**payload)
-        return cls(**{k: v for k, v in payload.items() if k in names})
+        if not names.issuperset(payload):
+            payload = {k: v for k, v in payload.items() if k in names}
+        _check_payload(cls, payload)
+        return cls(**payload)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from artifactstore_core import ArtifactStore
 from artifactstore_core.errors import (
@@ -194,3 +197,233 @@ def test_other_invalid_calls(
 ) -> None:
     with pytest.raises(InvalidInputError):
         call(store)
+
+
+# --------------------------------------------------------------------------- issue #11
+# Nothing the registry accepts may make its log unreadable; every bad value is refused at
+# the door with a typed, one-line error naming it, and nothing is recorded.
+
+
+def nested(depth: int, leaf: Any = 1) -> Any:
+    """A JSON value ``depth`` levels of maps deep (built without recursion)."""
+    value = leaf
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def replays(store: ArtifactStore) -> None:
+    """The log reads back and replays into the views it produced."""
+    store.events()
+    assert store.check_views() == []
+    store.rebuild_views()
+    assert store.check_views() == []
+
+
+def test_metadata_at_the_depth_limit_is_stored_and_replays(store: ArtifactStore) -> None:
+    store.put("deep/ok", {"f": b"1"}, metadata=nested(63))
+    store.put("deep/ok", {"f": b"2"}, provenance={"attributes": nested(63)})
+    replays(store)
+    assert store.describe("deep/ok@1").metadata == nested(63)
+
+
+@pytest.mark.parametrize("depth", [65, 400, 970, 5000])
+def test_deep_metadata_is_refused_and_the_log_stays_readable(
+    store: ArtifactStore, unchanged: None, depth: int
+) -> None:
+    with pytest.raises(InvalidInputError, match="metadata is nested deeper than 64 levels"):
+        store.put("deep/bad", {"f": b"1"}, metadata=nested(depth))
+    with pytest.raises(InvalidInputError, match=r"provenance.* nested deeper than 64 levels"):
+        store.put("deep/bad", {"f": b"1"}, provenance={"attributes": nested(depth)})
+    with pytest.raises(InvalidInputError, match="nested deeper than 64 levels"):
+        store.register_schema("report", {"type": "object", "properties": nested(depth, {})})
+    replays(store)
+
+
+NUL, SURROGATE = "a\x00b", "a\udc80b"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s, t: s.put("x", {"f": b"1"}, metadata={"v": t}), r"metadata\.v contains|metadata\.v is not valid"),  # noqa: E501
+        (lambda s, t: s.put("x", {"f": b"1"}, metadata={t: 1}), "metadata key"),
+        (lambda s, t: s.put("x", {"f": b"1"}, metadata={"l": [1, {"z": t}]}), r"metadata\.l\[1\]\.z"),  # noqa: E501
+        (lambda s, t: s.put("x", {"f": b"1"}, provenance={"run_id": t}), "provenance.run_id"),
+        (lambda s, t: s.put("x", {"f": b"1"}, provenance={"attributes": {"a": t}}), "provenance"),
+        (lambda s, t: s.put("x", {"f": b"1"}, retention_class=t), "retention class name"),
+        (lambda s, t: s.put("x", {"f": b"1"}, actor=t), "actor"),
+        (lambda s, t: s.put("x", {f"dir/{t}.txt": b"1"}), "file path"),
+        (lambda s, t: s.put(f"x/{t}", {"f": b"1"}), "package name"),
+        (lambda s, t: s.put("x", {"f": b"1"}, inputs=[f"existing/{t}"]), "reference"),
+        (lambda s, t: s.place_hold("existing/pkg", reason=t), "HoldPlaced.reason"),
+        (lambda s, t: s.place_hold("existing/pkg", reason="r", actor=t), "actor"),
+        (lambda s, t: s.set_retention("existing/pkg", retention_class=t), "retention class name"),
+        (lambda s, t: s.set_retention("existing/pkg", retention_class="permanent-record", reason=t), "reason"),  # noqa: E501
+        (lambda s, t: s.register_schema("report", {"description": t}), "schema"),
+        (lambda s, t: s.get("existing/pkg", purpose=t), "purpose"),
+        (lambda s, t: s.describe(f"existing/{t}"), "reference"),
+        (lambda s, t: s.list_packages(name_prefix=t), "prefix"),
+        (lambda s, t: s.events(subject_kind="package", subject_id=t), "subject id"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("text", [NUL, SURROGATE], ids=["nul", "surrogate"])
+def test_nul_and_lone_surrogates_are_refused_on_every_backend(
+    store: ArtifactStore,
+    unchanged: None,
+    call: Callable[[ArtifactStore, str], object],
+    message: str,
+    text: str,
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        call(store, text)
+    replays(store)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.put("x", {"f": b"1"}, metadata={"n": 2**64}), r"metadata\.n is 18446744073709551616"),  # noqa: E501
+        (lambda s: s.put("x", {"f": b"1"}, metadata={"n": [-(2**63) - 1]}), r"metadata\.n\[0\]"),
+        (lambda s: s.put("x", {"f": b"1"}, metadata={"n": 10**5000}), "integer of 16610 bits"),
+        (lambda s: s.put("x", {"f": b"1"}, metadata={"s": "x" * 1_100_000}), "the limit is 1,048,576"),  # noqa: E501
+        (lambda s: s.put("x", {"f": b"1"}, provenance={"inputs": "existing/pkg"}), "provenance inputs"),  # noqa: E501
+        (lambda s: s.put("x", {"f": b"1"}, provenance={"attributes": [1]}), "provenance attributes"),  # noqa: E501
+        (lambda s: s.put("x", {"f": b"1"}, provenance={"producer": 7}), "provenance producer"),
+        (lambda s: s.put("x", {"f": b"1"}, inputs="existing/pkg"), "inputs must be a list"),
+        (lambda s: s.describe("existing/pkg@99999999999999999999999"), "outside 1..9223372036854775807"),  # noqa: E501
+        (lambda s: s.describe("existing/pkg@" + "9" * 5000), "reference is longer than 712"),
+        (lambda s: s.describe("p@" + "9" * 600), "outside 1..9223372036854775807"),
+        (lambda s: s.describe("existing/pkg@²"), "invalid version"),
+        (lambda s: s.describe("x" * 10_000), "longer than"),
+        (lambda s: s.set_retention("existing/pkg", expires_at=dt.datetime.fromisoformat("0001-01-01T00:00:00+05:00")), "outside the supported range"),  # noqa: E501
+        (lambda s: s.set_retention("existing/pkg", expires_at=dt.datetime.fromisoformat("9999-12-31T23:59:59-05:00")), "outside the supported range"),  # noqa: E501
+        (lambda s: s.sweep(dt.datetime.fromisoformat("9999-12-31T23:59:59-05:00")), "outside the supported range"),  # noqa: E501
+        (lambda s: s.sweep(dt.datetime.fromisoformat("0001-01-01T00:00:00+05:00")), "outside the supported range"),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_out_of_range_values_are_refused(
+    store: ArtifactStore, unchanged: None, call: Callable[[ArtifactStore], object], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        call(store)
+    replays(store)
+
+
+def test_schema_with_a_remote_ref_is_refused(store: ArtifactStore) -> None:
+    remote = {"type": "object", "properties": {"a": {"$ref": "https://example.invalid/a.json"}}}
+    with pytest.raises(InvalidInputError, match=r"refers to 'https://example.invalid/a.json'"):
+        store.register_schema("report", remote)
+    local = {"$defs": {"n": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/n"}}}
+    store.register_schema("report", local)
+    with pytest.raises(SchemaViolationError, match="field 'a'"):
+        store.put("x", {"f": b"1"}, kind="report", metadata={"a": "text"})
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "^(a|aa)+$", "^(\\w+\\s?)*$", "(.)\\1"])
+def test_schema_pattern_that_backtracks_is_refused(
+    store: ArtifactStore, unchanged: None, pattern: str
+) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+    with pytest.raises(
+        InvalidInputError, match=rf"kind 'report' has pattern {re.escape(repr(pattern))}, refused"
+    ):
+        store.register_schema("report", schema)
+
+
+@pytest.mark.timeout(20)
+def test_put_against_a_logged_backtracking_pattern_does_not_hang(store: ArtifactStore) -> None:
+    """A schema registered before the check (forged straight into the log) cannot hang a put."""
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}
+    forge(store, "MetadataSchemaRegistered", {"kind": "report", "json_schema": schema})
+    store.rebuild_views()
+    with pytest.raises(InvalidInputError, match=r"pattern '\^\(a\+\)\+\$', refused"):
+        store.put("x", {"f": b"1"}, kind="report", metadata={"a": "a" * 40 + "!"})
+    safe = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^(?>a+)+$"}}}
+    store.register_schema("report", safe)
+    with pytest.raises(SchemaViolationError, match="field 'a'"):
+        store.put("x", {"f": b"1"}, kind="report", metadata={"a": "a" * 40 + "!"})
+
+
+# --------------------------------------------------------------------------- forged events
+
+
+def forge(store: ArtifactStore, event_type: str, payload: dict[str, Any]) -> int:
+    """Append an event whose payload is well chained (``log verify`` passes) but whose
+    content the application never wrote; its sequence."""
+    from artifactstore_core.eventlog import codec
+    from artifactstore_core.eventlog.chain import EventHeader, chain_digest
+    from artifactstore_core.schema import events
+
+    data = codec.encode(payload)
+    with store.engine.begin() as conn:
+        head = conn.execute(
+            sa.select(events.c.sequence, events.c.chain_digest).order_by(events.c.sequence.desc())
+        ).first()
+        sequence, previous = (head.sequence + 1, head.chain_digest) if head else (1, None)
+        header = EventHeader(
+            sequence=sequence,
+            created_at=dt.datetime.now(dt.UTC),
+            event_type=event_type,
+            schema_version=1,
+            subject_kind="package",
+            subject_id="forged",
+            actor="mallory",
+            payload_digest=codec.payload_digest(data),
+        )
+        conn.execute(
+            events.insert().values(
+                sequence=sequence, created_at=header.created_at, event_type=event_type,
+                schema_version=1, subject_kind="package", subject_id="forged", actor="mallory",
+                payload=data, payload_digest=header.payload_digest, previous_digest=previous,
+                chain_digest=chain_digest(previous, header),
+            )
+        )  # fmt: skip
+    return sequence
+
+
+def _registered(store: ArtifactStore) -> dict[str, Any]:
+    payload = store.events()[0].event.to_payload()
+    payload["package_id"] = str(uuid.uuid4())
+    payload["name"] = "forged/pkg"
+    return payload
+
+
+FORGERIES: list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]], str]] = [
+    ("PackageRegistered", "version as text", lambda p: {**p, "version": "one"}, "field 'version'"),
+    ("PackageRegistered", "missing field", lambda p: {k: v for k, v in p.items() if k != "files"}, "field 'files' is missing"),  # noqa: E501
+    ("PackageRegistered", "files not maps", lambda p: {**p, "files": ["a"]}, "field 'files'"),
+    ("PackageRegistered", "file size text", lambda p: {**p, "files": [{**p["files"][0], "size": "9"}]}, r"files\[0\]\.size"),  # noqa: E501
+    ("PackageRegistered", "bad package id", lambda p: {**p, "package_id": "not-a-uuid"}, "field 'package_id'"),  # noqa: E501
+    ("PackageRegistered", "bad expiry", lambda p: {**p, "expires_at": "tomorrow"}, "field 'expires_at'"),  # noqa: E501
+    ("PackageRegistered", "bad input id", lambda p: {**p, "provenance": {**p["provenance"], "inputs": [5]}}, "provenance.inputs"),  # noqa: E501
+    ("PackageRegistered", "huge version", lambda p: {**p, "version": 2**70}, "field 'version'"),
+    ("TagMoved", "tag as list", lambda p: {"package_id": p["package_id"], "name": "n", "tag": ["x"]}, "field 'tag'"),  # noqa: E501
+    ("HoldReleased", "no hold id", lambda p: {"package_id": p["package_id"]}, "field 'hold_id' is missing"),  # noqa: E501
+    ("BlobStored", "size as float", lambda p: {"content_address": "blake3:" + "0" * 64, "backend": "hot", "digest_sha256": "0" * 64, "size": 1.5, "uri": "u"}, "field 'size'"),  # noqa: E501
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("event_type", "change", "message"),
+    [(t, c, m) for t, _, c, m in FORGERIES],
+    ids=[what for _, what, _, _ in FORGERIES],
+)
+def test_forged_well_chained_payload_is_a_typed_integrity_error(
+    store: ArtifactStore,
+    event_type: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    message: str,
+) -> None:
+    store.put("real/pkg", {"f": b"1"})
+    sequence = forge(store, event_type, change(_registered(store)))
+    assert store.verify_log().checked == sequence  # the chain itself is intact
+    expected = rf"event {sequence} \({event_type}\) has a malformed payload: .*{message}"
+    with pytest.raises(IntegrityError, match=expected):
+        store.events()
+    with pytest.raises(IntegrityError, match=expected):
+        store.rebuild_views()
+    with pytest.raises(IntegrityError, match=expected):
+        store.check_views()
+    assert store.describe("real/pkg").version == 1  # the views were left as they were
