@@ -123,7 +123,13 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     elif parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot create the directory of the SQLite database {database!r}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         kwargs.setdefault("connect_args", {"timeout": 30})
     # Sorted keys: JSON text is the same however a payload's maps were ordered (SQLite
     # compares JSON as text in `views check`).
@@ -161,11 +167,12 @@ def _begin_immediate(connection: sa.Connection) -> None:
 
 
 def check_connection(engine: sa.Engine) -> None:
-    """Connect once, raising ``BackendUnavailableError`` that names host and port on failure."""
+    """Connect once, raising ``BackendUnavailableError`` that names host and port (or the
+    SQLite file) on failure: unreachable, refused, or a file that is not a database."""
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         url = engine.url
         where = (
             f"{url.host or 'localhost'}:{url.port or 5432}"

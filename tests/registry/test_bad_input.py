@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
+import os
 import re
+import resource
+import signal
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,8 +17,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner, Result
 
 from artifactstore_core import ArtifactStore
+from artifactstore_core.cli import cli as cli_command
 from artifactstore_core.errors import (
     AmbiguousReferenceError,
     IntegrityError,
@@ -427,3 +434,253 @@ def test_forged_well_chained_payload_is_a_typed_integrity_error(
     with pytest.raises(IntegrityError, match=expected):
         store.check_views()
     assert store.describe("real/pkg").version == 1  # the views were left as they were
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+class Cli:
+    """The ``artifactstore`` command in process, on a SQLite registry in ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            "ARTIFACTSTORE_DATABASE_URL": f"sqlite:///{root / 'r.db'}",
+            "ARTIFACTSTORE_STORAGE_URL": str(root / "blobs"),
+        }
+        (root / "f.txt").write_text("content")
+
+    def __call__(self, *args: str, input: bytes | None = None) -> Result:
+        return CliRunner().invoke(cli_command, list(args), env=self.env, input=input)
+
+    def events(self) -> int:
+        with ArtifactStore.open(self.env["ARTIFACTSTORE_DATABASE_URL"], ":memory:") as store:
+            return event_count(store)
+
+    def fails(self, code: int, *args: str, input: bytes | None = None) -> str:
+        """Run ``args``; expect exit ``code``, one error line, no traceback, nothing recorded.
+        The error line."""
+        before = self.events()
+        result = self(*args, input=input)
+        assert result.exit_code == code, (args, result.output, result.exception)
+        assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+        assert "Traceback" not in result.output
+        lines = result.stderr.strip().splitlines()
+        assert lines, result.output
+        if lines[-1].startswith("Error: "):  # click's own usage errors: usage, hint, error
+            assert code == 2
+        else:
+            assert len(lines) == 1 and lines[0].startswith("error: "), lines
+        assert self.events() == before
+        return lines[-1]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    runner = Cli(tmp_path)
+    assert runner("put", "existing/pkg", str(tmp_path / "f.txt")).exit_code == 0
+    return runner
+
+
+def _file(root: Path, name: str, data: str | bytes) -> str:
+    path = root / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return str(path)
+
+
+DEEP_JSON = '{"a":' * 5000 + "1" + "}" * 5000
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--metadata", DEEP_JSON), "--metadata is nested too deeply"),
+        (("--metadata", '{"a": ' + "1" * 5000 + "}"), "--metadata is not acceptable JSON"),
+        (("--metadata", '{"a": 99999999999999999999999}'), r"metadata\.a is 99999999999999999999999"),  # noqa: E501
+        (("--metadata", '{"a": "\\u0000"}'), r"metadata\.a contains a NUL"),
+        (("--metadata", '{"a": "\\udc80"}'), r"metadata\.a is not valid Unicode"),
+        (("--metadata", "@/dev/zero"), "larger than the limit of 16,777,216 bytes"),
+        (("--retention-class", "raw\x00evidence"), "retention class name contains a NUL"),
+        (("--run-id", "r\udc80"), "provenance.run_id is not valid Unicode"),
+        (("--input", "existing/pkg@99999999999999999999999"), "outside 1..9223372036854775807"),
+    ],
+)  # fmt: skip
+def test_cli_put_refuses_bad_values_in_one_line(
+    cli: Cli, args: tuple[str, ...], message: str
+) -> None:
+    line = cli.fails(2, "put", "new/pkg", str(cli.root / "f.txt"), *args)
+    assert re.search(message, line), line
+
+
+def test_cli_metadata_file_that_is_not_utf8(cli: Cli) -> None:
+    path = _file(cli.root, "m.json", b'{"a": "\xff"}')
+    assert "is not UTF-8 text" in cli.fails(
+        2, "put", "x", str(cli.root / "f.txt"), "--metadata", f"@{path}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("show", "existing/pkg@99999999999999999999999"), "outside 1..9223372036854775807"),
+        (("get", "existing/pkg@99999999999999999999999", "out"), "outside 1..9223372036854775807"),
+        (("events", "--since", "99999999999999999999999"), "99999999999999999999999 is not in the range"),  # noqa: E501
+        (("events", "--since", "9" * 5000), "is not a valid integer"),
+        (("events", "--limit", "99999999999999999999999"), "is not in the range"),
+        (("events", "--subject", "package:\x00"), "subject id contains a NUL"),
+        (("ls", "--limit", "99999999999999999999999"), "is not in the range"),
+        (("ls", "pre\x00fix"), "filter name_prefix contains a NUL"),
+        (("ls", "--created-after", "0001-01-01T00:00:00+05:00"), "outside the supported range"),
+        (("retention", "set", "existing/pkg", "--expires-at", "0001-01-01T00:00:00+05:00"), "--expires-at 0001-01-01T00:00:00\\+05:00 is outside"),  # noqa: E501
+        (("retention", "set", "existing/pkg", "--expires-at", "9999-12-31T23:59:59-05:00"), "outside the supported range"),  # noqa: E501
+        (("retention", "sweep", "--now", "9999-12-31T23:59:59-05:00"), "--now 9999-12-31T23:59:59-05:00 is outside"),  # noqa: E501
+        (("retention", "sweep", "--grace-seconds", str(10**15)), "is not in the range"),
+        (("retention", "explain", "existing/pkg", "--now", "0001-01-01T00:00:00+05:00"), "outside"),
+        (("hold", "existing/pkg", "--reason", "r\x00"), "HoldPlaced.reason contains a NUL"),
+        (("tag", "existing/pkg", "t\udc80"), "invalid tag"),
+        (("lineage", "existing/pkg", "--depth", "99999999999999999999999"), "is not in the range"),
+        (("--actor", "a\x00", "hold", "existing/pkg", "--reason", "r"), "actor contains a NUL"),
+    ],
+)  # fmt: skip
+def test_cli_refuses_bad_arguments_in_one_line(
+    cli: Cli, args: tuple[str, ...], message: str
+) -> None:
+    line = cli.fails(2, *args)
+    assert re.search(message, line), line
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (DEEP_JSON, "is nested too deeply"),
+        ('{"properties": ' * 100 + "{}" + "}" * 100, "nested deeper than 64 levels"),
+        ('{"$ref": "https://example.invalid/s.json"}', "refers to 'https://example.invalid/s.json'"),
+        ('{"properties": {"a": {"pattern": "^(a+)+$"}}}', r"pattern '\^\(a\+\)\+\$', refused"),
+        ('{"description": "\\u0000"}', "contains a NUL"),
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+        ('{"maximum": ' + "9" * 5000 + "}", "not acceptable JSON"),
+    ],
+)  # fmt: skip
+def test_cli_schema_set_refuses_bad_documents(
+    cli: Cli, document: str | bytes, message: str
+) -> None:
+    line = cli.fails(2, "schema", "set", "report", _file(cli.root, "s.json", document))
+    assert re.search(message, line), line
+
+
+@pytest.mark.timeout(60)
+def test_cli_schema_set_from_dev_zero_is_bounded(cli: Cli) -> None:
+    assert "larger than the limit" in cli.fails(2, "schema", "set", "report", "/dev/zero")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ('{"name": 1, "paths": ["f.txt"]}', 'needs "name"'),
+        ('{"name": "n", "paths": [1]}', r"paths\[0\] must be text"),
+        ('{"name": "n", "paths": ["f.txt"], "kind": 5}', "'kind' must be str"),
+        ('{"name": "n", "paths": ["f.txt"], "metadata": [1]}', "'metadata' must be dict or null"),
+        ('{"name": "n", "paths": ["f.txt"], "inputs": "existing/pkg"}', "'inputs' must be list"),
+        ('{"name": "n", "paths": ["f.txt"], "run_id": 7}', "'run_id' must be str or null"),
+        ('{"name": "n", "paths": ["f\\u0000.txt"]}', "contains a NUL"),
+        ('{"name": "n", "paths": ["f.txt"], "metadata": ' + DEEP_JSON + "}", "spec line 1 is nested too deeply"),  # noqa: E501
+        (b'{"name": "n\xff", "paths": ["f.txt"]}', "spec line 1 is not UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_cli_put_many_refuses_bad_spec_lines(cli: Cli, spec: str | bytes, message: str) -> None:
+    path = _file(cli.root, "spec.jsonl", spec)
+    with contextlib.chdir(cli.root):
+        line = cli.fails(2, "put-many", path)
+    assert re.search(message, line), line
+
+
+@pytest.mark.timeout(60)
+def test_cli_put_many_from_dev_zero_is_bounded(cli: Cli) -> None:
+    assert "longer than 16,777,216 bytes" in cli.fails(2, "put-many", "/dev/zero")
+
+
+def test_cli_database_url_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
+    text = _file(tmp_path, "notes.txt", "these are notes, not a database\n" * 200)
+    line = cli.fails(2, "--database-url", f"sqlite:///{text}", "ls")
+    assert "notes.txt" in line and "not a database" in line, line
+    assert Path(text).read_text().startswith("these are notes")
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////proc/self/nonexistent/r.db", "sqlite:///{root}/f.txt/r.db"]
+)
+def test_cli_database_url_at_an_unreachable_path(cli: Cli, url: str) -> None:
+    line = cli.fails(2, "--database-url", url.format(root=cli.root), "ls")
+    assert "r.db" in line, line
+
+
+def test_cli_forged_payload_is_an_integrity_failure(cli: Cli) -> None:
+    with ArtifactStore.open(cli.env["ARTIFACTSTORE_DATABASE_URL"], ":memory:") as store:
+        sequence = forge(store, "PackageRegistered", {**_registered(store), "version": "one"})
+    assert cli("log", "verify").exit_code == 0
+    for args in (("events",), ("events", "--json"), ("views", "rebuild"), ("views", "check")):
+        line = cli.fails(1, *args)
+        assert f"event {sequence} (PackageRegistered) has a malformed payload" in line, line
+    assert cli("show", "existing/pkg").exit_code == 0
+
+
+# --------------------------------------------------------------------------- the blob store
+
+
+@contextlib.contextmanager
+def blob_store_that_fails(root: Path, failure: str) -> Iterator[Path]:
+    """A blob directory where writes fail with ``failure``: ``full`` (ENOSPC on a small
+    tmpfs; EFBIG from a file-size limit where mounting is not permitted) or ``read-only``
+    (EROFS on a read-only tmpfs; EACCES from a read-only directory otherwise)."""
+    path = root / f"blobs-{failure}"
+    path.mkdir()
+    options = "size=1m" if failure == "full" else "size=1m,ro"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+    ).returncode == 0  # fmt: skip
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    signal_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        if not mounted and failure == "full":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, limit[1]))
+        elif not mounted:
+            path.chmod(0o500)
+        yield path
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, signal_handler)
+        if mounted:
+            subprocess.run(["umount", str(path)], check=True)
+        path.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("failure", "errors"),
+    [
+        ("full", ("No space left on device", "File too large")),
+        ("read-only", ("Read-only file system", "Permission denied")),
+    ],
+)
+def test_cli_put_on_a_failing_blob_store(
+    cli: Cli, tmp_path: Path, failure: str, errors: tuple[str, ...]
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    with blob_store_that_fails(tmp_path, failure) as blobs:
+        line = cli.fails(1, "--storage-url", str(blobs), "put", "big/pkg", str(big))
+        assert any(error in line for error in errors), line
+        assert not [p for p in blobs.rglob("*") if p.is_file()]  # no partial blob left
+
+
+def test_cli_put_where_a_shard_directory_is_a_file(cli: Cli, tmp_path: Path) -> None:
+    blobs = tmp_path / "clash"
+    blobs.mkdir()
+    (blobs / "blake3").write_text("a file where the blake3/ directory belongs")
+    line = cli.fails(1, "--storage-url", str(blobs), "put", "x/pkg", str(tmp_path / "f.txt"))
+    assert "blake3" in line, line
+    file = str(tmp_path / "f.txt")
+    line = cli.fails(2, "--storage-url", file, "put", "x/pkg", file)
+    assert "is not a directory" in line, line
