@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from artifactstore_core.domain.limits import MAX_DURATION_SECONDS
 from artifactstore_core.errors import BackendUnavailableError, ConfigurationError, MissingExtraError
 
 DEFAULT_DATABASE_URL = "sqlite:///var/artifactstore.db"
@@ -39,7 +40,9 @@ class Settings(BaseSettings):
     storage_url: str = Field(DEFAULT_STORAGE_URL, description="Directory or s3://bucket/prefix")
     actor: str = Field("artifactstore", description="Actor recorded on events by default")
     default_retention_class: str = Field("raw-evidence")
-    gc_grace_seconds: int = Field(3600, ge=0, description="Blobs younger than this are kept")
+    gc_grace_seconds: int = Field(
+        3600, ge=0, le=MAX_DURATION_SECONDS, description="Blobs younger than this are kept"
+    )
     fsync: bool = Field(True, description="fsync local blobs before they become visible")
     tier_cold_url: str | None = Field(None, description="Storage URL of the cold tier")
     tier_archive_url: str | None = Field(None, description="Storage URL of the archive tier")
