@@ -9,9 +9,11 @@ The short form runs in ``make test`` (``FUZZ_SHORT`` examples per surface); with
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,11 @@ huge_ints = st.one_of(
 floats = st.floats(allow_nan=True, allow_infinity=True)
 
 
+def as_json(value: Any) -> str:
+    """JSON text of a generated value (NaN and surrogates escaped, as a user could type)."""
+    return json.dumps(value, ensure_ascii=True)
+
+
 def nested(depth: int, leaf: Any) -> Any:
     value = leaf
     for index in range(depth):
@@ -89,18 +96,35 @@ metadata_values = st.one_of(
 )
 
 
-def as_json(value: Any) -> str:
-    """JSON text of a generated value (NaN and surrogates escaped, as a user could type)."""
-    return json.dumps(value, ensure_ascii=True)
-
-
 json_texts = st.one_of(
     metadata_values.map(as_json),
     texts,
     st.builds(lambda d: '{"a":' * d + "1" + "}" * d, st.integers(0, 6000)),
     st.builds(lambda n: '{"a": ' + "7" * n + "}", st.integers(1, 6000)),
 )
-maybe = st.none() | texts
+
+# Plausible values: most examples of a surface should get past its first check.
+names = st.from_regex(r"[a-z][a-z0-9_.-]{0,8}(/[a-z0-9_][a-z0-9_.-]{0,8}){0,2}", fullmatch=True)
+safe_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=10,
+)  # fmt: skip
+safe_metadata = st.dictionaries(st.text(max_size=8), safe_json, max_size=4).map(as_json)
+timestamps = st.builds(
+    lambda moment, offset: moment.replace(tzinfo=dt.timezone(offset)).isoformat(),
+    st.datetimes(),
+    st.timedeltas(-dt.timedelta(hours=23), dt.timedelta(hours=23)),
+)
+small_numbers = st.integers(0, 50).map(str)
+
+
+def plausible(valid: st.SearchStrategy[Any], weird: st.SearchStrategy[Any] = texts) -> Any:
+    """Mostly ``valid``, sometimes ``weird``."""
+    return st.one_of(valid, valid, weird)
+
 
 # ------------------------------------------------------------------------- harness
 
@@ -119,6 +143,7 @@ class Registry:
         self.store = ArtifactStore.open(self.env["ARTIFACTSTORE_DATABASE_URL"], str(root / "blobs"))
         self.store.put("existing/pkg", {"f.txt": b"content"}, kind="report")
         self.successes = 0
+        self.outcomes: Counter[str] = Counter()
 
     def counts(self) -> tuple[int, int]:
         return event_count(self.store), blob_count(self.store)
@@ -130,6 +155,7 @@ class Registry:
             result = CliRunner().invoke(cli_command, list(args), env={**self.env, **(env or {})})
         code = result.exit_code
         event(f"{args[0]}: exit {code}")
+        self.outcomes[f"{args[0]} exit {code}"] += 1
         assert isinstance(result.exception, SystemExit | None), (
             f"traceback for {args!r}: {result.exception!r}"
         )
@@ -157,6 +183,7 @@ class Registry:
         assert self.store.check_views() == []
 
     def close(self) -> None:
+        print(f"\noutcomes: {dict(sorted(self.outcomes.items()))}")
         self.check()
         self.store.rebuild_views()
         assert self.store.check_views() == []
@@ -199,10 +226,12 @@ def options(**strategies: st.SearchStrategy[Any]) -> st.SearchStrategy[list[str]
 
 def test_fuzz_put() -> None:
     args = st.tuples(
-        texts,
+        plausible(names),
         options(
-            kind=texts, retention_class=texts, metadata=json_texts, input=texts,
-            run_id=texts, producer=texts, code_version=texts,
+            kind=plausible(st.sampled_from(["report", "log", "output"])),
+            retention_class=plausible(st.sampled_from(["transient", "permanent-record"])),
+            metadata=plausible(safe_metadata, json_texts), input=plausible(st.just("existing/pkg")),
+            run_id=plausible(st.text(max_size=10)), producer=texts, code_version=texts,
         ),
     )  # fmt: skip
     fuzz(args, lambda reg, a: reg.run("put", a[0], "f.txt", *a[1]))
@@ -215,8 +244,12 @@ SPEC_KEYS = ("kind", "retention_class", "metadata", "inputs", "run_id", "produce
 def test_fuzz_put_many_spec_lines() -> None:
     line = st.one_of(
         st.fixed_dictionaries(
-            {"name": texts | huge_ints, "paths": st.just(["f.txt"]) | json_values},
-            optional=dict.fromkeys(SPEC_KEYS, json_values | texts),
+            {"name": plausible(names, texts | huge_ints),
+             "paths": plausible(st.just(["f.txt"]), json_values)},
+            optional={
+                **dict.fromkeys(SPEC_KEYS, json_values | texts),
+                "metadata": plausible(safe_json, json_values),
+            },
         ).map(lambda spec: as_json(spec).encode()),
         st.binary(max_size=60),
         json_texts.map(lambda text: text.encode("utf-8", "surrogatepass")),
@@ -233,8 +266,9 @@ def test_fuzz_ls_filters() -> None:
     args = st.tuples(
         st.lists(texts, max_size=1),
         options(
-            kind=texts, tag=texts, retention_class=texts, run_id=texts, created_after=texts,
-            created_before=texts, limit=texts | huge_ints.map(str),
+            kind=texts, tag=texts, retention_class=texts, run_id=texts,
+            created_after=plausible(timestamps), created_before=plausible(timestamps),
+            limit=plausible(small_numbers, texts | huge_ints.map(str)),
             status=st.sampled_from(["active", "expired", "gone"]), json=st.just(True),
         ),
     )  # fmt: skip
@@ -252,12 +286,16 @@ def test_fuzz_references() -> None:
         args = [reference if part == "{ref}" else part for part in command]
         reg.run(*args, *([] if "{ref}" in command else [reference]))
 
-    fuzz(st.tuples(commands, texts), body)
+    references = plausible(
+        st.sampled_from(["existing/pkg", "existing/pkg@1", "existing/pkg:latest"]) | names
+    )
+    fuzz(st.tuples(commands, references), body)
 
 
 def test_fuzz_events() -> None:
-    number = texts | huge_ints.map(str)
-    args = options(since=number, limit=number, subject=texts, json=st.just(True))
+    number = plausible(small_numbers, texts | huge_ints.map(str))
+    subjects = plausible(st.sampled_from(["package:x", "blob:blake3:00", "schema:report"]))
+    args = options(since=number, limit=number, subject=subjects, json=st.just(True))
     fuzz(args, lambda reg, a: reg.run("events", *a, writes=False))
 
 
@@ -266,11 +304,15 @@ def test_fuzz_retention_set_and_holds() -> None:
         st.tuples(
             st.just(["retention", "set", "existing/pkg"]),
             options(
-                expires_at=texts, reason=texts, override=st.just(True),
-                **{"class": texts},
+                expires_at=plausible(timestamps), reason=plausible(st.text(max_size=10)),
+                override=st.just(True),
+                **{"class": plausible(st.sampled_from(["transient", "permanent-record"]))},
             ),
         ),
-        st.tuples(st.just(["hold", "existing/pkg"]), options(reason=texts, kind=texts)),
+        st.tuples(
+            st.just(["hold", "existing/pkg"]),
+            options(reason=plausible(st.text(min_size=1)), kind=texts),
+        ),
         st.tuples(st.just(["release", "existing/pkg"]), options(hold=texts, reason=texts)),
     )  # fmt: skip
     fuzz(args, lambda reg, a: reg.run(*a[0], *a[1]))
@@ -278,7 +320,8 @@ def test_fuzz_retention_set_and_holds() -> None:
 
 def test_fuzz_sweep() -> None:
     args = options(
-        now=texts, grace_seconds=texts | huge_ints.map(str), limit=texts | huge_ints.map(str),
+        now=plausible(timestamps), grace_seconds=plausible(small_numbers, huge_ints.map(str)),
+        limit=plausible(small_numbers, texts | huge_ints.map(str)),
         dry_run=st.just(True), json=st.just(True),
     )  # fmt: skip
     fuzz(args, lambda reg, a: reg.run("retention", "sweep", *a))
@@ -311,8 +354,8 @@ def test_fuzz_schema_set_then_put() -> None:
         reg.run("schema", "set", kind, "schema.json")
         reg.run("put", "schema/pkg", "f.txt", "--kind", kind, "--metadata", metadata)
 
-    kinds = st.sampled_from(["report", "custom-kind"]) | texts
-    fuzz(st.tuples(documents, kinds, json_texts), body)
+    kinds = plausible(st.sampled_from(["report", "custom-kind"]))
+    fuzz(st.tuples(documents, kinds, plausible(safe_metadata, json_texts)), body)
 
 
 def test_fuzz_settings() -> None:
@@ -368,14 +411,17 @@ def test_fuzz_library_put(database_url: str, tmp_path: Path) -> None:
         st.dictionaries(huge_ints, json_values, max_size=2),
     )
     calls = st.fixed_dictionaries(
-        {"name": texts, "files": st.dictionaries(texts, st.binary(max_size=8), max_size=2)},
+        {
+            "name": plausible(names),
+            "files": st.dictionaries(plausible(names), st.binary(max_size=8), max_size=2),
+        },
         optional={
-            "metadata": python_values,
+            "metadata": plausible(st.dictionaries(st.text(max_size=8), safe_json), python_values),
             "provenance": st.fixed_dictionaries(
                 {}, optional=dict.fromkeys(PROVENANCE_KEYS, python_values | texts | huge_ints)
             ),
-            "retention_class": texts,
-            "kind": texts,
+            "retention_class": plausible(st.sampled_from(["transient", "permanent-record"])),
+            "kind": plausible(st.sampled_from(["report", "log"])),
             "inputs": st.lists(texts, max_size=2),
             "actor": texts,
         },
