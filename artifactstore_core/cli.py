@@ -1,7 +1,8 @@
 """The ``artifactstore`` command line: parse, call ``ArtifactStore``, print.
 
-Exit codes: 0 success, 1 a failed check (integrity, verification, view differences),
-2 bad usage or input.
+Exit codes: 0 success, 1 a failed check (integrity, verification, view differences) or
+a failing environment (disk full, read-only storage), 2 bad usage or input; one place
+maps errors to them (``exit_code``), and every error is one ``error:`` line.
 """
 
 from __future__ import annotations
