@@ -402,14 +402,28 @@ FORGERIES: list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]], str]
     ("PackageRegistered", "missing field", lambda p: {k: v for k, v in p.items() if k != "files"}, "field 'files' is missing"),  # noqa: E501
     ("PackageRegistered", "files not maps", lambda p: {**p, "files": ["a"]}, "field 'files'"),
     ("PackageRegistered", "file size text", lambda p: {**p, "files": [{**p["files"][0], "size": "9"}]}, r"files\[0\]\.size"),  # noqa: E501
-    ("PackageRegistered", "bad package id", lambda p: {**p, "package_id": "not-a-uuid"}, "field 'package_id'"),  # noqa: E501
-    ("PackageRegistered", "bad expiry", lambda p: {**p, "expires_at": "tomorrow"}, "field 'expires_at'"),  # noqa: E501
-    ("PackageRegistered", "bad input id", lambda p: {**p, "provenance": {**p["provenance"], "inputs": [5]}}, "provenance.inputs"),  # noqa: E501
+    ("PackageRegistered", "huge file size", lambda p: {**p, "files": [{**p["files"][0], "size": 2**64}]}, r"files\[0\]\.size"),  # noqa: E501
     ("PackageRegistered", "huge version", lambda p: {**p, "version": 2**70}, "field 'version'"),
+    ("PackageRegistered", "metadata a list", lambda p: {**p, "metadata": [1]}, "field 'metadata'"),
     ("TagMoved", "tag as list", lambda p: {"package_id": p["package_id"], "name": "n", "tag": ["x"]}, "field 'tag'"),  # noqa: E501
     ("HoldReleased", "no hold id", lambda p: {"package_id": p["package_id"]}, "field 'hold_id' is missing"),  # noqa: E501
+    ("HoldReleased", "remaining as bool", lambda p: {"package_id": p["package_id"], "hold_id": "h", "holds_remaining": "2"}, "field 'holds_remaining'"),  # noqa: E501
     ("BlobStored", "size as float", lambda p: {"content_address": "blake3:" + "0" * 64, "backend": "hot", "digest_sha256": "0" * 64, "size": 1.5, "uri": "u"}, "field 'size'"),  # noqa: E501
 ]  # fmt: skip
+#: Well typed but meaningless values: readable as events, refused when projected.
+UNPROJECTABLE: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], str]] = [
+    ("bad package id", lambda p: {**p, "package_id": "not-a-uuid"}, "badly formed hexadecimal UUID"),  # noqa: E501
+    ("bad expiry", lambda p: {**p, "expires_at": "tomorrow"}, "Invalid isoformat"),
+    ("bad input id", lambda p: {**p, "provenance": {**p["provenance"], "inputs": [5]}}, "Error"),
+]  # fmt: skip
+
+
+def _assert_replay_fails(store: ArtifactStore, expected: str) -> None:
+    with pytest.raises(IntegrityError, match=expected):
+        store.rebuild_views()
+    with pytest.raises(IntegrityError, match=expected):
+        store.check_views()
+    assert store.describe("real/pkg").version == 1  # the views were left as they were
 
 
 @pytest.mark.parametrize(
@@ -429,11 +443,23 @@ def test_forged_well_chained_payload_is_a_typed_integrity_error(
     expected = rf"event {sequence} \({event_type}\) has a malformed payload: .*{message}"
     with pytest.raises(IntegrityError, match=expected):
         store.events()
-    with pytest.raises(IntegrityError, match=expected):
-        store.rebuild_views()
-    with pytest.raises(IntegrityError, match=expected):
-        store.check_views()
-    assert store.describe("real/pkg").version == 1  # the views were left as they were
+    _assert_replay_fails(store, expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(c, m) for _, c, m in UNPROJECTABLE],
+    ids=[w for w, _, _ in UNPROJECTABLE],
+)
+def test_forged_values_that_cannot_be_projected(
+    store: ArtifactStore, change: Callable[[dict[str, Any]], dict[str, Any]], message: str
+) -> None:
+    store.put("real/pkg", {"f": b"1"})
+    sequence = forge(store, "PackageRegistered", change(_registered(store)))
+    assert store.events()[-1].sequence == sequence  # readable: the types are right
+    _assert_replay_fails(
+        store, rf"event {sequence} \(PackageRegistered\) cannot be projected: .*{message}"
+    )
 
 
 # --------------------------------------------------------------------------- the CLI
