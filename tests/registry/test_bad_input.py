@@ -21,8 +21,12 @@ from click.testing import CliRunner, Result
 
 from artifactstore_core import ArtifactStore
 from artifactstore_core.cli import cli as cli_command
+from artifactstore_core.cli import exit_code
 from artifactstore_core.errors import (
     AmbiguousReferenceError,
+    BackendUnavailableError,
+    ConfigurationError,
+    EventLogTamperedError,
     IntegrityError,
     InvalidInputError,
     NotFoundError,
@@ -710,3 +714,33 @@ def test_cli_put_where_a_shard_directory_is_a_file(cli: Cli, tmp_path: Path) -> 
     file = str(tmp_path / "f.txt")
     line = cli.fails(2, "--storage-url", file, "put", "x/pkg", file)
     assert "is not a directory" in line, line
+
+
+def test_file_name_that_is_not_utf8_is_refused(
+    store: ArtifactStore, unchanged: None, tmp_path: Path
+) -> None:
+    directory = tmp_path / "tree"
+    directory.mkdir()
+    (directory / "fine.txt").write_text("1")
+    with open(os.path.join(os.fsencode(directory), b"caf\xe9.txt"), "wb") as file:
+        file.write(b"2")
+    with pytest.raises(InvalidInputError, match=r"file path 'caf\\udce9.txt'.* not valid Unicode"):
+        store.put("tree", directory)
+    replays(store)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (EventLogTamperedError(3, "payload"), 1),
+        (IntegrityError("digest mismatch"), 1),
+        (OSError(28, "No space left on device"), 1),
+        (InvalidInputError("bad"), 2),
+        (SchemaViolationError("bad"), 2),
+        (NotFoundError("none"), 2),
+        (ConfigurationError("setting"), 2),
+        (BackendUnavailableError("down"), 2),
+    ],
+)
+def test_cli_exit_codes_come_from_one_mapping(error: Exception, code: int) -> None:
+    assert exit_code(error) == code
