@@ -132,14 +132,15 @@ def check_json_value(value: Any, what: str, *, max_depth: int = MAX_JSON_DEPTH) 
             )
 
 
-def check_json_size(value: Any, what: str, *, max_bytes: int = MAX_JSON_BYTES) -> int:
-    """The size of ``value`` as compact UTF-8 JSON, refused above ``max_bytes``."""
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+def check_json_size(value: Any, what: str, *, max_bytes: int = MAX_JSON_BYTES) -> str:
+    """``value`` as compact JSON text, refused above ``max_bytes`` of UTF-8."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    size = len(text) if text.isascii() else len(text.encode())
     if size > max_bytes:
         raise InvalidInputError(
             f"{what} is {size:,} bytes as JSON; the limit is {max_bytes:,} bytes"
         )
-    return size
+    return text
 
 
 def check_time(value: dt.datetime, what: str) -> dt.datetime:

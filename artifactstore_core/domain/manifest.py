@@ -84,8 +84,7 @@ def normalize_json_object(value: Any, what: str) -> JsonObject:
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"{what} must be a JSON object, got {type(value).__name__}")
     check_json_value(value, what)
-    check_json_size(value, what)
-    result: JsonObject = json.loads(json.dumps(value, allow_nan=False))
+    result: JsonObject = json.loads(check_json_size(value, what))
     return result
 
 
