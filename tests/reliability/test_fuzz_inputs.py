@@ -405,6 +405,7 @@ PROVENANCE_KEYS = ("producer", "run_id", "code_version", "actor", "inputs", "att
 def test_fuzz_library_put(database_url: str, tmp_path: Path) -> None:
     """``put`` called with arbitrary Python values, on SQLite and PostgreSQL."""
     store = ArtifactStore.open(database_url, str(tmp_path / "blobs"))
+    outcomes: Counter[str] = Counter()
     python_values = st.one_of(
         metadata_values,
         st.dictionaries(texts, st.sampled_from([{1, 2}, b"bytes", (1, 2), object()]), max_size=2),
@@ -436,12 +437,15 @@ def test_fuzz_library_put(database_url: str, tmp_path: Path) -> None:
                 store.put(call.pop("name"), call.pop("files"), **call)
             except ArtifactStoreError:
                 event("refused")
+                outcomes["refused"] += 1
                 assert (event_count(store), blob_count(store)) == before
             else:
                 event("stored")
+                outcomes["stored"] += 1
                 store.events(since=before[0])
 
         example()
+        print(f"\noutcomes: {dict(outcomes)}")
         store.events()
         assert store.check_views() == []
         store.rebuild_views()
