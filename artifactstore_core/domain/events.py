@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,6 +56,31 @@ class _Checks:
     ints: tuple[str, ...]
     lists: tuple[tuple[str, type], ...]
     hints: dict[str, str]
+    passes: Callable[[JsonObject], bool]
+    """All of the above in one generated expression: the fast path of a valid payload."""
+
+
+def _compile(
+    types: tuple[tuple[str, frozenset[type]], ...],
+    ints: tuple[str, ...],
+    lists: tuple[tuple[str, type], ...],
+) -> Callable[[JsonObject], bool]:
+    """One boolean expression over a payload's fields (generated like dataclass code)."""
+    names: dict[str, Any] = {"_ABSENT": _ABSENT, "INT_MIN": INT_MIN, "INT_MAX": INT_MAX}
+    terms = []
+    for index, (name, allowed) in enumerate(types):
+        names[f"_t{index}"] = allowed
+        terms.append(f"type(get({name!r}, _ABSENT)) in _t{index}")
+    terms += [f"(type(get({n!r})) is not int or INT_MIN <= get({n!r}) <= INT_MAX)" for n in ints]
+    for index, (name, item) in enumerate(lists):
+        names[f"_i{index}"] = item
+        terms.append(f"all(type(i) is _i{index} for i in get({name!r}) or ())")
+    source = (
+        f"def passes(payload):\n    get = payload.get\n    return {' and '.join(terms) or 'True'}"
+    )
+    exec(source, names)  # trusted: built from the event classes' own annotations
+    function: Callable[[JsonObject], bool] = names["passes"]
+    return function
 
 
 _CHECKS: dict[type, _Checks] = {}
@@ -86,17 +112,31 @@ def _checks(cls: type) -> _Checks:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
         allowed = {f.name: _types(hints[f.name]) for f in fields}
+        types_ = tuple(
+            (name, kinds if name in required else kinds | {_Absent})
+            for name, (kinds, _) in allowed.items()
+        )
+        ints = tuple(name for name, (kinds, _) in allowed.items() if int in kinds)
+        lists = tuple((name, item) for name, (_, item) in allowed.items() if item is not None)
         known = _CHECKS[cls] = _Checks(
             required=frozenset(required),
-            types=tuple(
-                (name, kinds if name in required else kinds | {_Absent})
-                for name, (kinds, _) in allowed.items()
-            ),
-            ints=tuple(name for name, (kinds, _) in allowed.items() if int in kinds),
-            lists=tuple((name, item) for name, (_, item) in allowed.items() if item is not None),
+            types=types_,
+            ints=ints,
+            lists=lists,
             hints={f.name: str(f.type) for f in fields},
+            passes=_compile(types_, ints, lists),
         )
     return known
+
+
+def _file_entry_passes(entry: JsonObject) -> bool:
+    return (
+        type(entry.get("path")) is str
+        and type(entry.get("content_address")) is str
+        and type(entry.get("digest_sha256")) is str
+        and type(size := entry.get("size")) is int
+        and INT_MIN <= size <= INT_MAX
+    )
 
 
 def _int64(value: Any) -> bool:
@@ -107,6 +147,9 @@ def _check_payload(cls: type, payload: JsonObject) -> None:
     """Every field present (unless it has a default) and of its declared type; integers
     64-bit; file entries complete. Values are checked further where they are used."""
     checks = _checks(cls)
+    files = payload.get("files")
+    if checks.passes(payload) and (files is None or all(map(_file_entry_passes, files))):
+        return
     if not checks.required <= payload.keys():
         missing = sorted(checks.required - payload.keys())
         raise MalformedPayloadError(f"field {missing[0]!r} is missing")
