@@ -286,17 +286,12 @@ def put(
         click.echo(f"stored {package.reference} {package.content_address} ({_size(package.size)})")
 
 
-_SPEC_KEYS = {
-    "name", "paths", "kind", "retention_class", "metadata", "inputs", "run_id", "producer",
-    "code_version",
-}  # fmt: skip
-
-
 _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "paths": (list,), "kind": (str,), "retention_class": (str, type(None)),
     "metadata": (dict, type(None)), "inputs": (list,), "run_id": (str, type(None)),
     "producer": (str, type(None)), "code_version": (str, type(None)),
 }  # fmt: skip
+_SPEC_KEYS = set(_SPEC_TYPES)
 
 
 def _spec_lines(spec: Any) -> Iterator[tuple[int, str]]:
@@ -838,6 +833,13 @@ def restore(ctx: _Context, reference: str) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: typed errors become one line and an exit code
-    (``exit_code``); usage errors exit 2."""
-    cli.main(prog_name="artifactstore")
+    """Console-script entry point: typed errors become one line and the exit code of
+    ``exit_code``; usage errors exit 2, an interrupt 130."""
+    try:
+        cli.main(standalone_mode=False, prog_name="artifactstore")
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -10,6 +10,7 @@ import re
 import resource
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -744,3 +745,21 @@ def test_file_name_that_is_not_utf8_is_refused(
 )
 def test_cli_exit_codes_come_from_one_mapping(error: Exception, code: int) -> None:
     assert exit_code(error) == code
+
+
+def test_console_script_prints_one_line_and_the_mapped_exit_code(cli: Cli) -> None:
+    """The installed ``artifactstore`` script, as a user runs it."""
+    script = Path(sys.executable).parent / "artifactstore"
+    env = {**os.environ, **cli.env}
+    with ArtifactStore.open(cli.env["ARTIFACTSTORE_DATABASE_URL"], ":memory:") as store:
+        sequence = forge(store, "TagMoved", {"package_id": str(uuid.uuid4()), "name": "n"})
+    for args, code, message in [
+        (["put", "x", "f.txt", "--metadata", DEEP_JSON], 2, "--metadata is nested too deeply"),
+        (["show", "existing/pkg@99999999999999999999999"], 2, "outside 1..9223372036854775807"),
+        (["events"], 1, f"event {sequence} (TagMoved) has a malformed payload"),
+    ]:
+        result = subprocess.run(
+            [str(script), *args], capture_output=True, text=True, env=env, cwd=cli.root
+        )
+        assert result.returncode == code, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
