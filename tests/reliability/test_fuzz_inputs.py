@@ -28,10 +28,9 @@ from artifactstore_core.cli import cli as cli_command
 from artifactstore_core.errors import ArtifactStoreError
 from tests.registry.conftest import blob_count, event_count
 
-pytestmark = pytest.mark.integration
-
 FUZZ_SHORT, FUZZ_LONG = 50, 1000
 LONG = os.environ.get("ARTIFACTSTORE_RELIABILITY_LONG") == "1"
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600 if LONG else 300)]
 for _name, _examples in (("reliability-short", FUZZ_SHORT), ("reliability-long", FUZZ_LONG)):
     settings.register_profile(
         _name,
