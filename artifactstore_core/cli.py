@@ -1,7 +1,8 @@
 """The ``artifactstore`` command line: parse, call ``ArtifactStore``, print.
 
-Exit codes: 0 success, 1 a failed check (integrity, verification, view differences),
-2 bad usage or input.
+Exit codes: 0 success, 1 a failed check (integrity, verification, view differences) or
+a failing environment (disk full, read-only storage), 2 bad usage or input; one place
+maps errors to them (``exit_code``), and every error is one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 
 from artifactstore_core import migrate as migrations
 from artifactstore_core.config import Settings, is_read_only, load_settings
+from artifactstore_core.domain import limits
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
 from artifactstore_core.put_requests import PutRequest
@@ -26,6 +28,44 @@ from artifactstore_core.store import ArtifactStore
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+def exit_code(error: BaseException) -> int:
+    """The one mapping of errors to exit codes: a failed check (integrity) or a failing
+    environment (disk full, read-only storage: ``OSError``) is 1, bad input is 2."""
+    if isinstance(error, IntegrityError | OSError):
+        return EXIT_CHECK_FAILED
+    return EXIT_BAD_INPUT
+
+
+class _Failure(click.ClickException):
+    """A typed error, shown as one ``error:`` line."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _CheckFailed(_Failure):
+    exit_code = EXIT_CHECK_FAILED
+
+
+class _BadInput(_Failure):
+    exit_code = EXIT_BAD_INPUT
+
+
+def _failure(error: ArtifactStoreError | OSError) -> _Failure:
+    message = " ".join(str(error).split()) or type(error).__name__
+    return (_CheckFailed if exit_code(error) == EXIT_CHECK_FAILED else _BadInput)(message)
+
+
+class _Group(click.Group):
+    """Turns the typed errors of every subcommand into ``_Failure``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ArtifactStoreError, OSError) as error:
+            raise _failure(error) from error
 
 
 class _Context:
@@ -86,16 +126,45 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
 
 
 def _time(value: str | None, option: str) -> dt.datetime | None:
-    if value is None:
-        return None
+    return None if value is None else limits.parse_time(value, option)
+
+
+def _read_text(path: str, what: str) -> str:
+    """The UTF-8 text of file ``path``, refused beyond ``MAX_READ_BYTES`` (``@/dev/zero``)."""
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInputError(f"{option} {value!r} is not an ISO 8601 timestamp") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        with open(path, "rb") as file:
+            data = file.read(limits.MAX_READ_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read {what} {path!r}: {exc}") from exc
+    if len(data) > limits.MAX_READ_BYTES:
+        raise InvalidInputError(
+            f"{what} {path!r} is larger than the limit of {limits.MAX_READ_BYTES:,} bytes"
+        )
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{what} {path!r} is not UTF-8 text: {exc}") from exc
 
 
-@click.group()
+def _load_json(text: str, what: str) -> Any:
+    """JSON text as a value; malformed, too deep or huge-integer JSON is ``InvalidInputError``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{what} is not valid JSON ({exc}): {text[:60]!r}") from exc
+    except RecursionError as exc:
+        raise InvalidInputError(
+            f"{what} is nested too deeply (the limit is {limits.MAX_JSON_DEPTH} levels)"
+        ) from exc
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise InvalidInputError(f"{what} is not acceptable JSON: {exc}") from exc
+
+
+_INT = click.IntRange(min=0, max=limits.INT_MAX)
+_COUNT = click.IntRange(min=1, max=limits.INT_MAX)
+
+
+@click.group(cls=_Group)
 @click.option("--database-url", help="Registry database URL [ARTIFACTSTORE_DATABASE_URL].")
 @click.option("--storage-url", help="Blob storage URL [ARTIFACTSTORE_STORAGE_URL].")
 @click.option("--actor", help="Actor recorded on events [ARTIFACTSTORE_ACTOR].")
@@ -157,16 +226,8 @@ def _print_package(package: Package) -> None:
 def _parse_metadata(value: str | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    text = value
-    if value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text()
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read metadata file {value[1:]!r}: {exc}") from exc
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"--metadata is not valid JSON ({exc}): {text[:60]!r}") from exc
+    text = _read_text(value[1:], "metadata file") if value.startswith("@") else value
+    parsed = _load_json(text, "--metadata")
     if not isinstance(parsed, dict):
         raise InvalidInputError(f"--metadata must be a JSON object, got {text[:60]!r}")
     return parsed
@@ -225,19 +286,35 @@ def put(
         click.echo(f"stored {package.reference} {package.content_address} ({_size(package.size)})")
 
 
-_SPEC_KEYS = {
-    "name", "paths", "kind", "retention_class", "metadata", "inputs", "run_id", "producer",
-    "code_version",
+_SPEC_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "paths": (list,), "kind": (str,), "retention_class": (str, type(None)),
+    "metadata": (dict, type(None)), "inputs": (list,), "run_id": (str, type(None)),
+    "producer": (str, type(None)), "code_version": (str, type(None)),
 }  # fmt: skip
+_SPEC_KEYS = set(_SPEC_TYPES)
+
+
+def _spec_lines(spec: Any) -> Iterator[tuple[int, str]]:
+    """Numbered non-blank lines of a binary spec stream, each bounded and decoded."""
+    number = 0
+    while line := spec.readline(limits.MAX_READ_BYTES + 1):
+        number += 1
+        if len(line) > limits.MAX_READ_BYTES:
+            raise InvalidInputError(
+                f"spec line {number} is longer than {limits.MAX_READ_BYTES:,} bytes"
+            )
+        try:
+            text = line.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"spec line {number} is not UTF-8 text: {exc}") from exc
+        if text.strip():
+            yield number, text
 
 
 def _put_request(line_number: int, line: str) -> PutRequest:
     """One line of a ``put-many`` spec as a request; errors name the line."""
     where = f"spec line {line_number}"
-    try:
-        spec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{where} is not valid JSON ({exc}): {line[:60]!r}") from exc
+    spec = _load_json(line, where)
     if not isinstance(spec, dict):
         raise InvalidInputError(f"{where} must be a JSON object, got {line[:60]!r}")
     unknown = sorted(set(spec) - _SPEC_KEYS)
@@ -249,6 +326,15 @@ def _put_request(line_number: int, line: str) -> PutRequest:
     paths = spec.get("paths")
     if not isinstance(spec.get("name"), str) or not isinstance(paths, list) or not paths:
         raise InvalidInputError(f'{where}: needs "name" (text) and "paths" (a non-empty list)')
+    for key, value in spec.items():
+        if not isinstance(value, _SPEC_TYPES[key]):
+            wanted = " or ".join(
+                "null" if t is type(None) else t.__name__ for t in _SPEC_TYPES[key]
+            )
+            raise InvalidInputError(f"{where}: {key!r} must be {wanted}, got {value!r:.60}")
+    for key in ("paths", "inputs"):
+        for index, item in enumerate(spec.get(key, ())):
+            limits.check_text(item, f"{where}: {key}[{index}]")
     for path in map(Path, paths):
         if not path.exists():
             raise InvalidInputError(f"{where}: path {str(path)!r} does not exist")
@@ -264,16 +350,14 @@ def _put_request(line_number: int, line: str) -> PutRequest:
 
 
 @cli.command("put-many")
-@click.argument("spec", type=click.File("r"))
+@click.argument("spec", type=click.File("rb"))
 @_json_option
 @pass_context
 def put_many(ctx: _Context, spec: Any, as_json: bool) -> None:
     """Store many packages in one transaction, all or none, from SPEC (JSON Lines, - for
     stdin): one object per line with "name", "paths" and optionally "kind",
     "retention_class", "metadata", "inputs", "run_id", "producer", "code_version"."""
-    requests = [
-        _put_request(number, line) for number, line in enumerate(spec, start=1) if line.strip()
-    ]
+    requests = [_put_request(number, line) for number, line in _spec_lines(spec)]
     packages = ctx.store.put_many(requests)
     if as_json:
         _echo_json([package.to_dict() for package in packages])
@@ -332,7 +416,7 @@ def get(
 @click.option("--run-id", help="Only packages produced by this run.")
 @click.option("--created-after", help="ISO timestamp.")
 @click.option("--created-before", help="ISO timestamp.")
-@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--limit", type=_COUNT)
 @_json_option
 @pass_context
 def list_command(
@@ -403,7 +487,7 @@ def tag(ctx: _Context, reference: str, tag: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("reference")
 @click.option("--downstream", is_flag=True, help="Follow consumers instead of inputs.")
-@click.option("--depth", type=click.IntRange(min=1), help="Hops to follow (default all).")
+@click.option("--depth", type=_COUNT, help="Hops to follow (default all).")
 @_json_option
 @pass_context
 def lineage(
@@ -541,9 +625,9 @@ def views_check(ctx: _Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--since", type=click.IntRange(min=0), default=0, help="After this sequence.")
+@click.option("--since", type=_INT, default=0, help="After this sequence.")
 @click.option("--subject", help="KIND:ID, e.g. package:<id> or blob:blake3:<hex>.")
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--limit", type=_COUNT, default=1000, show_default=True)
 @_json_option
 @pass_context
 def events(ctx: _Context, since: int, subject: str | None, limit: int, as_json: bool) -> None:
@@ -583,10 +667,7 @@ def schema() -> None:
 @pass_context
 def schema_set(ctx: _Context, kind: str, file: Path) -> None:
     """Require metadata of KIND to satisfy the JSON Schema in FILE."""
-    try:
-        document = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+    document = _load_json(_read_text(str(file), "schema file"), f"schema file {str(file)!r}")
     ctx.store.register_schema(kind, document)
     click.echo(f"metadata of kind {kind!r} must now satisfy {file}")
 
@@ -676,8 +757,12 @@ def retention_set(
 @retention.command("sweep")
 @click.option("--now", help="Sweep as of this ISO 8601 time (default: now).")
 @click.option("--dry-run", is_flag=True, help="Print the exact plan; change nothing.")
-@click.option("--grace-seconds", type=click.IntRange(min=0), help="Override the GC grace.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many items per step.")
+@click.option(
+    "--grace-seconds",
+    type=click.IntRange(min=0, max=limits.MAX_DURATION_SECONDS),
+    help="Override the GC grace.",
+)
+@click.option("--limit", type=_COUNT, help="At most this many items per step.")
 @_json_option
 @pass_context
 def retention_sweep(
@@ -781,7 +866,8 @@ def restore(ctx: _Context, reference: str) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: typed errors become a message and an exit code."""
+    """Console-script entry point: typed errors become one line and the exit code of
+    ``exit_code``; usage errors exit 2, an interrupt 130."""
     try:
         cli.main(standalone_mode=False, prog_name="artifactstore")
     except click.exceptions.Abort:
@@ -789,10 +875,4 @@ def main() -> None:
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_BAD_INPUT)
-    except IntegrityError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_CHECK_FAILED)
-    except ArtifactStoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(exc.exit_code)

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from artifactstore_core.domain.limits import MAX_DURATION_SECONDS
 from artifactstore_core.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -46,7 +47,9 @@ class Settings(BaseSettings):
     storage_url: str = Field(DEFAULT_STORAGE_URL, description="Directory or s3://bucket/prefix")
     actor: str = Field("artifactstore", description="Actor recorded on events by default")
     default_retention_class: str = Field("raw-evidence")
-    gc_grace_seconds: int = Field(3600, ge=0, description="Blobs younger than this are kept")
+    gc_grace_seconds: int = Field(
+        3600, ge=0, le=MAX_DURATION_SECONDS, description="Blobs younger than this are kept"
+    )
     fsync: bool = Field(True, description="fsync local blobs before they become visible")
     tier_cold_url: str | None = Field(None, description="Storage URL of the cold tier")
     tier_archive_url: str | None = Field(None, description="Storage URL of the archive tier")
@@ -86,9 +89,11 @@ def load_settings(**overrides: Any) -> Settings:
 
 def parse_database_url(url: str) -> URL:
     """Parse a database URL and check that its backend is one artifact-store supports."""
+    if not isinstance(url, str) or "\x00" in url:
+        raise ConfigurationError(f"database URL {url!r} is not text without NUL characters")
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(f"cannot parse database URL {url!r}") from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigurationError(
@@ -156,7 +161,13 @@ def create_engine(url: str, *, synchronous: str = "NORMAL", **kwargs: Any) -> sa
         if read_only is not None:
             parsed = read_only
         elif parsed.database and not parsed.database.startswith("file:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot create the directory of the SQLite database {parsed.database!r}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         kwargs.setdefault("connect_args", {"timeout": BUSY_TIMEOUT_SECONDS})
     # Sorted keys: JSON text is the same however a payload's maps were ordered (SQLite
     # compares JSON as text in `views check`).
@@ -264,11 +275,12 @@ def _begin_immediate(connection: sa.Connection) -> None:
 
 
 def check_connection(engine: sa.Engine) -> None:
-    """Connect once, raising ``BackendUnavailableError`` that names host and port on failure."""
+    """Connect once, raising ``BackendUnavailableError`` that names host and port (or the
+    SQLite file) on failure: unreachable, refused, or a file that is not a database."""
     try:
         with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             connection.exec_driver_sql("SELECT 1")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         url = engine.url
         where = (
             f"{url.host or 'localhost'}:{url.port or 5432}"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.limits import check_optional_text, check_text
 from artifactstore_core.domain.manifest import (
     FileEntry,
     Provenance,
@@ -21,7 +22,12 @@ from artifactstore_core.domain.manifest import (
     normalize_json_object,
     package_digest,
 )
-from artifactstore_core.domain.names import validate_file_paths, validate_name
+from artifactstore_core.domain.names import (
+    validate_class_name,
+    validate_file_paths,
+    validate_kind,
+    validate_name,
+)
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.errors import InvalidInputError
@@ -62,6 +68,25 @@ def parse_expected(
     return result
 
 
+def checked_provenance(value: Provenance | Mapping[str, Any] | None) -> Provenance:
+    """Provenance whose fields are bounded text and whose attributes are a bounded JSON
+    object (``domain.limits``); ``inputs`` are resolved later, by the registry."""
+    if not isinstance(value, Provenance):
+        data = normalize_json_object(value, "provenance")
+        for key, kind, called in (("inputs", list, "array"), ("attributes", dict, "object")):
+            if not isinstance(data.get(key) or kind(), kind):
+                raise InvalidInputError(
+                    f"provenance {key} must be a JSON {called}, got {data[key]!r:.60}"
+                )
+        value = Provenance.from_dict(data)
+    for field in ("producer", "run_id", "code_version", "actor"):
+        check_optional_text(getattr(value, field), f"provenance {field}")
+    for index, reference in enumerate(value.inputs):
+        check_text(reference, f"provenance input {index}")
+    normalize_json_object(value.attributes, "provenance.attributes")
+    return value
+
+
 @contextlib.contextmanager
 def naming_request(index: int, request: PutRequest, count: int) -> Iterator[None]:
     """Prefix input errors of a batch with the request they concern."""
@@ -90,18 +115,22 @@ class PreparedPut:
     @classmethod
     def build(cls, request: PutRequest, default_class: str) -> PreparedPut:
         validate_name(request.name)
+        validate_kind(request.kind)
+        class_name = validate_class_name(request.retention_class or default_class)
+        metadata = normalize_json_object(request.metadata, "metadata")
+        provenance = checked_provenance(request.provenance)
+        if isinstance(request.inputs, str | bytes) or not isinstance(request.inputs, Iterable):
+            raise InvalidInputError(
+                f"inputs must be a list of package references, got {request.inputs!r:.60}"
+            )
         sources = collect(request.files)
         validate_file_paths(source.path for source in sources)
-        provenance = request.provenance
-        if not isinstance(provenance, Provenance):
-            provenance = Provenance.from_dict(normalize_json_object(provenance, "provenance"))
-        normalize_json_object(provenance.attributes, "provenance.attributes")
         return cls(
             name=request.name,
             kind=request.kind,
-            metadata=normalize_json_object(request.metadata, "metadata"),
+            metadata=metadata,
             provenance=provenance,
-            class_name=request.retention_class or default_class,
+            class_name=class_name,
             sources=sources,
             expected=parse_expected(request.expected or {}, {s.path for s in sources}),
         )
@@ -110,6 +139,7 @@ class PreparedPut:
         self, duration: int | None, inputs: list[str], actor: str, package_id: uuid.UUID
     ) -> None:
         """Record what the registry said about the request."""
+        check_text(actor, "actor")
         prov = self.provenance
         self.provenance = Provenance(
             producer=prov.producer,

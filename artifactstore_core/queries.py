@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from artifactstore_core.domain.limits import check_int, check_optional_text, check_time
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import PackageRef, parse_reference
@@ -142,6 +143,15 @@ class PackageFilter:
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("name", "name_prefix", "run_id", "kind", "tag", "retention_class", "status"):
+            check_optional_text(getattr(self, name), f"filter {name}")
+        for name in ("created_after", "created_before"):
+            if getattr(self, name) is not None:
+                check_time(getattr(self, name), f"filter {name}")
+        if self.limit is not None:
+            check_int(self.limit, "filter limit", minimum=1)
 
 
 def list_ids(conn: sa.Connection, where: PackageFilter) -> list[uuid.UUID]:

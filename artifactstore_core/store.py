@@ -24,6 +24,7 @@ from artifactstore_core.config import (
     load_settings,
 )
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.limits import check_time
 from artifactstore_core.domain.manifest import (
     FileEntry,
     Provenance,
@@ -31,6 +32,7 @@ from artifactstore_core.domain.manifest import (
 )
 from artifactstore_core.domain.names import (
     BUILTIN_KINDS,
+    validate_class_name,
     validate_kind,
     validate_tag,
 )
@@ -292,7 +294,7 @@ class ArtifactStore:
     # ------------------------------------------------------------------ validation
     def retention_class(self, conn: sa.Connection, name: str) -> sa.Row[Any]:
         """The row of retention class ``name``; ``InvalidInputError`` lists the known ones."""
-        row = conn.execute(_CLASS_BY_NAME, {"name": name}).first()
+        row = conn.execute(_CLASS_BY_NAME, {"name": validate_class_name(name)}).first()
         if row is None:
             known = conn.execute(
                 sa.select(retention_classes.c.name).order_by(retention_classes.c.name)
@@ -883,8 +885,7 @@ class ArtifactStore:
         With ``dry_run`` nothing changes and the result's ``plan`` is exactly what a
         sweep at the same ``now`` does. Two sweeps never run at once (``ConflictError``).
         """
-        if now is not None and now.tzinfo is None:
-            raise InvalidInputError(f"sweep time {now.isoformat()} has no time zone")
+        now = None if now is None else check_time(now, "sweep time")
         if limit is not None and limit < 1:
             raise InvalidInputError(f"limit must be at least 1, got {limit}")
         at = now or self.clock()

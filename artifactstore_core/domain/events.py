@@ -7,8 +7,13 @@ identifiers and timestamps are text. The envelope (time, actor, sequence) lives 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from artifactstore_core.domain.limits import INT_MAX, INT_MIN
 
 JsonObject = dict[str, Any]
 
@@ -33,6 +38,141 @@ def _field_names(cls: type) -> frozenset[str]:
     return _fields(cls)[1]
 
 
+class MalformedPayloadError(ValueError):
+    """A decoded payload does not have the fields and types of its event class."""
+
+
+class _Absent:
+    """Stands for a field missing from a payload (allowed where the field has a default)."""
+
+
+_ABSENT = _Absent()
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    required: frozenset[str]
+    types: tuple[tuple[str, frozenset[type]], ...]
+    ints: tuple[str, ...]
+    lists: tuple[tuple[str, type], ...]
+    hints: dict[str, str]
+    passes: Callable[[JsonObject], bool]
+    """All of the above in one generated expression: the fast path of a valid payload."""
+
+
+def _compile(
+    types: tuple[tuple[str, frozenset[type]], ...],
+    ints: tuple[str, ...],
+    lists: tuple[tuple[str, type], ...],
+) -> Callable[[JsonObject], bool]:
+    """One boolean expression over a payload's fields (generated like dataclass code)."""
+    names: dict[str, Any] = {"_ABSENT": _ABSENT, "INT_MIN": INT_MIN, "INT_MAX": INT_MAX}
+    terms = []
+    for index, (name, allowed) in enumerate(types):
+        names[f"_t{index}"] = allowed
+        terms.append(f"type(get({name!r}, _ABSENT)) in _t{index}")
+    terms += [f"(type(get({n!r})) is not int or INT_MIN <= get({n!r}) <= INT_MAX)" for n in ints]
+    for index, (name, item) in enumerate(lists):
+        names[f"_i{index}"] = item
+        terms.append(f"all(type(i) is _i{index} for i in get({name!r}) or ())")
+    source = (
+        f"def passes(payload):\n    get = payload.get\n    return {' and '.join(terms) or 'True'}"
+    )
+    exec(source, names)  # trusted: built from the event classes' own annotations
+    function: Callable[[JsonObject], bool] = names["passes"]
+    return function
+
+
+_CHECKS: dict[type, _Checks] = {}
+_FILE_ENTRY = {"path": str, "content_address": str, "digest_sha256": str, "size": int}
+
+
+def _types(hint: Any) -> tuple[frozenset[type], type | None]:
+    """The types a decoded value of ``hint`` may have, and its list items' type."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        allowed = [_types(arg) for arg in typing.get_args(hint)]
+        items = next((item for _, item in allowed if item is not None), None)
+        return frozenset().union(*(kinds for kinds, _ in allowed)), items
+    origin = typing.get_origin(hint) or hint
+    if origin is list:
+        item = typing.get_args(hint)[0]
+        return frozenset({list}), typing.get_origin(item) or item
+    return frozenset({origin}), None
+
+
+def _checks(cls: type) -> _Checks:
+    """The type checks of an event class's fields (built once: decoding is a hot path)."""
+    known = _CHECKS.get(cls)
+    if known is None:
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        required = {
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        allowed = {f.name: _types(hints[f.name]) for f in fields}
+        types_ = tuple(
+            (name, kinds if name in required else kinds | {_Absent})
+            for name, (kinds, _) in allowed.items()
+        )
+        ints = tuple(name for name, (kinds, _) in allowed.items() if int in kinds)
+        lists = tuple((name, item) for name, (_, item) in allowed.items() if item is not None)
+        known = _CHECKS[cls] = _Checks(
+            required=frozenset(required),
+            types=types_,
+            ints=ints,
+            lists=lists,
+            hints={f.name: str(f.type) for f in fields},
+            passes=_compile(types_, ints, lists),
+        )
+    return known
+
+
+def _file_entry_passes(entry: JsonObject) -> bool:
+    return (
+        type(entry.get("path")) is str
+        and type(entry.get("content_address")) is str
+        and type(entry.get("digest_sha256")) is str
+        and type(size := entry.get("size")) is int
+        and INT_MIN <= size <= INT_MAX
+    )
+
+
+def _int64(value: Any) -> bool:
+    return type(value) is not int or INT_MIN <= value <= INT_MAX
+
+
+def _check_payload(cls: type, payload: JsonObject) -> None:
+    """Every field present (unless it has a default) and of its declared type; integers
+    64-bit; file entries complete. Values are checked further where they are used."""
+    checks = _checks(cls)
+    files = payload.get("files")
+    if checks.passes(payload) and (files is None or all(map(_file_entry_passes, files))):
+        return
+    if not checks.required <= payload.keys():
+        missing = sorted(checks.required - payload.keys())
+        raise MalformedPayloadError(f"field {missing[0]!r} is missing")
+    get = payload.get
+    bad = [name for name, allowed in checks.types if type(get(name, _ABSENT)) not in allowed]
+    bad += [name for name in checks.ints if not _int64(get(name))]
+    bad += [
+        name for name, item in checks.lists if any(type(i) is not item for i in get(name) or ())
+    ]
+    if bad:
+        value = payload[bad[0]]
+        raise MalformedPayloadError(
+            f"field {bad[0]!r} is {type(value).__name__} {value!r:.60}, "
+            f"expected {checks.hints[bad[0]]}"
+        )
+    for index, entry in enumerate(payload.get("files") or ()):
+        for key, kind in _FILE_ENTRY.items():
+            if type(entry.get(key)) is not kind or not _int64(entry.get(key)):
+                raise MalformedPayloadError(
+                    f"files[{index}].{key} is {entry.get(key)!r:.60}, expected {kind.__name__}"
+                )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """Base of all events; subclasses set ``event_type``, ``subject_kind``, ``version``."""
@@ -50,10 +190,13 @@ class Event:
 
     @classmethod
     def from_payload(cls, payload: JsonObject) -> Event:
+        """The event a decoded payload describes; ``MalformedPayloadError`` names the first
+        field that is missing or of the wrong type (unknown fields are ignored)."""
         names = _field_names(cls)
-        if names.issuperset(payload):
-            return cls(**payload)
-        return cls(**{k: v for k, v in payload.items() if k in names})
+        if not names.issuperset(payload):
+            payload = {k: v for k, v in payload.items() if k in names}
+        _check_payload(cls, payload)
+        return cls(**payload)
 
 
 @dataclass(frozen=True, kw_only=True)

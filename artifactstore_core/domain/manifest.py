@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
 
+from artifactstore_core.domain.limits import check_json_size, check_json_value
 from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.hashing import BlobHash, Digest
 
@@ -76,37 +76,16 @@ class Provenance:
 def normalize_json_object(value: Any, what: str) -> JsonObject:
     """A JSON object equal to ``value`` after a JSON round trip; refuses anything else.
 
-    Names the first offending key path in the error.
+    The bounds of ``domain.limits`` apply (depth, size, text, integers); the error names
+    the first offending key path.
     """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"{what} must be a JSON object, got {type(value).__name__}")
-    _check_json(value, what)
-    result: JsonObject = json.loads(json.dumps(value, allow_nan=False))
+    check_json_value(value, what)
+    result: JsonObject = json.loads(check_json_size(value, what))
     return result
-
-
-def _check_json(value: Any, where: str) -> None:
-    if value is None or isinstance(value, bool | int | str):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"{where} is {value!r}, which JSON cannot represent")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInputError(f"{where} has a non-text key {key!r}")
-            _check_json(item, f"{where}.{key}")
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json(item, f"{where}[{index}]")
-        return
-    raise InvalidInputError(
-        f"{where} is a {type(value).__name__} ({value!r:.60}), which is not JSON-serialisable"
-    )
 
 
 def check_no_path_clashes(paths: Iterable[str]) -> None:

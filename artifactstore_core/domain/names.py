@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from artifactstore_core.domain.limits import MAX_CLASS_NAME, check_text
 from artifactstore_core.domain.manifest import check_no_path_clashes
 from artifactstore_core.errors import InvalidInputError
 
@@ -49,19 +50,23 @@ def validate_kind(kind: str) -> str:
     return kind
 
 
+def validate_class_name(name: str) -> str:
+    """A retention class name's syntax: text without NUL, at most 128 characters."""
+    if name == "":
+        raise InvalidInputError("retention class name must not be empty")
+    return check_text(name, "retention class name", max_length=MAX_CLASS_NAME)
+
+
 def validate_file_path(path: str) -> str:
     """A file path inside a package: relative POSIX, no ``..``/``.``/empty segments,
     no backslash or NUL."""
     if not isinstance(path, str) or not path:
         raise InvalidInputError(f"file path must be non-empty text, got {path!r}")
-    if "\x00" in path:
-        raise InvalidInputError(f"file path {path!r} contains a NUL character")
+    check_text(path, f"file path {path[:60]!r}", max_length=MAX_PATH)
     if "\\" in path:
         raise InvalidInputError(f"file path {path!r} contains a backslash; use '/'")
     if path.startswith("/"):
         raise InvalidInputError(f"file path {path!r} is absolute; paths are relative")
-    if len(path) > MAX_PATH:
-        raise InvalidInputError(f"file path longer than {MAX_PATH} characters: {path[:40]!r}…")
     for segment in path.split("/"):
         if segment == "":
             raise InvalidInputError(f"file path {path!r} has an empty segment")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from artifactstore_core.domain.names import validate_name, validate_tag
+from artifactstore_core.domain.limits import check_text, parse_int
+from artifactstore_core.domain.names import MAX_NAME, validate_name, validate_tag
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.hashing import Digest, DigestError
+
+MAX_REFERENCE = MAX_NAME + 200
+"""Characters in a reference: a name and a version, tag or digest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,7 @@ def parse_reference(text: str) -> PackageRef:
     """Parse a reference; ``InvalidInputError`` names the text when it is malformed."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError(f"empty package reference {text!r}")
+    check_text(text, "package reference", max_length=MAX_REFERENCE)
     text = text.strip()
     if text.startswith(("blake3:", "sha256:")):
         try:
@@ -42,9 +47,10 @@ def parse_reference(text: str) -> PackageRef:
         pass
     if "@" in text:
         name, _, version = text.rpartition("@")
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or not version.strip("0"):
             raise InvalidInputError(f"invalid version in reference {text!r}: use name@1, name@2…")
-        return PackageRef(text, name=validate_name(name), version=int(version))
+        number = parse_int(version, f"invalid version in reference {text[:80]!r}:", minimum=1)
+        return PackageRef(text, name=validate_name(name), version=number)
     if ":" in text:
         name, _, tag = text.rpartition(":")
         return PackageRef(text, name=validate_name(name), tag=validate_tag(tag))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from artifactstore_core.domain.limits import check_time
 from artifactstore_core.errors import InvalidInputError, RetentionError
 
 TIERS = ("hot", "cold", "archive")
@@ -81,9 +82,7 @@ def decide_change(
     if expires_at is not None and clear_expiry:
         raise InvalidInputError("give an expiry or ask for none, not both")
     if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise InvalidInputError(f"expiry {expires_at.isoformat()} has no time zone")
-        new_expiry: dt.datetime | None = expires_at
+        new_expiry: dt.datetime | None = check_time(expires_at, "expiry")
     elif clear_expiry:
         new_expiry = None
     elif target is not None:

@@ -19,11 +19,13 @@ def decode(data: bytes, *, sequence: int | None = None) -> dict[str, Any]:
     """The payload encoded in ``data``; corrupt bytes raise ``IntegrityError``."""
     try:
         value = cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
+    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
         where = f" at sequence {sequence}" if sequence is not None else ""
         raise IntegrityError(f"event payload{where} is not valid CBOR: {exc}") from exc
     if not isinstance(value, dict):
         raise IntegrityError(f"event payload at sequence {sequence} is not a map")
+    if not all(type(key) is str for key in value):
+        raise IntegrityError(f"event payload at sequence {sequence} has a non-text key")
     return value
 
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from artifactstore_core.compiled_sql import insert_all
-from artifactstore_core.domain.events import EVENT_TYPES, Event
+from artifactstore_core.domain.events import EVENT_TYPES, Event, MalformedPayloadError
+from artifactstore_core.domain.limits import (
+    MAX_PAYLOAD_DEPTH,
+    check_json_value,
+    check_optional_text,
+    check_text,
+)
 from artifactstore_core.errors import EventLogTamperedError, IntegrityError
 from artifactstore_core.eventlog import codec
 from artifactstore_core.eventlog.chain import EventHeader, chain_digest
@@ -59,9 +65,14 @@ class EventLog:
         head = conn.execute(_HEAD).first()
         sequence, previous = (head.sequence, head.chain_digest) if head else (0, None)
         rows, recorded = [], []
+        check_text(actor, "actor")
         for event in new_events:
             sequence += 1
-            payload = codec.encode(event.to_payload())
+            values = event.to_payload()
+            # The backstop of the bounds checked at the door: nothing unreadable is appended.
+            check_json_value(values, event.event_type, max_depth=MAX_PAYLOAD_DEPTH)
+            check_text(event.subject_id, f"{event.event_type} subject")
+            payload = codec.encode(values)
             header = EventHeader(
                 sequence=sequence,
                 created_at=at,
@@ -116,6 +127,8 @@ class EventLog:
 
         Payload digests are checked as events are decoded.
         """
+        check_optional_text(subject_kind, "subject kind")
+        check_optional_text(subject_id, "subject id")
         table = events_table
         columns = [table.c[name] for name in _DECODED_COLUMNS]
         last = since
@@ -209,5 +222,10 @@ def _decode(
     event_class = EVENT_TYPES.get(event_type)
     if event_class is None:
         raise IntegrityError(f"event {sequence} has unknown type {event_type!r}")
-    event = event_class.from_payload(codec.decode(payload, sequence=sequence))
+    try:
+        event = event_class.from_payload(codec.decode(payload, sequence=sequence))
+    except MalformedPayloadError as exc:
+        raise IntegrityError(
+            f"event {sequence} ({event_type}) has a malformed payload: {exc}"
+        ) from exc
     return RecordedEvent(sequence, created_at, actor, event, payload_digest, chain)

@@ -42,7 +42,14 @@ def _replay(
     count = 0
     pending = 0
     for recorded in EventLog().read(conn, batch_size=batch_size):
-        writer.add(project(recorded))
+        try:
+            operations = project(recorded)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            raise IntegrityError(
+                f"event {recorded.sequence} ({recorded.event.event_type}) cannot be "
+                f"projected: {type(exc).__name__}: {exc}"
+            ) from exc
+        writer.add(operations)
         count += 1
         pending += 1
         if pending >= batch_size:
