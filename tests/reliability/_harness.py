@@ -32,6 +32,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from artifactstore_core import ArtifactStore, Settings
+from artifactstore_core.config import create_engine
 from artifactstore_core.errors import ArtifactStoreError, NotFoundError
 from artifactstore_core.hashing import stream as stream_module
 from artifactstore_core.schema import storage_locations
@@ -54,14 +56,20 @@ SYSCALLS = ("fsync", "fdatasync", "rename", "unlink", "pwrite64", "copy_file_ran
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Registry:
-    """A registry on disk: SQLite file (or a database URL) and one directory per tier."""
+    """A registry on disk: one directory per tier and a SQLite file, or a PostgreSQL
+    database (``database_url``, copied through the maintenance database ``admin_url``)."""
 
     root: Path
     database_url: str = ""
+    admin_url: str = ""
 
     @property
     def url(self) -> str:
         return self.database_url or f"sqlite:///{self.root / 'registry.db'}"
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
 
     def settings(self, grace_seconds: int = 3600) -> Settings:
         return Settings(
@@ -76,9 +84,30 @@ class Registry:
         return ArtifactStore.from_settings(self.settings(grace_seconds), **kwargs)
 
     def copy_to(self, root: Path) -> Registry:
-        """A copy of this (SQLite) registry under ``root``."""
+        """A copy of this registry (no connection to it may be open) under ``root``."""
         shutil.copytree(self.root, root)
-        return Registry(root)
+        if self.backend == "sqlite":
+            return Registry(root)
+        source = sa.make_url(self.database_url)
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"')
+        url = source.set(database=name).render_as_string(hide_password=False)
+        return Registry(root, url, self.admin_url)
+
+    def discard(self) -> None:
+        """Remove this copy: its directories and its database."""
+        shutil.rmtree(self.root)
+        if self.backend == "postgresql":
+            name = sa.make_url(self.database_url).database
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _admin(self, statement: str) -> None:
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(statement)
+        finally:
+            admin.dispose()
 
 
 @contextlib.contextmanager
@@ -387,15 +416,21 @@ class Summary:
 
 
 def run_trials(
-    scenario: Scenario, workdir: Path, *, trials: int, seed: int, syscall_share: float = 0.34
+    scenario: Scenario,
+    template: Registry,
+    workdir: Path,
+    *,
+    trials: int,
+    seed: int,
+    syscall_share: float = 0.34,
 ) -> Summary:
-    """``trials`` crash trials of ``scenario``; the seed reproduces every kill point."""
+    """``trials`` crash trials of ``scenario``, each on a copy of ``template`` (set up
+    here); the seed reproduces every kill point."""
     rng = random.Random(seed)
     started = time.monotonic()
-    template = Registry(workdir / "template")
     template.root.mkdir(parents=True)
     scenario.setup(template)
-    summary = Summary(scenario.name, "sqlite", seed)
+    summary = Summary(scenario.name, template.backend, seed)
 
     # Calibrate: how long the operation takes, and how often it makes each system call.
     calibration = template.copy_to(workdir / "calibration")
@@ -406,8 +441,11 @@ def run_trials(
         raise RuntimeError(f"{scenario.name}: the operation fails uncrashed: {child.acks()}")
     counts: dict[str, int] = {}
     if STRACE and syscall_share > 0:
-        counts = count_syscalls(scenario, template.copy_to(workdir / "count"), workdir / "c.ack")
+        counted = template.copy_to(workdir / "count")
+        counts = count_syscalls(scenario, counted, workdir / "c.ack")
         counts = {name: n for name, n in counts.items() if n > 0}
+        counted.discard()
+    calibration.discard()
 
     for trial in range(trials):
         if counts and rng.random() < syscall_share:
@@ -440,6 +478,6 @@ def run_trials(
                 f"broken={findings.broken[:5]}"
             )
         else:
-            shutil.rmtree(root)
+            registry.discard()
     summary.seconds = time.monotonic() - started
     return summary

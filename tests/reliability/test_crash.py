@@ -5,9 +5,11 @@ random point of its measured duration or at the N-th call of a chosen system cal
 (``strace``), then checks the invariants of ``_harness.check`` and runs the operation
 again to completion. The short form runs a few trials per scenario; with
 ``ARTIFACTSTORE_RELIABILITY_LONG=1`` each runs ``ARTIFACTSTORE_RELIABILITY_TRIALS``
-(default 200). ``ARTIFACTSTORE_RELIABILITY_SEED`` replays a series; a failure prints
-the seed and the kill point of each failed trial. With ``ARTIFACTSTORE_RELIABILITY_REPORT``
-set to a file, each scenario appends its figures there as a JSON line.
+(default 200; on PostgreSQL, where put and put-many are crashed too,
+``ARTIFACTSTORE_RELIABILITY_PG_TRIALS``, default 50). ``ARTIFACTSTORE_RELIABILITY_SEED``
+replays a series; a failure prints the seed and the kill point of each failed trial.
+With ``ARTIFACTSTORE_RELIABILITY_REPORT`` set to a file, each scenario appends its
+figures there as a JSON line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 import json
 import os
 import random
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,15 +27,22 @@ from typing import Any
 import pytest
 
 from artifactstore_core import ArtifactStore, PutRequest
+from artifactstore_core.config import create_engine
 from artifactstore_core.errors import NotFoundError
 from artifactstore_core.storage.filecopy import MIN_SIZE
 from tests.reliability._harness import Registry, Scenario, Summary, opened, run_trials
 from tests.reliability.conftest import long_run
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(0 if long_run() else 600)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(0 if long_run() else 600),
+]
 
 SEED = int(os.environ.get("ARTIFACTSTORE_RELIABILITY_SEED", "20261201"))
 TRIALS = int(os.environ.get("ARTIFACTSTORE_RELIABILITY_TRIALS", "200")) if long_run() else 3
+# A PostgreSQL trial copies a database (CREATE DATABASE … TEMPLATE): several times slower.
+PG_TRIALS = int(os.environ.get("ARTIFACTSTORE_RELIABILITY_PG_TRIALS", "50")) if long_run() else 1
 PAST = dt.timedelta(days=40)
 Ack = Callable[[dict[str, Any]], None]
 
@@ -223,11 +233,34 @@ def _report(summary: Summary) -> None:
             out.write(json.dumps(row) + "\n")
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
-def test_crash_leaves_nothing_lost_or_dangling(name: str, tmp_path: Path) -> None:
+def _crash(name: str, template: Registry, tmp_path: Path, trials: int = TRIALS) -> None:
     scenario = SCENARIOS[name](tmp_path)
-    summary = run_trials(scenario, tmp_path, trials=TRIALS, seed=SEED)
+    summary = run_trials(scenario, template, tmp_path, trials=trials, seed=SEED)
     _report(summary)
-    assert summary.trials == TRIALS
+    assert summary.trials == trials
     assert summary.kills > 0, f"{name}: no trial killed the operation (seed {SEED})"
     assert not summary.failed, "\n".join(summary.failed)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_crash_leaves_nothing_lost_or_dangling(name: str, tmp_path: Path) -> None:
+    _crash(name, Registry(tmp_path / "template"), tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("name", ["put", "put-many"])
+def test_crash_on_postgresql_leaves_nothing_lost_or_dangling(
+    name: str, tmp_path: Path, postgres_admin_url: str
+) -> None:
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    database = f"t_{uuid.uuid4().hex[:16]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    url = admin.url.set(database=database).render_as_string(hide_password=False)
+    template = Registry(tmp_path / "template", url, postgres_admin_url)
+    try:
+        _crash(name, template, tmp_path, PG_TRIALS)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.dispose()
