@@ -320,13 +320,15 @@ def lost_packages(store: ArtifactStore) -> list[str]:
 
 
 def integrity(store: ArtifactStore) -> list[str]:
-    """``log verify`` and ``views check`` problems."""
+    """``log verify``, ``views check`` and ``verify`` (of every active package) problems."""
     broken = []
     try:
         store.verify_log()
     except ArtifactStoreError as exc:
         broken.append(f"log verify: {exc}")
     broken += [f"views check: {d}" for d in store.check_views()]
+    broken += [f"verify: {p.content_address} {p.detail} (for {p.packages[:3]})"
+               for p in store.verify().problems]  # fmt: skip
     return broken
 
 

@@ -209,6 +209,17 @@ def restore_scenario(_data: Path) -> Scenario:
     return Scenario("restore", setup, run, _package_status("restore_status", "restored"))
 
 
+def test_verify_of_every_package_passes_with_archived_packages(tmp_path: Path) -> None:
+    """``verify`` (``artifactstore verify --all``) looks for an archived package's bytes in
+    the archive tier, where they are, not in the hot tier."""
+    registry = Registry(tmp_path)
+    with opened(registry) as store:
+        package = store.put("tier/archived", {"a.bin": _bytes("a", 5000)})
+        store.move_tier(package.id, "archive")
+        result = store.verify()
+    assert result.ok, [(p.content_address, p.detail) for p in result.problems]
+
+
 SCENARIOS = {
     "put": put_scenario,
     "put-many": put_many_scenario,
