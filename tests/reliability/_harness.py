@@ -219,7 +219,12 @@ def run_child(scenario: Scenario, registry: Registry, ack_path: Path, kill: Kill
     """Run the operation once in a child, killed as ``kill`` says; returns it, waited for."""
     child = fork_child(scenario.run, registry, ack_path, grace_seconds=scenario.grace_seconds)
     if kill.syscall:
-        tracer = _attach_strace(child.pid, kill.syscall, kill.when)
+        try:
+            tracer = _attach_strace(child.pid, kill.syscall, kill.when)
+        except BaseException:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            raise
         child.start()
         child.wait()
         tracer.communicate(timeout=60)
