@@ -5,7 +5,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --no-sync
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test lint type migrate migrate-fresh check demo dev bench bench-quick
+.PHONY: install test lint type migrate migrate-fresh check demo dev bench bench-quick reliability
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -14,6 +14,11 @@ install:
 
 test: install
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# The reliability suite's long form (docs/reliability.md): >= 200 crash trials per
+# operation, minutes of concurrent writers, sweeps and readers. `make test` runs its short form.
+reliability: install
+	ARTIFACTSTORE_RELIABILITY_LONG=1 $(RUN) pytest tests/reliability $(PYTEST_ARGS)
 
 lint: install
 	$(RUN) ruff check .
