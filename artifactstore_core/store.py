@@ -38,7 +38,12 @@ from artifactstore_core.domain.names import (
 )
 from artifactstore_core.domain.package import Hold, Package, iso
 from artifactstore_core.domain.references import Reference
-from artifactstore_core.domain.retention import HOLD_KINDS, RetentionClass, decide_change
+from artifactstore_core.domain.retention import (
+    HOLD_KINDS,
+    RetentionClass,
+    decide_change,
+    tiers_holding,
+)
 from artifactstore_core.errors import (
     ArchivedError,
     ConfigurationError,
@@ -74,15 +79,19 @@ from artifactstore_core.schema import (
     storage_locations,
 )
 from artifactstore_core.sources import CountingReader, Files, FileSource
-from artifactstore_core.storage import BlobStore, StoredBlob, open_blob_store
+from artifactstore_core.storage import (
+    HEAL_ATTEMPTS,
+    BlobsGone,
+    BlobStore,
+    StoredBlob,
+    open_blob_store,
+)
 from artifactstore_core.validation import check_schema, validate_metadata
 
 Clock = Callable[[], dt.datetime]
 HOT = "hot"
 WRITE_THREADS = 4
 """Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
-HEAL_ATTEMPTS = 3
-"""Times a put writes again blobs deleted between its write and its commit."""
 
 # Statements every put runs, built once: building a statement costs several times more
 # than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
@@ -99,14 +108,6 @@ _KNOWN_LOCATIONS = sa.select(storage_locations.c.content_address, storage_locati
     storage_locations.c.backend == sa.bindparam("backend"),
     storage_locations.c.content_address.in_(sa.bindparam("addresses", expanding=True)),
 )
-
-
-class _BlobsGone(Exception):
-    """Blobs of a put were no longer in the backend when it came to register them."""
-
-    def __init__(self, addresses: Sequence[str]) -> None:
-        super().__init__(", ".join(addresses))
-        self.addresses = set(addresses)
 
 
 def utcnow() -> dt.datetime:
@@ -138,14 +139,6 @@ class VerifyResult:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _tiers_holding(package: Package) -> tuple[str, ...]:
-    """The tiers that hold a package's bytes: its tier, and hot too once an archived
-    package is restored."""
-    if package.retrieval_tier == "archive" and package.restore_status == "restored":
-        return ("archive", HOT)
-    return (package.retrieval_tier,)
 
 
 def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
@@ -372,7 +365,7 @@ class ArtifactStore:
                 recorded = self._commit(
                     lambda conn, now: self._register(conn, now, prepared, stored), actor=actor
                 )
-            except _BlobsGone as gone:
+            except BlobsGone as gone:
                 self._rewrite(prepared, stored, gone.addresses)
                 continue
             registrations = [r for r in recorded if isinstance(r.event, ev.PackageRegistered)]
@@ -392,10 +385,9 @@ class ArtifactStore:
         """Under the chain lock: confirm every blob is in the hot tier, then decide the
         ``PackageRegistered`` events (consecutive versions) and the new locations."""
         blobs = {blob.hash.content_address: blob for item in stored for blob in item}
-        gone = [a for a, present in zip(blobs, self._present(blobs.values()), strict=True)
-                if not present]  # fmt: skip
+        gone = self.missing_from(self.blobs, (blob.hash for blob in blobs.values()))
         if gone:
-            raise _BlobsGone(gone)
+            raise BlobsGone(gone)
         versions: dict[str, int] = {}
         registered: list[ev.Event] = []
         for item, item_blobs in zip(prepared, stored, strict=True):
@@ -406,14 +398,20 @@ class ArtifactStore:
             registered.append(item.event(item_blobs, versions[item.name], now))
         return registered + self._blob_events(conn, list(blobs.values()), HOT)
 
-    def _present(self, blobs: Iterable[StoredBlob]) -> list[bool]:
-        """Whether each blob is in the hot tier now (remote backends are asked in parallel)."""
-        backend = self.blobs
-        addresses = [blob.hash.blake3 for blob in blobs]
-        if not backend.hash_before_write or len(addresses) < 2:
-            return [backend.exists(address) for address in addresses]
-        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-check") as pool:
-            return list(pool.map(backend.exists, addresses))
+    def missing_from(self, backend: BlobStore, blobs: Iterable[BlobHash]) -> list[str]:
+        """Addresses of ``blobs`` not in ``backend`` now (remote ones asked in parallel).
+
+        Called under the chain lock before bytes are registered somewhere: every sweep
+        deletion also happens under that lock, so what is confirmed here stays until the
+        commit (ADR-0005).
+        """
+        unique = {blob.content_address: blob.blake3 for blob in blobs}
+        if not backend.hash_before_write or len(unique) < 2:
+            present = [backend.exists(address) for address in unique.values()]
+        else:
+            with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-check") as pool:
+                present = list(pool.map(backend.exists, unique.values()))
+        return [address for address, ok in zip(unique, present, strict=True) if not ok]
 
     def _rewrite(
         self,
@@ -937,7 +935,7 @@ class ArtifactStore:
                 ids = queries.list_ids(conn, queries.PackageFilter(status="active"))
             blobs: dict[tuple[str, str], tuple[BlobHash, list[str]]] = {}
             for package in queries.load_packages(conn, ids):
-                for tier in _tiers_holding(package):
+                for tier in tiers_holding(package.retrieval_tier, package.restore_status):
                     for entry in package.files:
                         key = (entry.blob.content_address, tier)
                         blobs.setdefault(key, (entry.blob, []))[1].append(package.reference)

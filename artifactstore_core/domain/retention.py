@@ -49,6 +49,14 @@ class RetentionClass:
         return None if self.duration is None else created_at + self.duration
 
 
+def tiers_holding(retrieval_tier: str, restore_status: str | None) -> tuple[str, ...]:
+    """The tiers whose copies a package needs: its own tier, and hot too once an archived
+    package is restored (reads go there). The sweep's SQL form is ``sweep._needs_copy``."""
+    if retrieval_tier == "archive" and restore_status == "restored":
+        return ("archive", "hot")
+    return (retrieval_tier,)
+
+
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
     """Whether expiry ``a`` is strictly later than ``b`` (``None`` is never)."""
     if a is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.retention import tiers_holding
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import parse_time
@@ -27,6 +28,7 @@ _EVENT_TYPES = tuple(
         ev.HoldPlaced,
         ev.HoldReleased,
         ev.PackageExpired,
+        ev.PackageTierChanged,
     )
 )
 
@@ -37,6 +39,8 @@ class _PackageState:
     expires_at: dt.datetime | None
     expired: bool = False
     holds: set[str] = field(default_factory=set)
+    tier: str = "hot"
+    restore_status: str | None = None
 
     def live(self, now: dt.datetime) -> bool:
         """Held, or active and not yet due: the sweep's own definition, from the log."""
@@ -96,6 +100,8 @@ class LogLiveness:
             state.holds.discard(event.hold_id)
         elif isinstance(event, ev.PackageExpired):
             state.expired = True
+        elif isinstance(event, ev.PackageTierChanged):
+            state.tier, state.restore_status = event.tier, event.restore_status
 
     def keeps_package(self, package_id: str, now: dt.datetime) -> str | None:
         """Why the log keeps ``package_id`` at ``now`` (``None``: it may expire)."""
@@ -104,12 +110,13 @@ class LogLiveness:
             return f"package {package_id} is not registered in the event log"
         return state.describe(package_id) if state.live(now) else None
 
-    def keeps_blob(self, address: str, now: dt.datetime) -> str | None:
-        """Why the log keeps blob ``address`` at ``now`` (``None``: no live package uses it)."""
+    def keeps_blob(self, address: str, tier: str, now: dt.datetime) -> str | None:
+        """Why the log keeps the copy of blob ``address`` in ``tier`` at ``now`` (``None``:
+        no live package needs that copy)."""
         for package_id in self._users.get(address, ()):
             state = self._states[package_id]
-            if state.live(now):
-                return f"{state.describe(package_id)} and needs blob {address}"
+            if state.live(now) and tier in tiers_holding(state.tier, state.restore_status):
+                return f"{state.describe(package_id)} and needs blob {address} in tier {tier}"
         return None
 
 

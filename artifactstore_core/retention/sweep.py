@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.package import iso
-from artifactstore_core.domain.retention import RetentionClass, due_transition
+from artifactstore_core.domain.retention import RetentionClass, due_transition, tiers_holding
 from artifactstore_core.hashing import Digest
 from artifactstore_core.retention.classes import check_definitions, check_protected_expiries
 from artifactstore_core.retention.lease import hold_lease
@@ -142,22 +142,40 @@ class SweepResult:
         }
 
 
-def _live_reference(now: dt.datetime, address: Any) -> sa.Exists:
-    """A package that is held, or active and not yet due, references ``address``."""
+def _live_reference(now: dt.datetime, address: Any, backend: Any = None) -> sa.Exists:
+    """A package that is held, or active and not yet due, references ``address`` (and,
+    with ``backend`` given, needs the copy in that tier: see ``_needs_copy``)."""
     f, s = artifact_files.alias("live_files"), retention_state.alias("live_state")
-    return (
+    query = (
         sa.exists()
         .where(f.c.content_address == address)
         .where(s.c.package_id == f.c.package_id)
-        .where(
-            sa.or_(
-                s.c.on_hold.is_(True),
-                sa.and_(
-                    s.c.status == "active",
-                    sa.or_(s.c.expires_at.is_(None), s.c.expires_at > now),
-                ),
-            )
-        )
+        .where(_is_live(s, now))
+    )
+    return query if backend is None else query.where(_needs_copy(s, backend))
+
+
+def _is_live(state: Any, now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Held, or active and not yet due (``LogLiveness`` folds the same rule from the log)."""
+    return sa.or_(
+        state.c.on_hold.is_(True),
+        sa.and_(
+            state.c.status == "active",
+            sa.or_(state.c.expires_at.is_(None), state.c.expires_at > now),
+        ),
+    )
+
+
+def _needs_copy(state: Any, backend: Any) -> sa.ColumnElement[bool]:
+    """SQL form of ``domain.retention.tiers_holding``: the package needs its copy in
+    ``backend`` (its own tier, or hot once an archived package is restored)."""
+    return sa.or_(
+        state.c.retrieval_tier == backend,
+        sa.and_(
+            backend == "hot",
+            state.c.retrieval_tier == "archive",
+            state.c.restore_status == "restored",
+        ),
     )
 
 
@@ -191,7 +209,10 @@ def _unreferenced_blobs(
     while True:
         query = (
             sa.select(sl.c.content_address, sl.c.backend, sl.c.size)
-            .where(sl.c.stored_at <= cutoff, ~_live_reference(now, sl.c.content_address))
+            .where(
+                sl.c.stored_at <= cutoff,
+                ~_live_reference(now, sl.c.content_address, sl.c.backend),
+            )
             .order_by(sl.c.content_address, sl.c.backend)
             .limit(batch)
         )
@@ -338,7 +359,7 @@ def check_plan(store: ArtifactStore, plan: SweepPlan) -> LogLiveness:
         liveness.catch_up(conn)
     error = views_disagree(
         [liveness.keeps_package(str(p.package_id), plan.now) for p in plan.expire]
-        + [liveness.keeps_blob(d.content_address, plan.now) for d in plan.delete]
+        + [liveness.keeps_blob(d.content_address, d.backend, plan.now) for d in plan.delete]
     )
     if error is not None:
         raise error
@@ -437,25 +458,29 @@ def _delete_batch(
             )
         ).all()
         rows = {(r.content_address, r.backend): r.stored_at for r in recorded}
-        live = set(
-            conn.execute(
-                sa.select(artifact_files.c.content_address)
-                .where(artifact_files.c.content_address.in_([d.content_address for d in chunk]))
-                .where(_live_reference(plan.now, artifact_files.c.content_address))
-            ).scalars()
-        )
+        f, s = artifact_files, retention_state
+        live = {
+            (row.content_address, tier)
+            for row in conn.execute(
+                sa.select(f.c.content_address, s.c.retrieval_tier, s.c.restore_status)
+                .join(s, s.c.package_id == f.c.package_id)
+                .where(f.c.content_address.in_([d.content_address for d in chunk]))
+                .where(_is_live(s, plan.now))
+            )
+            for tier in tiers_holding(row.retrieval_tier, row.restore_status)
+        }
         liveness.catch_up(conn)
         error = views_disagree(
-            liveness.keeps_blob(d.content_address, plan.now)
+            liveness.keeps_blob(d.content_address, d.backend, plan.now)
             for d in chunk
-            if d.content_address not in live
+            if (d.content_address, d.backend) not in live
         )
         if error is not None:
             raise error
         for item in chunk:
             stored_at = rows.get((item.content_address, item.backend))
-            if item.content_address in live:
-                continue  # a hold or a new package needs it now
+            if (item.content_address, item.backend) in live:
+                continue  # a hold or a new package needs this copy now
             if item.reason == "orphan" and stored_at is not None:
                 continue  # registered meanwhile
             if item.reason == "unreferenced" and (stored_at is None or stored_at > cutoff):

@@ -2,8 +2,10 @@
 
 A move copies every blob to the target tier (verified as written), records the new
 locations and the package's tier in one transaction, then deletes the old copies no
-other package in the old tier still needs. A crash between the two steps leaves an
-extra copy, never a missing one.
+other package in the old tier still needs. Copies are confirmed in the target under
+the chain lock before they are recorded (a sweep may delete unrecorded copies), and made
+again if gone. A crash between the two steps leaves an extra copy, never a missing one;
+the next sweep collects it once the grace period has passed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import sqlalchemy as sa
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.retention import TIERS
-from artifactstore_core.errors import ConfigurationError, InvalidInputError, PackageExpiredError
+from artifactstore_core.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidInputError,
+    PackageExpiredError,
+)
 from artifactstore_core.hashing import BlobHash
 from artifactstore_core.schema import artifact_files, retention_state
-from artifactstore_core.storage import BlobStore, StoredBlob
+from artifactstore_core.storage import HEAL_ATTEMPTS, BlobsGone, BlobStore, StoredBlob
 
 if TYPE_CHECKING:
     from artifactstore_core.domain.references import Reference
@@ -51,6 +58,38 @@ def _copy(source: BlobStore, target: BlobStore, blobs: Sequence[BlobHash]) -> li
     return copied
 
 
+def _copy_and_record(
+    store: ArtifactStore,
+    source: BlobStore,
+    target: BlobStore,
+    blobs: Sequence[BlobHash],
+    record: Callable[[sa.Connection, list[StoredBlob]], list[ev.Event]],
+    actor: str | None,
+) -> None:
+    """Copy ``blobs`` (verified) and commit ``record`` once every copy is confirmed in
+    ``target`` under the chain lock; copies a sweep deleted meanwhile are made again."""
+    for _attempt in range(HEAL_ATTEMPTS):
+        copied = _copy(source, target, blobs)
+
+        def decide(
+            conn: sa.Connection, _now: dt.datetime, copied: list[StoredBlob] = copied
+        ) -> list[ev.Event]:
+            gone = store.missing_from(target, blobs)
+            if gone:
+                raise BlobsGone(gone)
+            return record(conn, copied)
+
+        try:
+            store._commit(decide, actor=actor)
+        except BlobsGone:
+            continue
+        return
+    raise ConflictError(
+        f"copies to {target.url} were deleted {HEAL_ATTEMPTS} times before they could be "
+        "recorded (is a sweep with grace 0 running in a loop?); nothing was recorded"
+    )
+
+
 def move_tier(
     store: ArtifactStore,
     reference: Reference,
@@ -68,13 +107,12 @@ def move_tier(
     current = package.retrieval_tier
     source = tier_store(store, current)
     blobs = _unique_blobs(package)
-    copied = _copy(source, target, blobs)
 
-    def record(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
+    def record(conn: sa.Connection, copied: list[StoredBlob]) -> list[ev.Event]:
         stored = store._blob_events(conn, copied, tier)
         return [*stored, ev.PackageTierChanged(package_id=str(package.id), tier=tier)]
 
-    store._commit(record, actor=actor)
+    _copy_and_record(store, source, target, blobs, record, actor)
     _drop_old_copies(store, package, current, blobs, f"moved to {tier}", actor)
     return store.describe(package.id)
 
@@ -141,13 +179,12 @@ def restore(store: ArtifactStore, reference: Reference, *, actor: str | None = N
     archive, hot = tier_store(store, "archive"), tier_store(store, "hot")
     for status in ("requested", "in_progress"):
         store._commit(_tier_event(package, status), actor=actor)
-    copied = _copy(archive, hot, _unique_blobs(package))
 
-    def finish(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
+    def finish(conn: sa.Connection, copied: list[StoredBlob]) -> list[ev.Event]:
         done = ev.PackageTierChanged(
             package_id=str(package.id), tier="archive", restore_status="restored"
         )
         return [*store._blob_events(conn, copied, "hot"), done]
 
-    store._commit(finish, actor=actor)
+    _copy_and_record(store, archive, hot, _unique_blobs(package), finish, actor)
     return store.describe(package.id)

@@ -2,6 +2,14 @@
 
 from artifactstore_core.storage.factory import open_blob_store
 from artifactstore_core.storage.layout import address_from_key, key_for
-from artifactstore_core.storage.ports import BlobStore, StoredBlob
+from artifactstore_core.storage.ports import HEAL_ATTEMPTS, BlobsGone, BlobStore, StoredBlob
 
-__all__ = ["BlobStore", "StoredBlob", "address_from_key", "key_for", "open_blob_store"]
+__all__ = [
+    "HEAL_ATTEMPTS",
+    "BlobStore",
+    "BlobsGone",
+    "StoredBlob",
+    "address_from_key",
+    "key_for",
+    "open_blob_store",
+]

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.hashing import BlobHash, Digest, DigestMismatchError, VerifyingReader
+
+HEAL_ATTEMPTS = 3
+"""Times a write path stores again blobs deleted between its write and its commit."""
+
+
+class BlobsGone(Exception):
+    """Blobs a write path stored were no longer in the backend when it came to record them."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        super().__init__(", ".join(addresses))
+        self.addresses = set(addresses)
 
 
 @dataclass(frozen=True, slots=True)

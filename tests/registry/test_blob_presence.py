@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from artifactstore_core import ArtifactStore, PutRequest, Settings
+from artifactstore_core.domain import events as ev
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.schema import retention_holds, retention_state
@@ -246,3 +247,77 @@ def test_cli_verify_repair_exits_0_once_repaired(tmp_path: Path) -> None:
 def _file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _tiered(database_url: str, tmp_path: Path, clock: FrozenClock) -> ArtifactStore:
+    settings = Settings(
+        database_url=database_url,
+        storage_url=str(tmp_path / "hot"),
+        tier_cold_url=str(tmp_path / "cold"),
+        gc_grace_seconds=0,
+    )
+    return ArtifactStore.from_settings(settings, clock=clock)
+
+
+def test_copies_no_package_in_their_tier_needs_are_collected(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A move killed after copying (unrecorded cold copies) or after its commit (hot copies
+    still recorded) leaves copies that the next sweep must collect, tier by tier."""
+    clock = FrozenClock(dt.datetime.now(dt.UTC))  # orphans are aged by their files' mtime
+    with _tiered(database_url, tmp_path, clock) as store:
+        hot_package = store.put("stays-hot", {"f": b"copied to cold by a killed move"})
+        cold = store.tiers["cold"]
+        cold.write(io.BytesIO(b"copied to cold by a killed move"))
+        moved = store.put("moved", {"f": b"moved, hot copy left recorded"})
+        store.move_tier(moved.reference, "cold")
+        left = store.blobs.write(io.BytesIO(b"moved, hot copy left recorded")).hash
+        store._commit(  # what a move killed before dropping its old copies leaves
+            lambda _c, _n: [
+                ev.BlobStored(content_address=left.content_address, backend="hot",
+                              digest_sha256=left.sha256.hex, size=left.size,
+                              uri=store.blobs.uri(left.blake3))
+            ]
+        )  # fmt: skip
+        clock.advance(dt.timedelta(minutes=1))
+
+        deleted = {(d.backend, d.content_address) for d in store.sweep().deleted}
+
+        assert deleted == {
+            ("cold", hot_package.files[0].blob.content_address),
+            ("hot", left.content_address),
+        }
+        assert store.read_bytes("stays-hot") == b"copied to cold by a killed move"
+        assert store.read_bytes("moved") == b"moved, hot copy left recorded"
+        assert store.verify().ok and store.check_views() == []
+
+
+class _SweepAfterFirstCopy(LocalBlobStore):
+    """A cold tier during whose first write another registry handle sweeps (grace 0): the
+    unrecorded copy just made is an orphan to that sweep, as with a real concurrent one."""
+
+    sweeper: ArtifactStore | None = None
+
+    def write(self, source, expected=None):  # type: ignore[no-untyped-def]
+        stored = super().write(source, expected)
+        if self.sweeper is not None:
+            sweeper, self.sweeper = self.sweeper, None
+            assert sweeper.sweep(grace=dt.timedelta(0)).deleted
+        return stored
+
+
+def test_a_tier_move_records_only_copies_still_there(database_url: str, tmp_path: Path) -> None:
+    clock = FrozenClock(dt.datetime.now(dt.UTC))
+    with (
+        _tiered(database_url, tmp_path, clock) as store,
+        _tiered(database_url, tmp_path, clock) as sweeper,
+    ):
+        cold = _SweepAfterFirstCopy(tmp_path / "cold")
+        store.tiers["cold"] = cold
+        package = store.put("moving", {"a": b"first copy", "b": b"second copy"})
+        cold.sweeper = sweeper
+        clock.advance(dt.timedelta(minutes=1))  # the sweeper's clock runs ahead
+        store.move_tier(package.reference, "cold")
+        assert cold.sweeper is None  # the sweep did run between copy and commit
+        assert store.read_bytes("moving", "a") == b"first copy"
+        assert store.verify().ok

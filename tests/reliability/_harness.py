@@ -30,7 +30,6 @@ import random
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,7 +42,6 @@ import sqlalchemy as sa
 from artifactstore_core import ArtifactStore, Settings
 from artifactstore_core.config import create_engine
 from artifactstore_core.errors import ArtifactStoreError, NotFoundError
-from artifactstore_core.hashing import stream as stream_module
 from artifactstore_core.schema import storage_locations
 
 TIERS = ("hot", "cold", "archive")
@@ -176,11 +174,6 @@ def fork_child(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
         status = 3
-        # The SHA-256 helper pool is process-wide and not reset at fork: a child would wait
-        # forever on threads that exist only in the parent (see test_concurrency's
-        # test_a_forked_process_hashes_large_streams). Start the child with none.
-        stream_module._POOL = None
-        stream_module._POOL_LOCK = threading.Lock()
         try:
             os.close(write_end)
             os.read(read_end, 1)
