@@ -172,7 +172,8 @@ def _intact(path: Path, blob: BlobHash) -> bool:
             return False
         if blob.size == 0:
             return True
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        # One thread: blake3's thread pool would not survive a fork of this process.
+        hasher = blake3.blake3()
         hasher.update_mmap(path)
     except (FileNotFoundError, NotADirectoryError):
         return False
