@@ -245,8 +245,13 @@ class ArtifactStore:
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[sa.Connection]:
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn, conn.begin():
+    def _reading(self, *, snapshot: bool = False) -> Iterator[sa.Connection]:
+        """A read transaction; with ``snapshot`` every statement sees the same state (SQLite
+        read transactions always do; PostgreSQL then runs at REPEATABLE READ)."""
+        options: dict[str, Any] = {READ_ONLY: True}
+        if snapshot and self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
 
     def _commit(

@@ -72,11 +72,14 @@ class LogLiveness:
         self._users: dict[str, list[str]] = {}
         self._sequence = 0
 
-    def catch_up(self, conn: sa.Connection) -> None:
-        """Fold the events appended since the last call."""
-        for item in self._log.read(conn, since=self._sequence, event_types=_EVENT_TYPES):
+    def catch_up(self, conn: sa.Connection, *, until: int | None = None) -> None:
+        """Fold the events appended since the last call (up to sequence ``until``)."""
+        events = self._log.read(conn, since=self._sequence, until=until, event_types=_EVENT_TYPES)
+        for item in events:
             self._sequence = item.sequence
             self._apply(item.event)
+        if until is not None:
+            self._sequence = max(self._sequence, until)
 
     def _apply(self, event: ev.Event) -> None:
         if isinstance(event, ev.PackageRegistered):

@@ -86,6 +86,8 @@ class SweepPlan:
     shared_kept_blobs: int = 0
     shared_kept_bytes: int = 0
     moves_without_backend: int = 0
+    #: The last event the plan's views reflect: the plan is checked against the log up to it.
+    log_head: int = 0
 
     @property
     def bytes_to_reclaim(self) -> int:
@@ -325,7 +327,8 @@ def plan_sweep(
     """The exact plan of a sweep at ``now`` (reads only); ``IntegrityError`` if a retention
     class differs from its recorded definition or a protected package is due before it."""
     cutoff = now - grace
-    with store._reading() as conn:
+    with store._reading(snapshot=True) as conn:
+        head = store.log.head(conn)
         check_definitions(conn)
         expire = list(_due_packages(conn, now, batch_size))[:limit]
         check_protected_expiries(
@@ -344,19 +347,20 @@ def plan_sweep(
         delete = delete[:limit]
         moves = moves[:limit]
     return SweepPlan(now, grace, tuple(expire), tuple(delete), tuple(moves), kept_blobs,
-                     kept_bytes, missing)  # fmt: skip
+                     kept_bytes, missing, head)  # fmt: skip
 
 
 def check_plan(store: ArtifactStore, plan: SweepPlan) -> LogLiveness:
-    """Check ``plan`` against the event log (``IntegrityError`` if the views let it remove
-    what the log keeps); returns the folded state, for the batches to catch up on."""
+    """Check ``plan`` against the event log up to the last event its views reflect
+    (``IntegrityError`` if they let it remove what the log keeps); returns the folded
+    state, which each batch catches up under the chain lock."""
     liveness = LogLiveness(
         store.log,
         [str(p.package_id) for p in plan.expire],
         [d.content_address for d in plan.delete],
     )
     with store._reading() as conn:
-        liveness.catch_up(conn)
+        liveness.catch_up(conn, until=plan.log_head)
     error = views_disagree(
         [liveness.keeps_package(str(p.package_id), plan.now) for p in plan.expire]
         + [liveness.keeps_blob(d.content_address, d.backend, plan.now) for d in plan.delete]
