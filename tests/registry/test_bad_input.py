@@ -396,7 +396,9 @@ def forge(store: ArtifactStore, event_type: str, payload: dict[str, Any]) -> int
 
 
 def _registered(store: ArtifactStore) -> dict[str, Any]:
-    payload = store.events()[0].event.to_payload()
+    payload = next(
+        e.event.to_payload() for e in store.events() if e.event.event_type == "PackageRegistered"
+    )
     payload["package_id"] = str(uuid.uuid4())
     payload["name"] = "forged/pkg"
     return payload
