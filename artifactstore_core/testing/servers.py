@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -288,98 +287,3 @@ def s3_server(env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-# --- A TCP proxy that can cut connections, for fault tests --------------------------------
-
-
-class CuttingProxy:
-    """Forwards loopback TCP connections to ``upstream``.
-
-    With ``cut_after`` set, each connection is closed once that many bytes have flowed from
-    the server to the client, as a network failure in the middle of a response would.
-    """
-
-    def __init__(self, upstream_port: int, cut_after: int | None = None) -> None:
-        self.upstream_port = upstream_port
-        self.cut_after = cut_after
-        self.cuts = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
-        self._thread.start()
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), 5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets.update((client, upstream))
-            for source, target, limited in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(
-                    target=self._pump, args=(source, target, limited), daemon=True
-                ).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, limited: bool) -> None:
-        sent = 0
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                limit = self.cut_after if limited else None
-                if limit is not None and sent + len(data) >= limit:
-                    target.sendall(data[: limit - sent])
-                    self.cuts += 1
-                    break
-                target.sendall(data)
-                sent += len(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        """Stop accepting and drop every open connection."""
-        with self._lock:
-            self._closed = True
-            sockets = list(self._sockets)
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self._listener.close()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        self._thread.join(timeout=5)
-
-
-@contextlib.contextmanager
-def cutting_proxy(upstream_port: int, cut_after: int | None = None) -> Iterator[CuttingProxy]:
-    """A ``CuttingProxy`` to ``127.0.0.1:upstream_port`` for the duration of the block."""
-    proxy = CuttingProxy(upstream_port, cut_after)
-    try:
-        yield proxy
-    finally:
-        proxy.close()

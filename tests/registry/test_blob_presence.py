@@ -125,12 +125,9 @@ def test_a_blob_purged_by_a_sweep_between_write_and_commit_is_written_again(
     database_url: str, tmp_path: Path
 ) -> None:
     clock = FrozenClock()
-    settings = Settings(
-        database_url=database_url, storage_url=str(tmp_path / "blobs"), gc_grace_seconds=0
-    )
     with (
-        ArtifactStore.from_settings(settings, clock=clock) as store,
-        ArtifactStore.from_settings(settings, clock=clock) as sweeper,
+        _grace_zero(database_url, tmp_path, clock) as store,
+        _grace_zero(database_url, tmp_path, clock) as sweeper,
     ):
         reused = b"bytes of an expired package"
         store.put("old", {"f": reused}, retention_class="transient")
@@ -150,6 +147,13 @@ def test_a_blob_purged_by_a_sweep_between_write_and_commit_is_written_again(
         assert store.verify().ok
 
 
+def _grace_zero(database_url: str, tmp_path: Path, clock: FrozenClock) -> ArtifactStore:
+    settings = Settings(
+        database_url=database_url, storage_url=str(tmp_path / "blobs"), gc_grace_seconds=0
+    )
+    return ArtifactStore.from_settings(settings, clock=clock)
+
+
 def _held_and_due(store: ArtifactStore, clock: FrozenClock) -> str:
     package = store.put("held", {"f": b"evidence under a legal hold"}, retention_class="transient")
     store.place_hold(package.reference, reason="litigation 42")
@@ -161,10 +165,7 @@ def test_a_sweep_does_not_trust_a_hold_removed_behind_the_log(
     database_url: str, tmp_path: Path
 ) -> None:
     clock = FrozenClock()
-    settings = Settings(
-        database_url=database_url, storage_url=str(tmp_path / "blobs"), gc_grace_seconds=0
-    )
-    with ArtifactStore.from_settings(settings, clock=clock) as store:
+    with _grace_zero(database_url, tmp_path, clock) as store:
         package_id = _held_and_due(store, clock)
         with store.engine.begin() as conn:  # an edit of the views, not of the log
             conn.execute(sa.delete(retention_holds))
@@ -181,10 +182,7 @@ def test_a_sweep_does_not_trust_a_file_row_removed_behind_the_log(
     database_url: str, tmp_path: Path
 ) -> None:
     clock = FrozenClock()
-    settings = Settings(
-        database_url=database_url, storage_url=str(tmp_path / "blobs"), gc_grace_seconds=0
-    )
-    with ArtifactStore.from_settings(settings, clock=clock) as store:
+    with _grace_zero(database_url, tmp_path, clock) as store:
         store.put("kept", {"f": b"shared"}, retention_class="permanent-record")
         store.put("gone", {"f": b"shared"}, retention_class="transient")
         clock.advance(dt.timedelta(days=30))

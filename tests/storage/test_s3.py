@@ -32,12 +32,12 @@ from artifactstore_core.storage import open_blob_store
 from artifactstore_core.storage import s3 as s3_module
 from artifactstore_core.storage.s3 import S3BlobStore
 from artifactstore_core.testing.blobstore_contract import BlobStoreContract, Tamper
+from artifactstore_core.testing.faultproxy import fault_proxy
 from artifactstore_core.testing.servers import (
     S3_TEST_ACCESS_KEY,
     S3_TEST_REGION,
     S3_TEST_SECRET_KEY,
     create_s3_bucket,
-    cutting_proxy,
     free_port,
     s3_client,
     s3_server,
@@ -521,14 +521,15 @@ def test_connection_cut_during_a_read_is_an_error_not_short_data(
     data = os.urandom(2 * MiB)
     stored = make_store(s3_endpoint, bucket).write(io.BytesIO(data))
     port = int(s3_endpoint.rsplit(":", 1)[1])
-    with cutting_proxy(port, cut_after=256 * 1024) as proxy:
+    with fault_proxy(port) as proxy:
+        proxy.reset(after_bytes=256 * 1024, direction="down")
         through_proxy = make_store(proxy.endpoint_url, bucket)
         with (
             pytest.raises((BackendUnavailableError, IntegrityError)) as caught,
             through_proxy.open(stored.hash) as reader,
         ):
             reader.read()
-        assert proxy.cuts > 0
+        assert proxy.stats.resets > 0
     if isinstance(caught.value, BackendUnavailableError):
         assert proxy.endpoint_url in str(caught.value)
         assert repr(bucket) in str(caught.value)
