@@ -11,6 +11,7 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 from artifactstore_core.errors import IntegrityError, MissingBlobError
@@ -98,8 +99,7 @@ class BlobStore(ABC):
             if owner is None:
                 raise
             raise MissingBlobError(f"{owner}: {exc}") from exc
-        on_mismatch = lambda err: self._corrupt(blob, err, owner)  # noqa: E731
-        return VerifyingReader(raw, blob, on_mismatch)  # type: ignore[return-value]
+        return VerifyingReader(raw, blob, partial(self._corrupt, blob, owner=owner))  # type: ignore[return-value]
 
     def _corrupt(
         self, blob: BlobHash, error: DigestMismatchError, owner: str | None = None
