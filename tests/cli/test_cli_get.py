@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from artifactstore_core.testing.tmpfs import tmpfs
 from tests.cli.test_cli import Cli
 
 pytestmark = pytest.mark.integration
@@ -72,17 +72,9 @@ def test_get_onto_a_read_only_file_system_exits_2(cli: Cli, tmp_path: Path) -> N
     cli("put", "r/x", str(bundle))
     mount_point = tmp_path / "ro"
     mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(mount_point, read_only=True) as error:
+        if error is not None:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {error}")
         message = refused(cli, "get", "r/x", str(mount_point / "out"))
         assert "Read-only file system" in message and str(mount_point / "out") in message
         assert list(mount_point.iterdir()) == []
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)

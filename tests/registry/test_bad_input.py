@@ -34,6 +34,7 @@ from artifactstore_core.errors import (
     SchemaViolationError,
 )
 from artifactstore_core.hashing import hash_bytes
+from artifactstore_core.testing.tmpfs import tmpfs
 
 from .conftest import blob_count, event_count
 
@@ -670,23 +671,18 @@ def blob_store_that_fails(root: Path, failure: str) -> Iterator[Path]:
     (EROFS on a read-only tmpfs; EACCES from a read-only directory otherwise)."""
     path = root / f"blobs-{failure}"
     path.mkdir()
-    options = "size=1m" if failure == "full" else "size=1m,ro"
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
-    ).returncode == 0  # fmt: skip
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     signal_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        if not mounted and failure == "full":
-            resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, limit[1]))
-        elif not mounted:
-            path.chmod(0o500)
-        yield path
+        with tmpfs(path, read_only=failure != "full") as not_mounted:
+            if not_mounted and failure == "full":
+                resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, limit[1]))
+            elif not_mounted:
+                path.chmod(0o500)
+            yield path
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limit)
         signal.signal(signal.SIGXFSZ, signal_handler)
-        if mounted:
-            subprocess.run(["umount", str(path)], check=True)
         path.chmod(0o700)
 
 

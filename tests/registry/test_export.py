@@ -24,6 +24,7 @@ from artifactstore_core.domain.manifest import (
 )
 from artifactstore_core.export import recover
 from artifactstore_core.store import ArtifactStore
+from artifactstore_core.testing.tmpfs import tmpfs
 from tests.registry.conftest import blob_count, event_count
 
 pytestmark = pytest.mark.integration
@@ -289,18 +290,10 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for the test (needs root; skipped, saying why, otherwise)."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(mount_point) as error:
+        if error is not None:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {error}")
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def remount_read_only(mount_point: Path) -> None:
