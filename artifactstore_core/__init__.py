@@ -26,7 +26,7 @@ from artifactstore_core.errors import (
     SchemaViolationError,
 )
 from artifactstore_core.hashing import BlobHash, Digest
-from artifactstore_core.put_requests import PutRequest
+from artifactstore_core.ingest import PutRequest
 from artifactstore_core.queries import PackageFilter
 from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
 

@@ -22,7 +22,7 @@ from artifactstore_core.config import Settings, is_read_only, load_settings
 from artifactstore_core.domain import limits
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
-from artifactstore_core.put_requests import PutRequest
+from artifactstore_core.ingest import PutRequest
 from artifactstore_core.store import ArtifactStore
 
 EXIT_CHECK_FAILED = 1

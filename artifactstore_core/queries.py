@@ -63,6 +63,11 @@ def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
     return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
 
 
+def load_package(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | Package) -> Package:
+    """The full package a reference selects (``resolve``, then ``load_packages``)."""
+    return load_packages(conn, [resolve(conn, reference)])[0]
+
+
 def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package]:
     """Full packages (files, tags, holds, retention state) in the order of ``ids``."""
     p, s = artifact_packages, retention_state

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
-from artifactstore_core.domain.retention import tiers_holding
+from artifactstore_core.domain.retention import survives_sweep, tiers_holding
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import parse_time
@@ -43,10 +43,9 @@ class _PackageState:
     restore_status: str | None = None
 
     def live(self, now: dt.datetime) -> bool:
-        """Held, or active and not yet due: the sweep's own definition, from the log."""
-        if self.holds:
-            return True
-        return not self.expired and (self.expires_at is None or self.expires_at > now)
+        """Whether a sweep at ``now`` keeps the package's bytes, by the log."""
+        status = "expired" if self.expired else "active"
+        return survives_sweep(status, bool(self.holds), self.expires_at, now)
 
     def describe(self, package_id: str) -> str:
         state = (
