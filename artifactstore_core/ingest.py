@@ -6,8 +6,9 @@
    retention class, the kind's metadata schema, the input packages: a ``ResolvedPut``.
 3. ``PutBlobs`` writes every file to the hot tier (threads, so that fsyncs overlap).
 4. ``Ledger.record_stored`` confirms the blobs under the chain lock (ADR-0005), records
-   one ``registration_event`` per put (consecutive versions) and the new locations, and
-   the registered packages are read back through ``queries`` in the same transaction.
+   one ``registration_event`` per put (consecutive versions) and the new locations; the
+   packages returned are derived from the rows the projection wrote
+   (``queries.registered_packages``: the one derivation of ``Package``).
 
 Everything is validated before a byte is written; on failure no event is recorded.
 """
@@ -381,11 +382,11 @@ class Ingest:
                 events.append(registration_event(item, stored, versions[name], now))
             return events + blob_stored_events(conn, blobs.stored, HOT)
 
-        def read_back(conn: sa.Connection, _recorded: list[RecordedEvent]) -> list[Package]:
-            return queries.load_packages(conn, [item.package_id for item in resolved])
+        def registered(_conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:
+            return queries.registered_packages(recorded)
 
         return self.ledger.record_stored(
-            self.tiers.hot, blobs.write, register, read_back, actor=actor, what="this put"
+            self.tiers.hot, blobs.write, register, registered, actor=actor, what="this put"
         )
 
     def _resolve(self, validated: Sequence[ValidatedPut], actor: str) -> list[ResolvedPut]:
