@@ -45,6 +45,8 @@ from artifactstore_core.testing.servers import (
 
 pytestmark = [pytest.mark.s3, pytest.mark.integration]
 
+# Lines marked `noqa: SLF001` reach into the adapter on purpose: a part upload on s3fs's
+# event loop, the botocore client's hooks and its settings have no public seam.
 MiB = 2**20
 # Short timeouts and few attempts keep every fault test to a few seconds.
 FAST: dict[str, Any] = {
@@ -213,7 +215,7 @@ class TestS3BlobStore(BlobStoreContract):
     def test_parts_go_up_concurrently_within_the_limit(
         self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        original = s3_module._PartUpload._upload_part
+        original = s3_module._PartUpload._upload_part  # noqa: SLF001
         active = peak = 0
 
         async def slow(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
@@ -226,7 +228,7 @@ class TestS3BlobStore(BlobStoreContract):
             finally:
                 active -= 1
 
-        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", slow)
+        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", slow)  # noqa: SLF001
         store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=3)
         data = os.urandom(40 * MiB)  # eight parts
         stored = store.write(io.BytesIO(data), hash_bytes(data))
@@ -238,7 +240,7 @@ class TestS3BlobStore(BlobStoreContract):
     def test_a_failed_part_stops_the_write_and_aborts(
         self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch, with_expected: bool
     ) -> None:
-        original = s3_module._PartUpload._upload_part
+        original = s3_module._PartUpload._upload_part  # noqa: SLF001
 
         async def failing(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
             if number == 3:
@@ -247,7 +249,7 @@ class TestS3BlobStore(BlobStoreContract):
                 raise ClientError({"Error": error, "ResponseMetadata": meta}, "UploadPart")
             return await original(upload, number, upload_id, body)
 
-        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", failing)
+        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", failing)  # noqa: SLF001
         store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=2)
         data = os.urandom(64 * MiB)
         source = io.BytesIO(data)
@@ -270,7 +272,7 @@ class TestS3BlobStore(BlobStoreContract):
                 lost.append(len(request.body.read()))
                 raise ConnectionClosedError(endpoint_url=request.url)
 
-        store._fs.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)
+        store._fs.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)  # noqa: SLF001
         data = os.urandom(12 * MiB)
         stored = store.write(io.BytesIO(data), hash_bytes(data))
         assert lost == [5 * MiB]  # botocore retried, rewinding the body first
@@ -446,10 +448,10 @@ def test_timeout_settings_reach_botocore(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ARTIFACTSTORE_S3_READ_TIMEOUT", "7.5")
     monkeypatch.setenv("ARTIFACTSTORE_S3_MAX_ATTEMPTS", "5")
     store = S3BlobStore.from_url("s3://bucket/p", load_settings(), connect_timeout=2)
-    config = store._fs.config_kwargs
+    config = store._fs.config_kwargs  # noqa: SLF001
     assert (config["connect_timeout"], config["read_timeout"]) == (2, 7.5)
     assert config["retries"] == {"mode": "standard", "total_max_attempts": 5}
-    assert store._fs.retries == 1  # s3fs's own retry loop is off: attempts do not multiply
+    assert store._fs.retries == 1  # s3fs's own retry loop is off: attempts do not multiply  # noqa: SLF001
     assert store.request_bound == 5 * 9.5 + 1 + 2 + 4 + 8
 
 
