@@ -27,11 +27,15 @@ from artifactstore_core.errors import (
     MissingBlobError,
     MissingExtraError,
 )
-from artifactstore_core.hashing import Digest, hash_bytes
+from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.storage import open_blob_store
 from artifactstore_core.storage import s3 as s3_module
 from artifactstore_core.storage.s3 import S3BlobStore
-from artifactstore_core.testing.blobstore_contract import BlobStoreContract, Tamper
+from artifactstore_core.testing.blobstore_contract import (
+    BlobStoreContract,
+    LeaveStaging,
+    Plant,
+)
 from artifactstore_core.testing.faultproxy import fault_proxy
 from artifactstore_core.testing.servers import (
     S3_TEST_ACCESS_KEY,
@@ -116,12 +120,14 @@ def store(s3_endpoint: str, bucket: str) -> Iterator[S3BlobStore]:
 
 
 class TestS3BlobStore(BlobStoreContract):
+    supports_modified_at = supports_size_of = supports_staging = True
+
     @pytest.fixture
     def blob_store(self, store: S3BlobStore) -> S3BlobStore:
         return store
 
     @pytest.fixture
-    def tamper(self, s3_endpoint: str, store: S3BlobStore) -> Tamper:
+    def plant(self, s3_endpoint: str, store: S3BlobStore) -> Plant:
         import s3fs
 
         outsider = s3fs.S3FileSystem(
@@ -130,11 +136,12 @@ class TestS3BlobStore(BlobStoreContract):
             endpoint_url=s3_endpoint,
             skip_instance_cache=True,
         )
+        return lambda key, data: outsider.pipe_file(f"{store.bucket}/{store.prefix}/{key}", data)
 
-        def overwrite(address: Digest, data: bytes) -> None:
-            outsider.pipe_file(f"{store.bucket}/{store.key(address)}", data)
-
-        return overwrite
+    @pytest.fixture
+    def leave_staging(self, plant: Plant) -> LeaveStaging:
+        """The staging object of a writer that died between its upload and its clean-up."""
+        return lambda: plant(f"staging/{uuid.uuid4().hex}", b"uploaded, never published")
 
     def test_keys_follow_the_layout_under_the_prefix(
         self, store: S3BlobStore, s3_endpoint: str
