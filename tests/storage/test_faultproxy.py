@@ -89,7 +89,8 @@ def test_reset_open_and_new_connections(proxy: FaultProxy) -> None:
         proxy.reset()
         with pytest.raises(ConnectionResetError):
             sock.recv(1)
-    with connect(proxy) as sock, pytest.raises((ConnectionResetError, BrokenPipeError)):
+    # A loaded machine may see the reset while still connecting: that is a reset too.
+    with pytest.raises((ConnectionResetError, BrokenPipeError)), connect(proxy) as sock:
         sock.sendall(b"y")
         sock.recv(1)
     assert proxy.stats.resets == 2
