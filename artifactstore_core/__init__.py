@@ -24,6 +24,8 @@ from artifactstore_core.errors import (
     ReadOnlyRegistryError,
     RetentionError,
     SchemaViolationError,
+    UnknownKindError,
+    UnknownRetentionClassError,
 )
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.put_requests import PutRequest
@@ -58,6 +60,8 @@ __all__ = [
     "RetentionError",
     "SchemaViolationError",
     "Settings",
+    "UnknownKindError",
+    "UnknownRetentionClassError",
     "VerifyResult",
     "load_settings",
 ]

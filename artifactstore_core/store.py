@@ -54,6 +54,8 @@ from artifactstore_core.errors import (
     NotFoundError,
     PackageExpiredError,
     RetentionError,
+    UnknownKindError,
+    UnknownRetentionClassError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.export import export_files
@@ -291,16 +293,13 @@ class ArtifactStore:
 
     # ------------------------------------------------------------------ validation
     def retention_class(self, conn: sa.Connection, name: str) -> sa.Row[Any]:
-        """The row of retention class ``name``; ``InvalidInputError`` lists the known ones."""
+        """The row of retention class ``name``; ``UnknownRetentionClassError`` lists the known."""
         row = conn.execute(_CLASS_BY_NAME, {"name": validate_class_name(name)}).first()
         if row is None:
             known = conn.execute(
                 sa.select(retention_classes.c.name).order_by(retention_classes.c.name)
             )
-            raise InvalidInputError(
-                f"unknown retention class {name!r}; known classes: "
-                + ", ".join(r.name for r in known)
-            )
+            raise UnknownRetentionClassError(name, (r.name for r in known))
         return row
 
     def _schema_for(self, conn: sa.Connection, kind: str) -> dict[str, Any] | None:
@@ -313,10 +312,7 @@ class ArtifactStore:
         validate_kind(kind)
         schema = self._schema_for(conn, kind)
         if schema is None and kind not in BUILTIN_KINDS:
-            raise InvalidInputError(
-                f"unknown kind {kind!r}; use one of {', '.join(sorted(BUILTIN_KINDS))} "
-                "or register a metadata schema for it first"
-            )
+            raise UnknownKindError(kind, sorted(BUILTIN_KINDS))
         if schema is not None:
             validate_metadata(kind, schema, metadata)
 
@@ -639,6 +635,15 @@ class ArtifactStore:
                 package, path=entry.path, actor=actor, purpose=purpose, run_id=run_id
             )
         return stream
+
+    def uri_of(self, reference: Reference, path: str | None = None) -> str:
+        """Where the bytes are read from: the blob URI of file ``path`` (or of the only
+        file), else the URL of the package's tier. A ``Package`` is used as given."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        tier = self._tier_store(package)
+        if path is None and len(package.files) != 1:
+            return tier.url
+        return tier.uri(package.file(path).blob.blake3)
 
     def read_bytes(self, reference: Reference, path: str | None = None, **kwargs: Any) -> bytes:
         """All bytes of one file, verified."""
