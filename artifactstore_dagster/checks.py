@@ -35,7 +35,7 @@ from dagster import (
 
 from artifactstore_core.errors import NotFoundError
 from artifactstore_core.store import ArtifactStore, BlobProblem
-from artifactstore_dagster.io_manager import PACKAGE_ID
+from artifactstore_dagster.keys import PACKAGE_ID
 from artifactstore_dagster.resources import ArtifactStoreResource
 
 CheckMode = Literal["exists", "digest"]

@@ -50,9 +50,10 @@ from pydantic import Field
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import ArtifactStoreError, ConflictError, NotFoundError
 from artifactstore_core.queries import PackageFilter
+from artifactstore_dagster import keys
+from artifactstore_dagster.keys import RETENTION_TAG
 from artifactstore_dagster.resources import ArtifactStoreResource
 
-RETENTION_TAG = "artifactstore/retention"
 _IN_PROGRESS = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -222,11 +223,11 @@ def _sweep_op(resource_key: str, name: str) -> Any:
                         partition=partition,
                         description=f"artifact-store package {item.reference} expired",
                         metadata={
-                            "artifactstore/package_id": str(item.package_id),
-                            "artifactstore/reference": item.reference,
-                            "artifactstore/retention_class": item.retention_class,
-                            "artifactstore/expired": True,
-                            "artifactstore/expires_at": _when(item.expires_at) or "",
+                            keys.PACKAGE_ID: str(item.package_id),
+                            keys.REFERENCE: item.reference,
+                            keys.RETENTION_CLASS: item.retention_class,
+                            keys.EXPIRED: True,
+                            keys.EXPIRES_AT: _when(item.expires_at) or "",
                         },
                     )
                 )

@@ -35,9 +35,7 @@ def test_unknown_kind_names_itself_and_the_builtin_ones(store: ArtifactStore) ->
         store.put("x", {"f": b"1"}, kind="spreadsheet")
     assert isinstance(raised.value, InvalidInputError)
     assert raised.value.kind == "spreadsheet"
-    assert "report" in raised.value.known and list(raised.value.known) == sorted(
-        raised.value.known
-    )
+    assert "report" in raised.value.known and list(raised.value.known) == sorted(raised.value.known)
 
 
 def test_uri_of_names_the_blob_or_the_tier_a_package_is_read_from(
