@@ -137,12 +137,12 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 ),
             )
         except ArtifactStoreError as exc:
-            origin = ""
+            refused = ""
             if isinstance(exc, UnknownRetentionClassError) and exc.name == retention_class:
-                origin = _origin(context, translator, RETENTION_CLASS_KEY, retention_class)
+                refused = _origin(context, translator, RETENTION_CLASS_KEY, retention_class)
             elif isinstance(exc, UnknownKindError | SchemaViolationError):
-                origin = _origin(context, translator, KIND_KEY, kind)
-            _add_context(exc, failure, origin)
+                refused = _origin(context, translator, KIND_KEY, kind)
+            _add_context(exc, failure, refused)
             raise
         run_id = _context.run_id(context)
         if run_id is not None and output.asset_key is not None:
