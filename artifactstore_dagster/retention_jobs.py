@@ -48,6 +48,7 @@ from dagster import (
 from pydantic import Field
 
 from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.retention import TIERS
 from artifactstore_core.errors import ArtifactStoreError, ConflictError, NotFoundError
 from artifactstore_core.queries import PackageFilter
 from artifactstore_dagster import keys
@@ -61,7 +62,6 @@ _IN_PROGRESS = [
     DagsterRunStatus.STARTED,
     DagsterRunStatus.CANCELING,
 ]
-_TIER_ORDER = {"hot": 0, "cold": 1, "archive": 2}
 _TABLE_ROWS = 500
 
 
@@ -278,8 +278,8 @@ def _tier_move_op(resource_key: str, name: str) -> Any:
     )
     def move_tiers(context: OpExecutionContext, config: TierMoveConfig) -> Any:
         _guard(context)
-        if config.tier not in _TIER_ORDER:
-            raise Failure(description=f"unknown tier {config.tier!r}; use hot, cold or archive")
+        if config.tier not in TIERS:
+            raise Failure(description=f"unknown tier {config.tier!r}; use {', '.join(TIERS)}")
         store = _store(context, resource_key)
         cutoff = store.clock() - dt.timedelta(days=config.older_than_days)
         candidates = store.list_packages(
