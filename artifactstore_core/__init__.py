@@ -28,9 +28,13 @@ from artifactstore_core.errors import (
     UnknownRetentionClassError,
 )
 from artifactstore_core.hashing import BlobHash, Digest
-from artifactstore_core.put_requests import PutRequest
+from artifactstore_core.ingest import PutRequest
+from artifactstore_core.ledger import Ledger
 from artifactstore_core.queries import PackageFilter
+from artifactstore_core.retention.sweep import SweepPlan, SweepResult
+from artifactstore_core.retention.tiering import TierMove
 from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
+from artifactstore_core.tiers import Tiers
 
 __all__ = [
     "AmbiguousReferenceError",
@@ -48,6 +52,7 @@ __all__ = [
     "Hold",
     "IntegrityError",
     "InvalidInputError",
+    "Ledger",
     "MissingBlobError",
     "MissingExtraError",
     "NotFoundError",
@@ -60,6 +65,10 @@ __all__ = [
     "RetentionError",
     "SchemaViolationError",
     "Settings",
+    "SweepPlan",
+    "SweepResult",
+    "TierMove",
+    "Tiers",
     "UnknownKindError",
     "UnknownRetentionClassError",
     "VerifyResult",

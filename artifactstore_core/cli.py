@@ -21,8 +21,10 @@ from artifactstore_core import migrate as migrations
 from artifactstore_core.config import Settings, is_read_only, load_settings
 from artifactstore_core.domain import limits
 from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.retention import TIERS
 from artifactstore_core.errors import ArtifactStoreError, IntegrityError, InvalidInputError
-from artifactstore_core.put_requests import PutRequest
+from artifactstore_core.ingest import PutRequest
+from artifactstore_core.sources import collect
 from artifactstore_core.store import ArtifactStore
 
 EXIT_CHECK_FAILED = 1
@@ -259,20 +261,13 @@ def put(
     as_json: bool,
 ) -> None:
     """Store files (or directories) as a new version of package NAME."""
-    for path in paths:
-        if not path.exists():
-            raise InvalidInputError(f"path {str(path)!r} does not exist")
-    total = sum(
-        f.stat().st_size
-        for p in paths
-        for f in ([p] if p.is_file() else [x for x in p.rglob("*") if x.is_file()])
-    )
-    files: Any = paths[0] if len(paths) == 1 else list(paths)
+    sources = collect(paths[0] if len(paths) == 1 else list(paths))  # walked once
+    total = sum(source.size_hint or 0 for source in sources)
     provenance = {"run_id": run_id, "producer": producer, "code_version": code_version}
     with _progress(total, f"storing {name}") as progress:
         package = ctx.store.put(
             name,
-            files,
+            sources,
             kind=kind,
             metadata=_parse_metadata(metadata),
             retention_class=retention_class,
@@ -776,20 +771,16 @@ def retention_sweep(
     """Expire due packages, move tiers, delete blobs no live package needs."""
     at = _time(now, "--now")
     grace = None if grace_seconds is None else dt.timedelta(seconds=grace_seconds)
-    store = ctx.store
-    if dry_run:
-        result = store.sweep(at, dry_run=True, grace=grace, limit=limit)
-    else:
-        plan = store.sweep(at, dry_run=True, grace=grace, limit=limit).plan
-        steps = len(plan.expire) + len(plan.tier_moves) + len(plan.delete)
-        bar: Any = (
-            click.progressbar(length=steps, label="sweeping", file=sys.stderr)
-            if sys.stderr.isatty() and steps > 100
-            else contextlib.nullcontext()
-        )
-        with bar as progress:
-            update = (lambda _step, n: progress.update(n)) if progress else None
-            result = store.sweep(plan.now, grace=grace, limit=limit, progress=update)
+    plan = ctx.store.plan_sweep(at, grace=grace, limit=limit)
+    steps = len(plan.expire) + len(plan.tier_moves) + len(plan.delete)
+    bar: Any = (
+        click.progressbar(length=steps, label="sweeping", file=sys.stderr)
+        if not dry_run and sys.stderr.isatty() and steps > 100
+        else contextlib.nullcontext()
+    )
+    with bar as progress:
+        update = (lambda _step, n: progress.update(n)) if progress else None
+        result = ctx.store.sweep(plan=plan, dry_run=dry_run, progress=update)
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -848,7 +839,7 @@ def tier() -> None:
 
 @tier.command("move")
 @click.argument("reference")
-@click.option("--to", "target", required=True, type=click.Choice(["hot", "cold", "archive"]))
+@click.option("--to", "target", required=True, type=click.Choice(TIERS))
 @pass_context
 def tier_move(ctx: _Context, reference: str, target: str) -> None:
     """Move a package's bytes to another tier (copied, verified, then old copies removed)."""

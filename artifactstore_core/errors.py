@@ -125,3 +125,12 @@ class ArchivedError(RetentionError):
 
 class BackendUnavailableError(ArtifactStoreError):
     """A database or storage server cannot be reached or refused the credentials."""
+
+
+def add_context(error: ArtifactStoreError, where: str, suffix: str = "") -> None:
+    """Make ``error``'s one-line message say where it happened: ``where: message suffix``.
+
+    For a handler that then re-raises the same object (``raise``): its class, attributes
+    (``UnknownRetentionClassError.name`` ...) and traceback are kept; nothing is rebuilt.
+    """
+    error.args = (f"{where}: {error}{suffix}", *error.args[1:])

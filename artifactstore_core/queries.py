@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,10 @@ from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import PackageRef, parse_reference
 from artifactstore_core.errors import AmbiguousReferenceError, NotFoundError
+from artifactstore_core.eventlog import RecordedEvent
 from artifactstore_core.hashing import BlobHash
+from artifactstore_core.projections import project
+from artifactstore_core.projections.ops import Insert, Row, Upsert
 from artifactstore_core.schema import (
     artifact_files,
     artifact_packages,
@@ -63,70 +66,116 @@ def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
     return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
 
 
+def load_package(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | Package) -> Package:
+    """The full package a reference selects (``resolve``, then ``load_packages``)."""
+    return load_packages(conn, [resolve(conn, reference)])[0]
+
+
 def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package]:
     """Full packages (files, tags, holds, retention state) in the order of ``ids``."""
     p, s = artifact_packages, retention_state
     rows: dict[uuid.UUID, Any] = {}
-    row: Any
     files: dict[uuid.UUID, list[FileEntry]] = {}
     tags: dict[uuid.UUID, list[str]] = {}
     holds: dict[uuid.UUID, list[Hold]] = {}
     for chunk in _chunks(ids):
         query = (
-            sa.select(p, s.c.status, s.c.expires_at, s.c.expired_at, s.c.on_hold,
-                      s.c.retrieval_tier, s.c.restore_status,
+            sa.select(p, *(s.c[name] for name in _STATE),
                       s.c.retention_class.label("current_class"))
             .join(s, s.c.package_id == p.c.package_id)
             .where(p.c.package_id.in_(chunk))
         )  # fmt: skip
-        for row in conn.execute(query):
-            rows[row.package_id] = row
+        for row in conn.execute(query).mappings():
+            rows[row["package_id"]] = row
         f = artifact_files
-        for row in conn.execute(sa.select(f).where(f.c.package_id.in_(chunk)).order_by(f.c.path)):
-            blob = BlobHash.from_hex(row.digest_primary, row.digest_sha256, row.size)
-            files.setdefault(row.package_id, []).append(FileEntry(row.path, blob))
+        query = sa.select(f).where(f.c.package_id.in_(chunk)).order_by(f.c.path)
+        for file in conn.execute(query).mappings():
+            files.setdefault(file["package_id"], []).append(_file_entry(file))
         t = package_tags
-        for row in conn.execute(
+        for tag in conn.execute(
             sa.select(t.c.package_id, t.c.tag).where(t.c.package_id.in_(chunk)).order_by(t.c.tag)
         ):
-            tags.setdefault(row.package_id, []).append(row.tag)
+            tags.setdefault(tag.package_id, []).append(tag.tag)
         h = retention_holds
-        for row in conn.execute(
+        for held in conn.execute(
             sa.select(h).where(h.c.package_id.in_(chunk)).order_by(h.c.placed_at)
         ):
-            hold = Hold(row.hold_id, row.hold_kind, row.reason, row.actor, row.placed_at)
-            holds.setdefault(row.package_id, []).append(hold)
+            hold = Hold(held.hold_id, held.hold_kind, held.reason, held.actor, held.placed_at)
+            holds.setdefault(held.package_id, []).append(hold)
     result = []
     for package_id in ids:
-        row = rows.get(package_id)
-        if row is None:
+        found = rows.get(package_id)
+        if found is None:
             raise NotFoundError(f"package {package_id} does not exist")
+        state = {name: found[name] for name in _STATE} | {"retention_class": found["current_class"]}
         result.append(
-            Package(
-                id=row.package_id,
-                name=row.name,
-                version=row.version,
-                kind=row.kind,
-                content_address=row.content_address,
-                digest_sha256=row.digest_sha256,
-                size=row.size,
-                created_at=row.created_at,
-                actor=row.actor,
-                metadata=row.metadata,
-                provenance=Provenance.from_dict(row.provenance),
-                files=tuple(files.get(package_id, ())),
-                retention_class=row.current_class,
-                expires_at=row.expires_at,
-                status=row.status,
-                expired_at=row.expired_at,
-                on_hold=row.on_hold,
-                retrieval_tier=row.retrieval_tier,
-                restore_status=row.restore_status,
-                tags=tuple(tags.get(package_id, ())),
-                holds=tuple(holds.get(package_id, ())),
-            )
-        )
+            _package(found, state, files.get(package_id, ()), tags.get(package_id, ()),
+                     holds.get(package_id, ()))
+        )  # fmt: skip
     return result
+
+
+def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
+    """The packages ``recorded`` registers, as ``load_packages`` returns them once committed,
+    derived from the rows their projection writes (no query: the put path returns these)."""
+    tables: dict[str, list[Row]] = {}
+    for item in recorded:
+        for op in project(item):
+            if isinstance(op, Insert | Upsert):
+                tables.setdefault(op.table, []).append(op.row)
+    holders = {(r["name"], r["tag"]): r["package_id"] for r in tables.get("package_tags", ())}
+    files: dict[uuid.UUID, list[FileEntry]] = {}
+    for row in sorted(tables.get("artifact_files", ()), key=lambda r: r["path"]):
+        files.setdefault(row["package_id"], []).append(_file_entry(row))
+    states = {row["package_id"]: row for row in tables.get("retention_state", ())}
+    return [
+        _package(row, states[row["package_id"]], files.get(row["package_id"], ()),
+                 sorted(tag for (_, tag), holder in holders.items() if holder == row["package_id"]),
+                 ())
+        for row in tables.get("artifact_packages", ())
+    ]  # fmt: skip
+
+
+_STATE = ("status", "expires_at", "expired_at", "on_hold", "retrieval_tier", "restore_status")
+
+
+def _file_entry(row: Mapping[Any, Any]) -> FileEntry:
+    blob = BlobHash.from_hex(row["digest_primary"], row["digest_sha256"], row["size"])
+    return FileEntry(row["path"], blob)
+
+
+def _package(
+    row: Mapping[str, Any],
+    state: Mapping[str, Any],
+    files: Iterable[FileEntry],
+    tags: Iterable[str],
+    holds: Iterable[Hold],
+) -> Package:
+    """The one derivation of ``Package``: from its ``artifact_packages`` and
+    ``retention_state`` rows, files sorted by path, tags sorted, holds by placement."""
+    return Package(
+        id=row["package_id"],
+        name=row["name"],
+        version=row["version"],
+        kind=row["kind"],
+        content_address=row["content_address"],
+        digest_sha256=row["digest_sha256"],
+        size=row["size"],
+        created_at=row["created_at"],
+        actor=row["actor"],
+        metadata=row["metadata"],
+        provenance=Provenance.from_dict(row["provenance"]),
+        files=tuple(files),
+        retention_class=state["retention_class"],
+        expires_at=state["expires_at"],
+        status=state["status"],
+        expired_at=state["expired_at"],
+        on_hold=state["on_hold"],
+        retrieval_tier=state["retrieval_tier"],
+        restore_status=state["restore_status"],
+        tags=tuple(tags),
+        holds=tuple(holds),
+    )
 
 
 @dataclass(frozen=True, slots=True)

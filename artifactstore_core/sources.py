@@ -14,8 +14,16 @@ from artifactstore_core.errors import InvalidInputError
 #: One file's content: bytes, text (UTF-8), a path to a regular file, or a binary stream.
 FileContent = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 #: What ``put`` accepts: a mapping of package paths to contents, one path (file or
-#: directory), a list of paths, or a single bytes value / stream (stored as ``data``).
-Files = Mapping[str, FileContent] | os.PathLike[str] | Sequence[os.PathLike[str]] | bytes | BinaryIO
+#: directory), a list of paths, a single bytes value / stream (stored as ``data``), or the
+#: sources ``collect`` returned (so that a caller that needs them first walks once).
+Files = (
+    Mapping[str, FileContent]
+    | os.PathLike[str]
+    | Sequence[os.PathLike[str]]
+    | Sequence["FileSource"]
+    | bytes
+    | BinaryIO
+)
 DEFAULT_FILE_NAME = "data"
 
 
@@ -93,6 +101,9 @@ def collect(files: Files) -> list[FileSource]:
         return _tree(path, "") if path.is_dir() else [_from_path(path, path.name)]
     sources: list[FileSource] = []
     for item in files:
+        if isinstance(item, FileSource):
+            sources.append(item)
+            continue
         path = Path(item)
         sources.extend(
             _tree(path, f"{path.name}/") if path.is_dir() else [_from_path(path, path.name)]

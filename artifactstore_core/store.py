@@ -1,160 +1,48 @@
-"""``ArtifactStore``: the one entry point. Each command loads, decides, appends, returns."""
+"""``ArtifactStore``: the one entry point, a facade of one-screen methods over the services.
+
+The unit of work is ``ledger.Ledger``; the tiers' backends are ``tiers.Tiers``. Puts go
+through ``ingest``, reads through ``reading``, checks of stored bytes through
+``integrity``, retention through ``retention/*`` (docs/adr/0006-core-shape.md).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import threading
+import itertools
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
 from artifactstore_core import queries
-from artifactstore_core.config import (
-    READ_ONLY,
-    Settings,
-    check_connection,
-    create_engine,
-    is_memory_sqlite,
-    load_settings,
-)
+from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.limits import check_time
-from artifactstore_core.domain.manifest import (
-    FileEntry,
-    Provenance,
-    normalize_json_object,
-)
-from artifactstore_core.domain.names import (
-    BUILTIN_KINDS,
-    validate_class_name,
-    validate_kind,
-    validate_tag,
-)
-from artifactstore_core.domain.package import Hold, Package, iso
+from artifactstore_core.domain.manifest import Provenance, normalize_json_object
+from artifactstore_core.domain.names import validate_kind, validate_tag
+from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
-from artifactstore_core.domain.retention import (
-    HOLD_KINDS,
-    RetentionClass,
-    decide_change,
-    tiers_holding,
-)
-from artifactstore_core.errors import (
-    ArchivedError,
-    ConfigurationError,
-    ConflictError,
-    IntegrityError,
-    InvalidInputError,
-    MissingBlobError,
-    NotFoundError,
-    PackageExpiredError,
-    RetentionError,
-    UnknownKindError,
-    UnknownRetentionClassError,
-)
+from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
-from artifactstore_core.export import export_files
-from artifactstore_core.hashing import (
-    BlobHash,
-    Digest,
-    DigestMismatchError,
-    hash_copy,
-    matches,
-)
-from artifactstore_core.projections import ProjectionWriter, check_views, project, rebuild_views
+from artifactstore_core.hashing import BlobHash, Digest
+from artifactstore_core.ingest import Ingest, PutRequest
+from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
+from artifactstore_core.ledger import Clock, Ledger, utcnow
+from artifactstore_core.projections import check_views, rebuild_views
 from artifactstore_core.projections.rebuild import Difference, Progress
-from artifactstore_core.put_requests import PreparedPut, PutRequest, naming_request
-from artifactstore_core.retention import sweep as sweep_module
-from artifactstore_core.retention import tiering
-from artifactstore_core.retention.explain import Explanation
-from artifactstore_core.retention.explain import explain as explain_package
-from artifactstore_core.schema import (
-    artifact_packages,
-    metadata_schemas,
-    package_tags,
-    retention_classes,
-    storage_locations,
-)
-from artifactstore_core.sources import CountingReader, Files, FileSource
-from artifactstore_core.storage import (
-    HEAL_ATTEMPTS,
-    BlobsGone,
-    BlobStore,
-    StoredBlob,
-    open_blob_store,
-)
-from artifactstore_core.validation import check_schema, validate_metadata
+from artifactstore_core.reading import Reading
+from artifactstore_core.retention import commands, tiering
+from artifactstore_core.retention import sweep as sweeping
+from artifactstore_core.retention.explain import Explanation, explain
+from artifactstore_core.schema import metadata_schemas, package_tags
+from artifactstore_core.sources import Files
+from artifactstore_core.storage import BlobStore, open_blob_store
+from artifactstore_core.tiers import Tiers
+from artifactstore_core.validation import check_schema
 
-Clock = Callable[[], dt.datetime]
-HOT = "hot"
-WRITE_THREADS = 4
-"""Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
-
-# Statements every put runs, built once: building a statement costs several times more
-# than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
-_CLASS_BY_NAME = sa.select(retention_classes).where(
-    retention_classes.c.name == sa.bindparam("name")
-)
-_SCHEMA_BY_KIND = sa.select(metadata_schemas.c.json_schema).where(
-    metadata_schemas.c.kind == sa.bindparam("kind")
-)
-_LATEST_VERSION = sa.select(sa.func.max(artifact_packages.c.version)).where(
-    artifact_packages.c.name == sa.bindparam("name")
-)
-_KNOWN_LOCATIONS = sa.select(storage_locations.c.content_address, storage_locations.c.uri).where(
-    storage_locations.c.backend == sa.bindparam("backend"),
-    storage_locations.c.content_address.in_(sa.bindparam("addresses", expanding=True)),
-)
-
-
-def utcnow() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class BlobProblem:
-    """A blob that ``verify`` found missing or corrupt, with the packages that need it."""
-
-    content_address: str
-    backend: str
-    problem: Literal["missing", "corrupt"]
-    detail: str
-    packages: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """What ``verify`` checked and found."""
-
-    packages: int
-    blobs: int
-    bytes_verified: int
-    problems: tuple[BlobProblem, ...] = field(default=())
-    repaired: tuple[BlobProblem, ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
-    """``progress`` callable from several threads, one call at a time."""
-    if progress is None:
-        return None
-    lock = threading.Lock()
-    report = progress
-
-    def locked(count: int) -> None:
-        with lock:
-            report(count)
-
-    return locked
+__all__ = ["ArtifactStore", "BlobProblem", "VerifyResult", "utcnow"]
 
 
 class ArtifactStore:
@@ -177,18 +65,36 @@ class ArtifactStore:
         gc_grace: dt.timedelta = dt.timedelta(hours=1),
     ) -> None:
         self.engine = engine
-        self.tiers: dict[str, BlobStore] = {HOT: blobs, **(tiers or {})}
-        self.clock = clock
+        self.ledger = Ledger(engine, clock=clock, actor=actor)
+        self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
-        self.actor = actor
-        self.default_retention_class = default_retention_class
         self.gc_grace = gc_grace
-        self.log = EventLog()
+        self.ingest = Ingest(
+            self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class
+        )
+        self.reading = Reading(self.ledger, self.tiers)
+        self.integrity = Integrity(self.ledger, self.tiers)
 
     @property
     def blobs(self) -> BlobStore:
         """The hot tier: where new bytes are written."""
-        return self.tiers[HOT]
+        return self.tiers.hot
+
+    @property
+    def log(self) -> EventLog:
+        return self.ledger.log
+
+    @property
+    def clock(self) -> Clock:
+        return self.ledger.clock
+
+    @property
+    def actor(self) -> str:
+        return self.ledger.actor
+
+    @property
+    def default_retention_class(self) -> str:
+        return self.ingest.default_retention_class
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -203,12 +109,11 @@ class ArtifactStore:
     ) -> ArtifactStore:
         """Open the registry at ``database_url`` with blobs at ``storage_url``.
 
-        Unset arguments come from settings. With ``migrate`` (the default) the schema is
-        created or upgraded first.
+        Unset arguments come from settings; backends given in ``tiers`` replace those of
+        the settings. With ``migrate`` (the default) the schema is created or upgraded first.
         """
         settings = settings or load_settings()
         database_url = database_url or settings.database_url
-        storage_url = storage_url or settings.storage_url
         engine = create_engine(database_url, synchronous=settings.sqlite_synchronous)
         check_connection(engine)
         if migrate:
@@ -221,12 +126,14 @@ class ArtifactStore:
                 ("cold", settings.tier_cold_url),
                 ("archive", settings.tier_archive_url),
             )
-            if url
+            if url and name not in kwargs.get("tiers", {})
         }
+        tiers.update(kwargs.pop("tiers", {}))
         kwargs.setdefault("actor", settings.actor)
         kwargs.setdefault("default_retention_class", settings.default_retention_class)
         kwargs.setdefault("gc_grace", dt.timedelta(seconds=settings.gc_grace_seconds))
-        return cls(engine, open_blob_store(storage_url, settings), tiers=tiers, **kwargs)
+        hot = open_blob_store(storage_url or settings.storage_url, settings)
+        return cls(engine, hot, tiers=tiers, **kwargs)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> ArtifactStore:
@@ -235,8 +142,7 @@ class ArtifactStore:
 
     def close(self) -> None:
         """Release database connections and backend clients."""
-        for store in self.tiers.values():
-            store.close()
+        self.tiers.close()
         self.engine.dispose()
 
     def __enter__(self) -> ArtifactStore:
@@ -245,78 +151,7 @@ class ArtifactStore:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ transactions
-    @contextlib.contextmanager
-    def _reading(self, *, snapshot: bool = False) -> Iterator[sa.Connection]:
-        """A read transaction; with ``snapshot`` every statement sees the same state (SQLite
-        read transactions always do; PostgreSQL then runs at REPEATABLE READ)."""
-        options: dict[str, Any] = {READ_ONLY: True}
-        if snapshot and self.engine.dialect.name == "postgresql":
-            options["isolation_level"] = "REPEATABLE READ"
-        with self.engine.connect().execution_options(**options) as conn, conn.begin():
-            yield conn
-
-    def _commit(
-        self,
-        decide: Callable[[sa.Connection, dt.datetime], Sequence[ev.Event]],
-        *,
-        actor: str | None = None,
-    ) -> list[RecordedEvent]:
-        """One transaction: lock the chain head, decide events, append and project them."""
-        with self.engine.begin() as conn:
-            EventLog._lock_head(conn)
-            now = self.clock()
-            new_events = decide(conn, now)
-            recorded = self.log.append(conn, new_events, actor=actor or self.actor, at=now)
-            writer = ProjectionWriter(conn)
-            for item in recorded:
-                writer.add(project(item))
-            writer.flush()
-        return recorded
-
-    def _commit_on(
-        self,
-        reference: Reference,
-        decide: Callable[[sa.Connection, Package], Sequence[ev.Event]],
-        *,
-        actor: str | None = None,
-    ) -> tuple[Package, list[RecordedEvent]]:
-        """``_commit`` for a command on one package, loaded under the lock."""
-        loaded: list[Package] = []
-
-        def run(conn: sa.Connection, _now: dt.datetime) -> Sequence[ev.Event]:
-            loaded.append(queries.load_packages(conn, [queries.resolve(conn, reference)])[0])
-            return decide(conn, loaded[0])
-
-        recorded = self._commit(run, actor=actor)
-        return loaded[0], recorded
-
-    # ------------------------------------------------------------------ validation
-    def retention_class(self, conn: sa.Connection, name: str) -> sa.Row[Any]:
-        """The row of retention class ``name``; ``UnknownRetentionClassError`` lists the known."""
-        row = conn.execute(_CLASS_BY_NAME, {"name": validate_class_name(name)}).first()
-        if row is None:
-            known = conn.execute(
-                sa.select(retention_classes.c.name).order_by(retention_classes.c.name)
-            )
-            raise UnknownRetentionClassError(name, (r.name for r in known))
-        return row
-
-    def _schema_for(self, conn: sa.Connection, kind: str) -> dict[str, Any] | None:
-        row = conn.execute(_SCHEMA_BY_KIND, {"kind": kind}).first()
-        return None if row is None else dict(row.json_schema)
-
-    def _check_kind_and_metadata(
-        self, conn: sa.Connection, kind: str, metadata: dict[str, Any]
-    ) -> None:
-        validate_kind(kind)
-        schema = self._schema_for(conn, kind)
-        if schema is None and kind not in BUILTIN_KINDS:
-            raise UnknownKindError(kind, sorted(BUILTIN_KINDS))
-        if schema is not None:
-            validate_metadata(kind, schema, metadata)
-
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ writing
     def put(
         self,
         name: str,
@@ -351,182 +186,51 @@ class ArtifactStore:
         """Store and register many packages at once: all or none of them.
 
         Every request is validated first (the error names the request's index). The
-        bytes are written by ``WRITE_THREADS`` threads, so that their fsyncs overlap, and
-        the packages are registered in one transaction, in order: two requests for the
-        same name become consecutive versions. ``inputs`` may name packages registered
-        before this call, not ones of the same batch. ``progress`` receives byte counts.
+        bytes are written by ``ingest.WRITE_THREADS`` threads, so that their fsyncs
+        overlap, and the packages are registered in one transaction, in order: two
+        requests for the same name become consecutive versions. ``inputs`` may name
+        packages registered before this call, not ones of the same batch. ``progress``
+        receives byte counts.
         """
-        batch = list(requests)
-        if not batch:
-            return []
-        prepared = self._prepare(batch, actor or self.actor)
-        stored = self._write_blobs(prepared, progress)
-        for _attempt in range(HEAL_ATTEMPTS):
-            try:
-                recorded = self._commit(
-                    lambda conn, now: self._register(conn, now, prepared, stored), actor=actor
+        return self.ingest.put_many(requests, actor=actor, progress=progress)
+
+    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
+        """Point ``tag`` of the package's name at this package (``latest`` moves itself)."""
+        validate_tag(tag)
+        if tag == "latest":
+            raise InvalidInputError(
+                "tag 'latest' always follows the newest version; use another tag"
+            )
+
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+            t = package_tags
+            previous = conn.execute(
+                sa.select(t.c.package_id).where(t.c.name == package.name, t.c.tag == tag)
+            ).scalar()
+            return [
+                ev.TagMoved(
+                    package_id=str(package.id),
+                    name=package.name,
+                    tag=tag,
+                    previous_package_id=str(previous) if previous else None,
                 )
-            except BlobsGone as gone:
-                self._rewrite(prepared, stored, gone.addresses)
-                continue
-            registrations = [r for r in recorded if isinstance(r.event, ev.PackageRegistered)]
-            return [item.package(rec) for item, rec in zip(prepared, registrations, strict=True)]
-        raise ConflictError(
-            f"the bytes of this put were deleted {HEAL_ATTEMPTS} times before it could be "
-            "registered (is a sweep with grace 0 running in a loop?); nothing was registered"
-        )
+            ]
 
-    def _register(
-        self,
-        conn: sa.Connection,
-        now: dt.datetime,
-        prepared: Sequence[PreparedPut],
-        stored: Sequence[Sequence[StoredBlob]],
-    ) -> list[ev.Event]:
-        """Under the chain lock: confirm every blob is in the hot tier, then decide the
-        ``PackageRegistered`` events (consecutive versions) and the new locations."""
-        blobs = {blob.hash.content_address: blob for item in stored for blob in item}
-        gone = self.missing_from(self.blobs, (blob.hash for blob in blobs.values()))
-        if gone:
-            raise BlobsGone(gone)
-        versions: dict[str, int] = {}
-        registered: list[ev.Event] = []
-        for item, item_blobs in zip(prepared, stored, strict=True):
-            if item.name not in versions:
-                latest = conn.execute(_LATEST_VERSION, {"name": item.name}).scalar()
-                versions[item.name] = int(latest or 0)
-            versions[item.name] += 1
-            registered.append(item.event(item_blobs, versions[item.name], now))
-        return registered + self._blob_events(conn, list(blobs.values()), HOT)
+        return self.ledger.record_on(reference, decide, actor=actor)[0]
 
-    def missing_from(self, backend: BlobStore, blobs: Iterable[BlobHash]) -> list[str]:
-        """Addresses of ``blobs`` not in ``backend`` now (remote ones asked in parallel).
-
-        Called under the chain lock before bytes are registered somewhere: every sweep
-        deletion also happens under that lock, so what is confirmed here stays until the
-        commit (ADR-0005).
-        """
-        unique = {blob.content_address: blob.blake3 for blob in blobs}
-        if not backend.hash_before_write or len(unique) < 2:
-            present = [backend.exists(address) for address in unique.values()]
-        else:
-            with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-check") as pool:
-                present = list(pool.map(backend.exists, unique.values()))
-        return [address for address, ok in zip(unique, present, strict=True) if not ok]
-
-    def _rewrite(
-        self,
-        prepared: Sequence[PreparedPut],
-        stored: list[list[StoredBlob]],
-        addresses: Collection[str],
+    def register_schema(
+        self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None
     ) -> None:
-        """Write again the blobs a sweep (or anyone) deleted after this put stored them."""
-        for item, item_blobs in zip(prepared, stored, strict=True):
-            for index, (source, blob) in enumerate(zip(item.sources, item_blobs, strict=True)):
-                if blob.hash.content_address not in addresses:
-                    continue
-                if source.size_hint is None:  # a stream: its bytes cannot be read again
-                    raise ConflictError(
-                        f"blob {blob.hash.content_address} of file {source.path!r} was deleted "
-                        "before this put could register it, and its source is a stream that "
-                        "cannot be read again; nothing was registered, retry the put"
-                    )
-                item_blobs[index] = self._store_file(source, blob.hash, None)
+        """Require metadata of ``kind`` to satisfy the JSON Schema ``schema`` from now on."""
+        validate_kind(kind)
+        checked = check_schema(kind, normalize_json_object(schema, f"schema for {kind!r}"))
+        event = ev.MetadataSchemaRegistered(kind=kind, json_schema=checked)
+        self.ledger.record(lambda _conn, _now: [event], actor=actor)
 
-    def _prepare(self, requests: Sequence[PutRequest], actor: str) -> list[PreparedPut]:
-        """Validate every request (its index named in errors of a batch), then look up its
-        retention class, metadata schema and inputs in one read transaction."""
-        prepared = []
-        for index, request in enumerate(requests):
-            with naming_request(index, request, len(requests)):
-                prepared.append(PreparedPut.build(request, self.default_retention_class))
-        with self._reading() as conn:
-            for index, (request, item) in enumerate(zip(requests, prepared, strict=True)):
-                with naming_request(index, request, len(requests)):
-                    duration = self.retention_class(conn, item.class_name).default_duration_seconds
-                    self._check_kind_and_metadata(conn, item.kind, item.metadata)
-                    inputs = [str(queries.resolve(conn, ref)) for ref in request.inputs]
-                    item.resolved(duration, inputs, actor, self.new_id())
-        return prepared
-
-    def _write_blobs(
-        self, prepared: Sequence[PreparedPut], progress: Callable[[int], None] | None
-    ) -> list[list[StoredBlob]]:
-        """Each request's blobs, written by up to ``WRITE_THREADS`` threads."""
-        jobs = [
-            (i, s, item.expected.get(s.path))
-            for i, item in enumerate(prepared)
-            for s in item.sources
-        ]
-        # An in-memory SQLite registry has one connection: no concurrent lookups on it.
-        if len(jobs) == 1 or is_memory_sqlite(self.engine.url):
-            results = [self._store_file(source, wanted, progress) for _, source, wanted in jobs]
-        else:
-            progress = _serialised(progress)
-            with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-write") as pool:
-                results = list(
-                    pool.map(lambda job: self._store_file(job[1], job[2], progress), jobs)
-                )
-        stored: list[list[StoredBlob]] = [[] for _ in prepared]
-        for (index, _, _), blob in zip(jobs, results, strict=True):
-            stored[index].append(blob)
-        return stored
-
-    def _store_file(
-        self,
-        source: FileSource,
-        expected: Digest | BlobHash | None,
-        progress: Callable[[int], None] | None,
-    ) -> StoredBlob:
-        backend = self.blobs
-        if backend.hash_before_write and source.size_hint is not None:
-            # Re-readable source, remote backend: hash locally first, and skip the upload
-            # when the backend already has these bytes (asked, not taken from a row).
-            with source.open() as stream:
-                actual = hash_copy(stream)
-            if expected is not None and not matches(expected, actual):
-                raise backend.mismatch(DigestMismatchError(expected, actual))
-            if backend.exists(actual.blake3):
-                return StoredBlob(actual, backend.uri(actual.blake3), created=False)
-            expected = actual
-        with source.open() as stream:
-            reader: Any = CountingReader(stream, progress) if progress else stream
-            return backend.write(reader, expected)
-
-    def _blob_events(
-        self, conn: sa.Connection, stored: Sequence[StoredBlob], backend: str
-    ) -> list[ev.Event]:
-        """``BlobStored`` for blobs the registry does not yet record at their URI in
-        ``backend`` (a location at another URI, from before the tier's URL moved, is
-        replaced: reads look where the tier's backend is now)."""
-        unique = {blob.hash.content_address: blob for blob in stored}
-        known: set[str] = set()
-        addresses = list(unique)
-        for start in range(0, len(addresses), 500):
-            params = {"backend": backend, "addresses": addresses[start : start + 500]}
-            known.update(
-                row.content_address
-                for row in conn.execute(_KNOWN_LOCATIONS, params)
-                if row.uri == unique[row.content_address].uri
-            )
-        return [
-            ev.BlobStored(
-                content_address=address,
-                backend=backend,
-                digest_sha256=blob.hash.sha256.hex,
-                size=blob.hash.size,
-                uri=blob.uri,
-            )
-            for address, blob in unique.items()
-            if address not in known
-        ]
-
+    # ------------------------------------------------------------------ reading
     def describe(self, reference: Reference) -> Package:
         """The package a reference selects, without recording a retrieval."""
-        if isinstance(reference, Package):
-            reference = reference.id
-        with self._reading() as conn:
-            return queries.load_packages(conn, [queries.resolve(conn, reference)])[0]
+        return self.reading.describe(reference)
 
     def get(
         self,
@@ -541,27 +245,10 @@ class ArtifactStore:
 
         An expired package raises ``PackageExpiredError`` (``describe`` still works).
         """
-        package = self.describe(reference)
-        self._check_readable(package)
+        package = self.reading.readable(self.describe(reference))
         if record:
             self.record_retrieval(package, actor=actor, purpose=purpose, run_id=run_id)
         return package
-
-    def _check_readable(self, package: Package) -> None:
-        if package.status == "expired":
-            expired = package.expires_at or package.expired_at
-            raise PackageExpiredError(
-                f"package {package.reference} ({package.id}) of retention class "
-                f"{package.retention_class!r} expired on "
-                f"{expired.isoformat() if expired else 'an unknown date'}; its bytes may be gone "
-                "(its manifest is still shown by `artifactstore show`)"
-            )
-        if package.retrieval_tier == "archive" and package.restore_status != "restored":
-            raise ArchivedError(
-                f"package {package.reference} is in the archive tier "
-                f"(restore status: {package.restore_status or 'not requested'}); "
-                f"restore it first with `artifactstore restore {package.reference}`"
-            )
 
     def record_retrieval(
         self,
@@ -573,44 +260,9 @@ class ArtifactStore:
         run_id: str | None = None,
     ) -> None:
         """Record that ``package`` (or one file) was read."""
-        event = ev.PackageRetrieved(
-            package_id=str(package.id), purpose=purpose, run_id=run_id, path=path
+        self.reading.record_retrieval(
+            package, path=path, actor=actor, purpose=purpose, run_id=run_id
         )
-        self._commit(lambda _conn, _now: [event], actor=actor)
-
-    def _tier_store(self, package: Package) -> BlobStore:
-        tier = HOT if package.retrieval_tier == "archive" else package.retrieval_tier
-        store = self.tiers.get(tier)
-        if store is None:
-            raise ConfigurationError(
-                f"package {package.reference} lives in tier {tier!r}, which has no backend "
-                f"configured; set ARTIFACTSTORE_TIER_{tier.upper()}_URL"
-            )
-        return store
-
-    def _open_entry(self, package: Package, entry: FileEntry) -> BinaryIO:
-        """One file's verified stream; errors name the package, the file and, for a blob
-        recorded at another URI than the tier's backend now, both places."""
-        store = self._tier_store(package)
-        owner = f"package {package.reference}, file {entry.path!r}"
-        try:
-            return store.open(entry.blob, owner=owner)
-        except MissingBlobError as exc:
-            tier = HOT if package.retrieval_tier == "archive" else package.retrieval_tier
-            with self._reading() as conn:
-                recorded = conn.execute(
-                    sa.select(storage_locations.c.uri).where(
-                        storage_locations.c.content_address == entry.blob.content_address,
-                        storage_locations.c.backend == tier,
-                    )
-                ).scalar()
-            here = store.uri(entry.blob.blake3)
-            if recorded is None or recorded == here:
-                raise
-            raise MissingBlobError(
-                f"{exc}; the registry recorded it at {recorded}, but tier {tier!r} now reads "
-                f"from {store.url}: point the tier back there, or put the bytes again"
-            ) from exc
 
     def open_file(
         self,
@@ -626,10 +278,9 @@ class ArtifactStore:
 
         A ``Package`` passed as the reference is used as given, without reloading it.
         """
-        package = reference if isinstance(reference, Package) else self.describe(reference)
-        self._check_readable(package)
+        package = self.reading.readable(reference)
         entry = package.file(path)
-        stream = self._open_entry(package, entry)
+        stream = self.reading.open_entry(package, entry)
         if record:
             self.record_retrieval(
                 package, path=entry.path, actor=actor, purpose=purpose, run_id=run_id
@@ -640,10 +291,10 @@ class ArtifactStore:
         """Where the bytes are read from: the blob URI of file ``path`` (or of the only
         file), else the URL of the package's tier. A ``Package`` is used as given."""
         package = reference if isinstance(reference, Package) else self.describe(reference)
-        tier = self._tier_store(package)
+        backend = self.tiers.for_reading(package)
         if path is None and len(package.files) != 1:
-            return tier.url
-        return tier.uri(package.file(path).blob.blake3)
+            return backend.url
+        return backend.uri(package.file(path).blob.blake3)
 
     def read_bytes(self, reference: Reference, path: str | None = None, **kwargs: Any) -> bytes:
         """All bytes of one file, verified."""
@@ -670,16 +321,8 @@ class ArtifactStore:
         moved in under a journal that an error (or, after a kill, the next export into
         it) rolls back. Never writes through a symbolic link below ``destination``.
         """
-        package = reference if isinstance(reference, Package) else self.describe(reference)
-        self._check_readable(package)
-        export_files(
-            package.files,
-            destination,
-            lambda entry: self._open_entry(package, entry),
-            package=package.reference,
-            force=force,
-            progress=progress,
-        )
+        package = self.reading.readable(reference)
+        self.reading.export(package, destination, force=force, progress=progress)
         if record:
             self.record_retrieval(package, actor=actor, purpose=purpose, run_id=run_id)
         return package
@@ -688,34 +331,7 @@ class ArtifactStore:
         self, where: queries.PackageFilter | None = None, **filters: Any
     ) -> list[Package]:
         """Packages matching the filters (see ``PackageFilter``), by name and version."""
-        where = where or queries.PackageFilter(**filters)
-        with self._reading() as conn:
-            return queries.load_packages(conn, queries.list_ids(conn, where))
-
-    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
-        """Point ``tag`` of the package's name at this package (``latest`` moves itself)."""
-        validate_tag(tag)
-        if tag == "latest":
-            raise InvalidInputError(
-                "tag 'latest' always follows the newest version; use another tag"
-            )
-
-        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
-            t = package_tags
-            previous = conn.execute(
-                sa.select(t.c.package_id).where(t.c.name == package.name, t.c.tag == tag)
-            ).scalar()
-            return [
-                ev.TagMoved(
-                    package_id=str(package.id),
-                    name=package.name,
-                    tag=tag,
-                    previous_package_id=str(previous) if previous else None,
-                )
-            ]
-
-        package, _ = self._commit_on(reference, decide, actor=actor)
-        return self.describe(package.id)
+        return self.reading.list_packages(where or queries.PackageFilter(**filters))
 
     def lineage(
         self, reference: Reference, *, downstream: bool = False, depth: int | None = None
@@ -723,25 +339,11 @@ class ArtifactStore:
         """Upstream inputs (or downstream consumers) of a package, with the related package."""
         if depth is not None and depth < 1:
             raise InvalidInputError(f"lineage depth must be at least 1, got {depth}")
-        with self._reading() as conn:
-            start = queries.resolve(conn, reference)
-            edges = queries.lineage(conn, start, downstream=downstream, depth=depth)
-            related = [e.package_id if downstream else e.input_id for e in edges]
-            packages = {p.id: p for p in queries.load_packages(conn, list(dict.fromkeys(related)))}
-        return [(e, packages[r]) for e, r in zip(edges, related, strict=True)]
-
-    def register_schema(
-        self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None
-    ) -> None:
-        """Require metadata of ``kind`` to satisfy the JSON Schema ``schema`` from now on."""
-        validate_kind(kind)
-        checked = check_schema(kind, normalize_json_object(schema, f"schema for {kind!r}"))
-        event = ev.MetadataSchemaRegistered(kind=kind, json_schema=checked)
-        self._commit(lambda _conn, _now: [event], actor=actor)
+        return self.reading.lineage(reference, downstream=downstream, depth=depth)
 
     def schemas(self) -> dict[str, dict[str, Any]]:
         """The registered metadata schemas by kind."""
-        with self._reading() as conn:
+        with self.ledger.reading() as conn:
             rows = conn.execute(sa.select(metadata_schemas.c.kind, metadata_schemas.c.json_schema))
             return {row.kind: dict(row.json_schema) for row in rows}
 
@@ -763,87 +365,19 @@ class ArtifactStore:
         (``release-evidence``, ``permanent-record``) and needs ``override`` and a
         ``reason`` for the others. The change is an event with actor and reason.
         """
-
-        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
-            if package.status == "expired":
-                raise RetentionError(
-                    f"package {package.reference} expired on {iso(package.expired_at)}; "
-                    "its retention can no longer change"
-                )
-            current = RetentionClass.from_row(self.retention_class(conn, package.retention_class))
-            target = (
-                RetentionClass.from_row(self.retention_class(conn, retention_class))
-                if retention_class
-                else None
-            )
-            decision = decide_change(
-                created_at=package.created_at,
-                current=current,
-                current_expiry=package.expires_at,
-                target=target,
-                expires_at=expires_at,
-                clear_expiry=never_expires,
-                override=override,
-                reason=reason,
-            )
-            return [
-                ev.RetentionChanged(
-                    package_id=str(package.id),
-                    retention_class=decision.retention_class,
-                    expires_at=iso(decision.expires_at),
-                    previous_class=package.retention_class,
-                    previous_expires_at=iso(package.expires_at),
-                    override=decision.shortens,
-                    reason=reason,
-                )
-            ]
-
-        package, _ = self._commit_on(reference, decide, actor=actor)
-        return self.describe(package.id)
+        return commands.set_retention(
+            self.ledger, reference, retention_class=retention_class, expires_at=expires_at,
+            never_expires=never_expires, override=override, reason=reason, actor=actor,
+        )  # fmt: skip
 
     def place_hold(
-        self,
-        reference: Reference,
-        *,
-        reason: str,
-        kind: str = "legal",
-        actor: str | None = None,
+        self, reference: Reference, *, reason: str, kind: str = "legal", actor: str | None = None
     ) -> Hold:
         """Place a hold: the package never expires and keeps its bytes until released."""
-        if kind not in HOLD_KINDS:
-            raise InvalidInputError(
-                f"unknown hold kind {kind!r}; use one of {', '.join(HOLD_KINDS)}"
-            )
-        if not reason or not reason.strip():
-            raise InvalidInputError("a hold needs a reason")
-        hold_id = self.new_id()
-
-        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
-            if package.status == "expired":
-                self._check_tombstone_intact(package)
-            return [
-                ev.HoldPlaced(
-                    package_id=str(package.id), hold_id=str(hold_id), hold_kind=kind, reason=reason
-                )
-            ]
-
-        _, recorded = self._commit_on(reference, decide, actor=actor)
-        return Hold(hold_id, kind, reason, recorded[0].actor, recorded[0].created_at)
-
-    def _check_tombstone_intact(self, package: Package) -> None:
-        """A hold on an expired package can only keep bytes that are still there."""
-        backend = self.tiers.get(
-            HOT if package.retrieval_tier == "archive" else package.retrieval_tier
-        )
-        gone = [
-            e.path for e in package.files if backend is None or not backend.exists(e.blob.blake3)
-        ]
-        if gone:
-            raise RetentionError(
-                f"package {package.reference} expired on {iso(package.expires_at)} and "
-                f"{len(gone)} of its {len(package.files)} file(s) are already purged "
-                f"({', '.join(gone[:5])}); a hold can no longer keep them"
-            )
+        return commands.place_hold(
+            self.ledger, self.tiers, reference, reason=reason, kind=kind, hold_id=self.new_id(),
+            actor=actor,
+        )  # fmt: skip
 
     def release_hold(
         self,
@@ -854,155 +388,107 @@ class ArtifactStore:
         actor: str | None = None,
     ) -> Package:
         """Release one hold of a package; ``NotFoundError`` if it has no such hold."""
-        try:
-            hold = uuid.UUID(str(hold_id))
-        except ValueError as exc:
-            raise InvalidInputError(f"hold id {hold_id!r} is not a UUID") from exc
+        return commands.release_hold(self.ledger, reference, hold_id, reason=reason, actor=actor)
 
-        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
-            if hold not in {h.hold_id for h in package.holds}:
-                standing = ", ".join(str(h.hold_id) for h in package.holds) or "none"
-                raise NotFoundError(
-                    f"package {package.reference} has no hold {hold}; standing holds: {standing}"
-                )
-            return [
-                ev.HoldReleased(
-                    package_id=str(package.id),
-                    hold_id=str(hold),
-                    reason=reason,
-                    holds_remaining=len(package.holds) - 1,
-                )
-            ]
-
-        package, _ = self._commit_on(reference, decide, actor=actor)
-        return self.describe(package.id)
+    def plan_sweep(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        grace: dt.timedelta | None = None,
+        limit: int | None = None,
+        batch_size: int = sweeping.BATCH_SIZE,
+    ) -> sweeping.SweepPlan:
+        """Exactly what a sweep at ``now`` does (``sweep(plan=...)`` carries it out)."""
+        now = None if now is None else check_time(now, "sweep time")
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"limit must be at least 1, got {limit}")
+        return sweeping.plan_sweep(
+            self.ledger, self.tiers, now or self.clock(), batch_size=batch_size, limit=limit,
+            grace=self.gc_grace if grace is None else grace,
+        )  # fmt: skip
 
     def sweep(
         self,
         now: dt.datetime | None = None,
         *,
+        plan: sweeping.SweepPlan | None = None,
         dry_run: bool = False,
         grace: dt.timedelta | None = None,
         limit: int | None = None,
-        batch_size: int = sweep_module.BATCH_SIZE,
+        batch_size: int = sweeping.BATCH_SIZE,
         actor: str | None = None,
-        progress: sweep_module.Progress | None = None,
-    ) -> sweep_module.SweepResult:
+        progress: sweeping.Progress | None = None,
+    ) -> sweeping.SweepResult:
         """Expire due packages, move tiers by class rules, then collect unneeded blobs.
 
         With ``dry_run`` nothing changes and the result's ``plan`` is exactly what a
-        sweep at the same ``now`` does. Two sweeps never run at once (``ConflictError``).
+        sweep at the same ``now`` does; a ``plan`` (from ``plan_sweep``) is carried out
+        as given. Two sweeps never run at once (``ConflictError``).
         """
-        now = None if now is None else check_time(now, "sweep time")
-        if limit is not None and limit < 1:
-            raise InvalidInputError(f"limit must be at least 1, got {limit}")
-        at = now or self.clock()
-        plan = sweep_module.plan_sweep(
-            self, at, grace=self.gc_grace if grace is None else grace, batch_size=batch_size,
-            limit=limit,
-        )  # fmt: skip
-        liveness = sweep_module.check_plan(self, plan)
+        if plan is None:
+            plan = self.plan_sweep(now, grace=grace, limit=limit, batch_size=batch_size)
+        liveness = sweeping.check_plan(self.ledger, plan)
         if dry_run:
-            return sweep_module.SweepResult(plan, dry_run=True)
-        return sweep_module.execute_sweep(
-            self, plan, liveness, actor=actor, batch_size=batch_size, progress=progress
+            return sweeping.SweepResult(plan, dry_run=True)
+        return sweeping.execute_sweep(
+            self.ledger, self.tiers, plan, liveness, actor=actor, batch_size=batch_size,
+            progress=progress,
+        )  # fmt: skip
+
+    def plan_tier_moves(
+        self,
+        tier: str,
+        *,
+        older_than: dt.timedelta,
+        where: queries.PackageFilter | None = None,
+        limit: int | None = None,
+    ) -> list[tiering.TierMove]:
+        """Active packages older than ``older_than`` (matching ``where``) not yet in ``tier``."""
+        return tiering.plan_tier_moves(
+            self.ledger, tier, older_than=older_than, where=where, limit=limit
         )
 
     def move_tier(self, reference: Reference, tier: str, *, actor: str | None = None) -> Package:
         """Move a package's bytes to ``tier`` (``hot``, ``cold`` or ``archive``), verified."""
-        return tiering.move_tier(self, reference, tier, actor=actor)
+        return tiering.move_tier(self.ledger, self.tiers, reference, tier, actor=actor)
 
     def restore(self, reference: Reference, *, actor: str | None = None) -> Package:
         """Copy an archived package's bytes back to the hot tier so it can be read."""
-        return tiering.restore(self, reference, actor=actor)
+        return tiering.restore(self.ledger, self.tiers, reference, actor=actor)
 
     def explain(self, reference: Reference, *, now: dt.datetime | None = None) -> Explanation:
         """Why a package is kept or when it goes: class, expiry, holds, shared blobs."""
-        with self._reading() as conn:
-            package = queries.load_packages(conn, [queries.resolve(conn, reference)])[0]
-            return explain_package(conn, package, now or self.clock())
+        with self.ledger.reading() as conn:
+            return explain(conn, queries.load_package(conn, reference), now or self.clock())
 
     # ------------------------------------------------------------------ integrity
     def verify(
         self,
         reference: Reference | None = None,
         *,
+        where: queries.PackageFilter | None = None,
+        references: Sequence[Reference] | None = None,
         rehash: bool = True,
         repair: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyResult:
-        """Check the stored bytes of one package (or every active package).
+        """Check the stored bytes of one package, of the packages ``where`` selects, of the
+        active ones among ``references`` (the result lists expired and unknown ones), or of
+        every active package; each blob once, in every tier that holds it.
 
         With ``rehash`` every blob is read and re-hashed; without, only its presence is
         checked. Missing and corrupt blobs are reported, never raised. With ``repair``
         each is written again from an intact copy in another tier, if one exists (a put
         of the same bytes repairs a blob too); those are listed in ``repaired``.
         """
-        with self._reading() as conn:
-            if reference is not None:
-                ids = [queries.resolve(conn, reference)]
-            else:
-                ids = queries.list_ids(conn, queries.PackageFilter(status="active"))
-            blobs: dict[tuple[str, str], tuple[BlobHash, list[str]]] = {}
-            for package in queries.load_packages(conn, ids):
-                for tier in tiers_holding(package.retrieval_tier, package.restore_status):
-                    for entry in package.files:
-                        key = (entry.blob.content_address, tier)
-                        blobs.setdefault(key, (entry.blob, []))[1].append(package.reference)
-        problems: list[BlobProblem] = []
-        verified = 0
-        for (address, tier), (blob, users) in blobs.items():
-            store = self.tiers.get(tier)
-            problem = self._check_blob(store, blob, rehash) if store else "no backend for tier"
-            if problem is None:
-                verified += blob.size if rehash else 0
-            else:
-                kind: Literal["missing", "corrupt"] = (
-                    "corrupt" if problem.startswith("corrupt") else "missing"
-                )
-                problems.append(BlobProblem(address, tier, kind, problem, tuple(users)))
-            if progress:
-                progress(blob.size)
-        repaired = [
-            p
-            for p in problems
-            if repair and self._repair(p, blobs[p.content_address, p.backend][0])
-        ]
-        remaining = tuple(p for p in problems if p not in repaired)
-        return VerifyResult(len(ids), len(blobs), verified, remaining, tuple(repaired))
-
-    def _repair(self, problem: BlobProblem, blob: BlobHash) -> bool:
-        """Copy ``blob`` into the backend of ``problem`` from the first other tier that
-        holds it intact (verified as it streams); ``False`` if none does."""
-        target = self.tiers.get(problem.backend)
-        for tier, source in self.tiers.items():
-            if target is None or tier == problem.backend:
-                continue
-            try:
-                with source.open(blob) as reader:
-                    target.write(reader, blob)
-            except IntegrityError:
-                continue
-            return True
-        return False
-
-    @staticmethod
-    def _check_blob(store: BlobStore, blob: BlobHash, rehash: bool) -> str | None:
-        if not rehash:
-            return None if store.exists(blob.blake3) else f"missing from {store.url}"
-        try:
-            with store.open(blob) as reader:
-                while reader.read(4 * 1024 * 1024):
-                    pass
-        except MissingBlobError:
-            return f"missing from {store.url}"
-        except IntegrityError as exc:
-            return f"corrupt: {exc}"
-        return None
+        return self.integrity.verify(
+            reference, where=where, references=references, rehash=rehash, repair=repair,
+            progress=progress,
+        )  # fmt: skip
 
     def verify_log(self) -> VerifyReport:
         """Walk the event log's hash chain (``EventLogTamperedError`` on the first break)."""
-        with self._reading() as conn:
+        with self.ledger.reading() as conn:
             return self.log.verify(conn)
 
     def rebuild_views(self, *, progress: Progress | None = None) -> int:
@@ -1022,12 +508,8 @@ class ArtifactStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         """Recorded events after ``since``, oldest first."""
-        with self._reading() as conn:
-            result = []
-            for item in self.log.read(
+        with self.ledger.reading() as conn:
+            found = self.log.read(
                 conn, since=since, subject_kind=subject_kind, subject_id=subject_id
-            ):
-                result.append(item)
-                if limit is not None and len(result) >= limit:
-                    break
-            return result
+            )
+            return list(itertools.islice(found, limit))

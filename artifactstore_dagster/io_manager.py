@@ -36,6 +36,7 @@ from artifactstore_core.errors import (
     SchemaViolationError,
     UnknownKindError,
     UnknownRetentionClassError,
+    add_context,
 )
 from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import _context
@@ -117,7 +118,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         try:
             validate_kind(kind)  # its syntax; the registry checks that the kind exists
         except InvalidInputError as exc:
-            _add_context(exc, failure, _origin(context, translator, KIND_KEY, kind))
+            add_context(exc, failure, _origin(context, translator, KIND_KEY, kind))
             raise
         try:
             serializer, files = self.serializers().serialize(
@@ -142,7 +143,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 refused = _origin(context, translator, RETENTION_CLASS_KEY, retention_class)
             elif isinstance(exc, UnknownKindError | SchemaViolationError):
                 refused = _origin(context, translator, KIND_KEY, kind)
-            _add_context(exc, failure, refused)
+            add_context(exc, failure, refused)
             raise
         run_id = _context.run_id(context)
         if run_id is not None and output.asset_key is not None:
@@ -302,13 +303,13 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 if isinstance(reference, Package)
                 else reference
             )
-            _add_context(
+            add_context(
                 exc,
                 f"cannot load {where}: {pointer}package {shown}, which the registry does not have",
             )
             raise
         except RetentionError as exc:
-            _add_context(exc, f"cannot load {where}")
+            add_context(exc, f"cannot load {where}")
             raise
         name = package.provenance.attributes.get("serializer")
         override = (context.definition_metadata or {}).get(SERIALIZER_KEY)
@@ -321,7 +322,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
             )
             return package, serializer.load(content)
         except ArtifactStoreError as exc:
-            _add_context(
+            add_context(
                 exc,
                 f"cannot load {where}: package {package.reference} ({package.id}) of retention "
                 f"class {package.retention_class!r}, created {package.created_at.isoformat()}, "
@@ -343,16 +344,6 @@ def _consumer(context: InputContext) -> tuple[str | None, str | None, str]:
     step_key = step.step.key if step is not None else None
     input_name = _context.optional(lambda: context.name) or "input"
     return run_id, step_key, input_name
-
-
-def _add_context(exc: ArtifactStoreError, where: str, origin: str = "") -> None:
-    """Make ``exc``'s one-line message say where it happened: ``where: message[origin]``.
-
-    The caller re-raises the same object, so its class, attributes
-    (``UnknownRetentionClassError.name``, ``MissingExtraError.extra``, ...) and traceback
-    are kept; nothing is rebuilt.
-    """
-    exc.args = (f"{where}: {exc}{origin}", *exc.args[1:])
 
 
 def _origin(context: OutputContext, translator: PackageTranslator, key: str, value: str) -> str:

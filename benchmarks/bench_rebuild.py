@@ -5,7 +5,7 @@ blobs and some shared ones, some with lineage inputs; tag moves; retrievals) bec
 ``PackageRegistered``, ``BlobStored``, ``TagMoved`` and ``PackageRetrieved`` events,
 appended through ``EventLog.append`` in batches of a few hundred events (one time and
 actor per batch) and projected with ``project`` + ``ProjectionWriter`` in the same
-transaction, as ``ArtifactStore._commit`` does. Then, in interleaved rounds: the full
+transaction, as ``Ledger.record`` does. Then, in interleaved rounds: the full
 ``rebuild_views``, and as context reading (and decoding) the log alone, and reading plus
 projecting without writing rows.
 

@@ -1,4 +1,6 @@
-"""Retention policy as pure functions: expiry, changes of class or expiry, due packages."""
+"""Retention policy as pure functions: expiry, changes of class or expiry, live and due
+packages, tiers. The SQL forms the sweep, tiering and explain run are in
+``retention/predicates.py``; ``tests/unit/test_retention_rules.py`` pins that they agree."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Any
 from artifactstore_core.domain.limits import check_time
 from artifactstore_core.errors import InvalidInputError, RetentionError
 
-TIERS = ("hot", "cold", "archive")
+HOT = "hot"
+TIERS = (HOT, "cold", "archive")
+"""Tier names, warmest first: a class's transitions only ever move a package later in it."""
 HOLD_KINDS = ("legal", "operational")
 
 
@@ -51,10 +55,36 @@ class RetentionClass:
 
 def tiers_holding(retrieval_tier: str, restore_status: str | None) -> tuple[str, ...]:
     """The tiers whose copies a package needs: its own tier, and hot too once an archived
-    package is restored (reads go there). The sweep's SQL form is ``sweep._needs_copy``."""
+    package is restored (reads go there). SQL form: ``predicates.needs_copy``."""
     if retrieval_tier == "archive" and restore_status == "restored":
-        return ("archive", "hot")
+        return ("archive", HOT)
     return (retrieval_tier,)
+
+
+def reading_tier(retrieval_tier: str) -> str:
+    """The tier a package's files are read from: its own, or hot for an archived package
+    (readable once restored there)."""
+    return HOT if retrieval_tier == "archive" else retrieval_tier
+
+
+def is_live(status: str, on_hold: bool) -> bool:
+    """ADR-0003 "live": a package keeps its bytes (in ``tiers_holding``) while it is held
+    or not expired. SQL form: ``predicates.live``."""
+    return on_hold or status == "active"
+
+
+def is_due(status: str, on_hold: bool, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """ADR-0003 "due": an active package, not held, whose expiry has come; the sweep at
+    ``now`` expires it. SQL form: ``predicates.due``."""
+    return status == "active" and not on_hold and expires_at is not None and expires_at <= now
+
+
+def survives_sweep(
+    status: str, on_hold: bool, expires_at: dt.datetime | None, now: dt.datetime
+) -> bool:
+    """Whether a package still keeps its bytes after a sweep at ``now``: live and not due.
+    SQL form: ``predicates.kept_by_sweep``."""
+    return is_live(status, on_hold) and not is_due(status, on_hold, expires_at, now)
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
@@ -116,11 +146,6 @@ def decide_change(
         if not reason or not reason.strip():
             raise InvalidInputError("an override that shortens retention needs a reason")
     return RetentionDecision(new_class.name, new_expiry, shortens)
-
-
-def is_due(status: str, expires_at: dt.datetime | None, on_hold: bool, now: dt.datetime) -> bool:
-    """Whether a package expires in a sweep at ``now``."""
-    return status == "active" and not on_hold and expires_at is not None and expires_at <= now
 
 
 def due_transition(

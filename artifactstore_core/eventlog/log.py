@@ -58,10 +58,10 @@ class EventLog:
     def append(
         self, conn: sa.Connection, new_events: Sequence[Event], *, actor: str, at: dt.datetime
     ) -> list[RecordedEvent]:
-        """Append ``new_events`` in order, within the caller's transaction."""
+        """Append ``new_events`` in order, within the caller's transaction, which holds
+        the chain lock (``lock_head``; ``Ledger.record`` takes it once per commit)."""
         if not new_events:
             return []
-        self._lock_head(conn)
         head = conn.execute(_HEAD).first()
         sequence, previous = (head.sequence, head.chain_digest) if head else (0, None)
         rows, recorded = [], []
@@ -107,7 +107,8 @@ class EventLog:
         return recorded
 
     @staticmethod
-    def _lock_head(conn: sa.Connection) -> None:
+    def lock_head(conn: sa.Connection) -> None:
+        """Take the chain lock for the rest of ``conn``'s write transaction."""
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_KEY)))
         # SQLite: every write transaction already began with BEGIN IMMEDIATE.

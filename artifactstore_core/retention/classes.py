@@ -19,9 +19,11 @@ import sqlalchemy as sa
 
 from artifactstore_core.config import READ_ONLY, is_read_only
 from artifactstore_core.domain import events as ev
-from artifactstore_core.errors import IntegrityError
+from artifactstore_core.domain.names import validate_class_name
+from artifactstore_core.domain.retention import RetentionClass
+from artifactstore_core.errors import IntegrityError, UnknownRetentionClassError
 from artifactstore_core.eventlog import EventLog
-from artifactstore_core.projections import ProjectionWriter, project
+from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import artifact_packages, events, retention_classes
 
 SYSTEM_ACTOR = "artifactstore"
@@ -38,6 +40,20 @@ _ANY_DEFINITION = (
 )
 
 
+_CLASS_BY_NAME = sa.select(retention_classes).where(
+    retention_classes.c.name == sa.bindparam("name")
+)
+
+
+def load_class(conn: sa.Connection, name: str) -> RetentionClass:
+    """Retention class ``name``; ``UnknownRetentionClassError`` lists the known ones."""
+    row = conn.execute(_CLASS_BY_NAME, {"name": validate_class_name(name)}).first()
+    if row is None:
+        known = conn.execute(sa.select(retention_classes.c.name).order_by(retention_classes.c.name))
+        raise UnknownRetentionClassError(name, (r.name for r in known))
+    return RetentionClass.from_row(row)
+
+
 def record_definitions(engine: sa.Engine) -> int:
     """Record every class of ``retention_classes`` as an event unless some already are.
 
@@ -49,22 +65,17 @@ def record_definitions(engine: sa.Engine) -> int:
             return 0
     if is_read_only(engine):
         return 0
-    log = EventLog()
-    with engine.begin() as conn:
-        log._lock_head(conn)
+
+    def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
         if conn.execute(_ANY_DEFINITION).first() is not None:
-            return 0
+            return []  # a concurrent opener recorded them first
         rows = conn.execute(sa.select(retention_classes).order_by(retention_classes.c.name))
-        defined = [
+        return [
             ev.RetentionClassDefined(name=row.name, **{f: getattr(row, f) for f in FIELDS})
             for row in rows
         ]
-        recorded = log.append(conn, defined, actor=SYSTEM_ACTOR, at=dt.datetime.now(dt.UTC))
-        writer = ProjectionWriter(conn)
-        for item in recorded:
-            writer.add(project(item))
-        writer.flush()
-    return len(recorded)
+
+    return len(Ledger(engine, actor=SYSTEM_ACTOR).record(decide))
 
 
 def recorded_definitions(conn: sa.Connection) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from artifactstore_core.domain.package import Package, iso
+from artifactstore_core.retention import predicates as rules
 from artifactstore_core.schema import artifact_files, artifact_packages, retention_state
 
 
@@ -61,7 +62,8 @@ def verdict(package: Package, now: dt.datetime) -> str:
 
 
 def explain(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanation:
-    """Facts about ``package`` at ``now``, including blobs other live packages share."""
+    """Facts about ``package`` at ``now``, including blobs other live packages share
+    (ADR-0003 "shared": those stay when this package goes)."""
     f, s, p = artifact_files, retention_state, artifact_packages
     other = f.alias("other")
     rows = conn.execute(
@@ -70,7 +72,7 @@ def explain(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanat
         .join(p, p.c.package_id == other.c.package_id)
         .where(other.c.package_id != package.id)
         .where(other.c.content_address.in_([e.blob.content_address for e in package.files]))
-        .where(sa.or_(s.c.on_hold.is_(True), s.c.status == "active"))
+        .where(rules.live(s))
         .order_by(p.c.name, p.c.version)
     ).all()
     sizes = {r.content_address: r.size for r in rows}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import sqlalchemy as sa
 
 from artifactstore_core.errors import ConflictError
-from artifactstore_core.eventlog import EventLog
+from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import leases
 
 DEFAULT_TTL = dt.timedelta(minutes=2)
@@ -55,19 +55,13 @@ class Lease:
 
 
 @contextlib.contextmanager
-def hold_lease(
-    engine: sa.Engine,
-    name: str,
-    clock: Callable[[], dt.datetime],
-    ttl: dt.timedelta = DEFAULT_TTL,
-) -> Iterator[Lease]:
+def hold_lease(ledger: Ledger, name: str, ttl: dt.timedelta = DEFAULT_TTL) -> Iterator[Lease]:
     """Take lease ``name`` or raise ``ConflictError`` naming the current holder.
 
     A lease whose time ran out, or whose holder process on this host is gone, is taken over.
     """
-    holder = _holder()
-    with engine.begin() as conn:
-        EventLog._lock_head(conn)
+    holder, engine, clock = _holder(), ledger.engine, ledger.clock
+    with ledger.locked() as conn:
         now = clock()
         row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
         if row is not None:

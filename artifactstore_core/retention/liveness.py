@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
-from artifactstore_core.domain.retention import tiers_holding
+from artifactstore_core.domain.retention import survives_sweep, tiers_holding
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import parse_time
@@ -42,11 +42,10 @@ class _PackageState:
     tier: str = "hot"
     restore_status: str | None = None
 
-    def live(self, now: dt.datetime) -> bool:
-        """Held, or active and not yet due: the sweep's own definition, from the log."""
-        if self.holds:
-            return True
-        return not self.expired and (self.expires_at is None or self.expires_at > now)
+    def kept(self, now: dt.datetime) -> bool:
+        """Whether a sweep at ``now`` keeps the package's bytes, by the log."""
+        status = "expired" if self.expired else "active"
+        return survives_sweep(status, bool(self.holds), self.expires_at, now)
 
     def describe(self, package_id: str) -> str:
         state = (
@@ -111,14 +110,14 @@ class LogLiveness:
         state = self._states.get(package_id)
         if state is None:
             return f"package {package_id} is not registered in the event log"
-        return state.describe(package_id) if state.live(now) else None
+        return state.describe(package_id) if state.kept(now) else None
 
     def keeps_blob(self, address: str, tier: str, now: dt.datetime) -> str | None:
         """Why the log keeps the copy of blob ``address`` in ``tier`` at ``now`` (``None``:
         no live package needs that copy)."""
         for package_id in self._users.get(address, ()):
             state = self._states[package_id]
-            if state.live(now) and tier in tiers_holding(state.tier, state.restore_status):
+            if state.kept(now) and tier in tiers_holding(state.tier, state.restore_status):
                 return f"{state.describe(package_id)} and needs blob {address} in tier {tier}"
         return None
 

@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -20,9 +20,12 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.package import iso
 from artifactstore_core.domain.retention import RetentionClass, due_transition, tiers_holding
 from artifactstore_core.hashing import Digest
+from artifactstore_core.ledger import Ledger
+from artifactstore_core.retention import predicates as rules
 from artifactstore_core.retention.classes import check_definitions, check_protected_expiries
 from artifactstore_core.retention.lease import hold_lease
 from artifactstore_core.retention.liveness import LogLiveness, views_disagree
+from artifactstore_core.retention.tiering import TierMove, move_tier
 from artifactstore_core.schema import (
     artifact_files,
     artifact_packages,
@@ -31,9 +34,7 @@ from artifactstore_core.schema import (
     storage_locations,
 )
 from artifactstore_core.storage import BlobStore
-
-if TYPE_CHECKING:
-    from artifactstore_core.store import ArtifactStore
+from artifactstore_core.tiers import Tiers
 
 BATCH_SIZE = 1_000
 Progress = Callable[[str, int], None]
@@ -62,16 +63,6 @@ class BlobDeletion:
     backend: str
     size: int
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class TierMove:
-    """A package whose class moves it to another tier now."""
-
-    package_id: uuid.UUID
-    reference: str
-    from_tier: str
-    to_tier: str
 
 
 @dataclass(frozen=True)
@@ -144,43 +135,6 @@ class SweepResult:
         }
 
 
-def _live_reference(now: dt.datetime, address: Any, backend: Any = None) -> sa.Exists:
-    """A package that is held, or active and not yet due, references ``address`` (and,
-    with ``backend`` given, needs the copy in that tier: see ``_needs_copy``)."""
-    f, s = artifact_files.alias("live_files"), retention_state.alias("live_state")
-    query = (
-        sa.exists()
-        .where(f.c.content_address == address)
-        .where(s.c.package_id == f.c.package_id)
-        .where(_is_live(s, now))
-    )
-    return query if backend is None else query.where(_needs_copy(s, backend))
-
-
-def _is_live(state: Any, now: dt.datetime) -> sa.ColumnElement[bool]:
-    """Held, or active and not yet due (``LogLiveness`` folds the same rule from the log)."""
-    return sa.or_(
-        state.c.on_hold.is_(True),
-        sa.and_(
-            state.c.status == "active",
-            sa.or_(state.c.expires_at.is_(None), state.c.expires_at > now),
-        ),
-    )
-
-
-def _needs_copy(state: Any, backend: Any) -> sa.ColumnElement[bool]:
-    """SQL form of ``domain.retention.tiers_holding``: the package needs its copy in
-    ``backend`` (its own tier, or hot once an archived package is restored)."""
-    return sa.or_(
-        state.c.retrieval_tier == backend,
-        sa.and_(
-            backend == "hot",
-            state.c.retrieval_tier == "archive",
-            state.c.restore_status == "restored",
-        ),
-    )
-
-
 def _due_packages(conn: sa.Connection, now: dt.datetime, batch: int) -> Iterator[ExpiringPackage]:
     s, p = retention_state, artifact_packages
     last: uuid.UUID | None = None
@@ -188,7 +142,7 @@ def _due_packages(conn: sa.Connection, now: dt.datetime, batch: int) -> Iterator
         query = (
             sa.select(p.c.package_id, p.c.name, p.c.version, s.c.retention_class, s.c.expires_at)
             .join(s, s.c.package_id == p.c.package_id)
-            .where(s.c.status == "active", s.c.on_hold.is_(False), s.c.expires_at <= now)
+            .where(rules.due(s, now))
             .order_by(p.c.package_id)
             .limit(batch)
         )
@@ -204,8 +158,9 @@ def _due_packages(conn: sa.Connection, now: dt.datetime, batch: int) -> Iterator
 
 
 def _unreferenced_blobs(
-    conn: sa.Connection, now: dt.datetime, cutoff: dt.datetime, batch: int
+    conn: sa.Connection, kept: Callable[[Any], rules.Predicate], cutoff: dt.datetime, batch: int
 ) -> Iterator[BlobDeletion]:
+    """Recorded copies older than ``cutoff`` that no package ``kept`` needs in their tier."""
     sl = storage_locations
     last: tuple[str, str] | None = None
     while True:
@@ -213,7 +168,7 @@ def _unreferenced_blobs(
             sa.select(sl.c.content_address, sl.c.backend, sl.c.size)
             .where(
                 sl.c.stored_at <= cutoff,
-                ~_live_reference(now, sl.c.content_address, sl.c.backend),
+                ~rules.shared(sl.c.content_address, kept, tier=sl.c.backend),
             )
             .order_by(sl.c.content_address, sl.c.backend)
             .limit(batch)
@@ -230,9 +185,9 @@ def _unreferenced_blobs(
 
 
 def _shared_kept(
-    conn: sa.Connection, now: dt.datetime, expiring: Sequence[ExpiringPackage]
+    conn: sa.Connection, kept: Callable[[Any], rules.Predicate], expiring: Sequence[ExpiringPackage]
 ) -> tuple[int, int]:
-    """Distinct blobs of expiring packages that stay because a live package shares them."""
+    """Distinct blobs of expiring packages that stay because a kept package shares them."""
     f = artifact_files
     seen: dict[str, int] = {}
     ids = [p.package_id for p in expiring]
@@ -240,7 +195,7 @@ def _shared_kept(
         query = (
             sa.select(f.c.content_address, f.c.size)
             .where(f.c.package_id.in_(ids[start : start + 500]))
-            .where(_live_reference(now, f.c.content_address))
+            .where(rules.shared(f.c.content_address, kept))
             .distinct()
         )
         seen.update({row.content_address: row.size for row in conn.execute(query)})
@@ -264,8 +219,7 @@ def _tier_moves(
                 .join(s, s.c.package_id == p.c.package_id)
                 .where(s.c.retention_class == policy.name, s.c.status == "active",
                        s.c.retrieval_tier != "archive", p.c.created_at <= now - earliest)
-                .where(sa.or_(s.c.on_hold.is_(True), s.c.expires_at.is_(None),
-                              s.c.expires_at > now))
+                .where(~rules.due(s, now))
                 .order_by(p.c.package_id)
                 .limit(batch)
             )  # fmt: skip
@@ -283,11 +237,11 @@ def _tier_moves(
 
 
 def _orphans(
-    store: ArtifactStore, conn: sa.Connection, cutoff: dt.datetime, batch: int
+    tiers: Tiers, conn: sa.Connection, cutoff: dt.datetime, batch: int
 ) -> Iterator[BlobDeletion]:
     """Blobs in a backend that the registry does not record there (failed or killed puts)."""
     sl = storage_locations
-    for tier, backend in store.tiers.items():
+    for tier, backend in tiers.items():
         pending: list[Digest] = []
 
         def flush(
@@ -317,7 +271,8 @@ def _orphans(
 
 
 def plan_sweep(
-    store: ArtifactStore,
+    ledger: Ledger,
+    tiers: Tiers,
     now: dt.datetime,
     *,
     grace: dt.timedelta,
@@ -327,22 +282,28 @@ def plan_sweep(
     """The exact plan of a sweep at ``now`` (reads only); ``IntegrityError`` if a retention
     class differs from its recorded definition or a protected package is due before it."""
     cutoff = now - grace
-    with store._reading(snapshot=True) as conn:
-        head = store.log.head(conn)
+    with ledger.reading(snapshot=True) as conn:
+        head = ledger.log.head(conn)
         check_definitions(conn)
-        expire = list(_due_packages(conn, now, batch_size))[:limit]
+        due = list(_due_packages(conn, now, batch_size))
+        expire = due[:limit]
         check_protected_expiries(
             conn, [(p.package_id, p.reference, p.retention_class, p.expires_at) for p in expire]
         )
-        delete = list(_unreferenced_blobs(conn, now, cutoff, batch_size))
-        kept_blobs, kept_bytes = _shared_kept(conn, now, expire)
+        through = expire[-1].package_id if len(expire) < len(due) else None
+
+        def kept(state: Any) -> rules.Predicate:
+            return rules.kept_by_sweep(state, now, through)
+
+        delete = list(_unreferenced_blobs(conn, kept, cutoff, batch_size))
+        kept_blobs, kept_bytes = _shared_kept(conn, kept, expire)
         moves, missing = [], 0
         for move, _policy in _tier_moves(conn, now, batch_size):
-            if move.to_tier in store.tiers:
+            if move.to_tier in tiers:
                 moves.append(move)
             else:
                 missing += 1
-        delete.extend(_orphans(store, conn, cutoff, batch_size))
+        delete.extend(_orphans(tiers, conn, cutoff, batch_size))
     if limit is not None:
         delete = delete[:limit]
         moves = moves[:limit]
@@ -350,16 +311,16 @@ def plan_sweep(
                      kept_bytes, missing, head)  # fmt: skip
 
 
-def check_plan(store: ArtifactStore, plan: SweepPlan) -> LogLiveness:
+def check_plan(ledger: Ledger, plan: SweepPlan) -> LogLiveness:
     """Check ``plan`` against the event log up to the last event its views reflect
     (``IntegrityError`` if they let it remove what the log keeps); returns the folded
     state, which each batch catches up under the chain lock."""
     liveness = LogLiveness(
-        store.log,
+        ledger.log,
         [str(p.package_id) for p in plan.expire],
         [d.content_address for d in plan.delete],
     )
-    with store._reading() as conn:
+    with ledger.reading() as conn:
         liveness.catch_up(conn, until=plan.log_head)
     error = views_disagree(
         [liveness.keeps_package(str(p.package_id), plan.now) for p in plan.expire]
@@ -376,7 +337,8 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def execute_sweep(
-    store: ArtifactStore,
+    ledger: Ledger,
+    tiers: Tiers,
     plan: SweepPlan,
     liveness: LogLiveness,
     *,
@@ -387,28 +349,30 @@ def execute_sweep(
     """Carry out ``plan`` under the sweep lease, re-checking every item as it goes against
     the views and against ``liveness`` (the log), caught up under the chain lock."""
     result = SweepResult(plan, dry_run=False)
-    with hold_lease(store.engine, "sweep", store.clock) as lease:
+    with hold_lease(ledger, "sweep") as lease:
         for chunk in _batches(plan.expire, batch_size):
-            result.expired.extend(_expire_batch(store, plan.now, chunk, liveness, actor))
+            result.expired.extend(_expire_batch(ledger, plan.now, chunk, liveness, actor))
             lease.renew()
             if progress:
                 progress("expire", len(chunk))
         for move in plan.tier_moves:
-            store.move_tier(move.package_id, move.to_tier, actor=actor)
+            move_tier(ledger, tiers, move.package_id, move.to_tier, actor=actor)
             result.moved.append(move)
             lease.renew()
             if progress:
                 progress("move", 1)
         for chunk in _batches(plan.delete, batch_size):
-            result.deleted.extend(_delete_batch(store, plan, chunk, liveness, actor, progress))
+            result.deleted.extend(
+                _delete_batch(ledger, tiers, plan, chunk, liveness, actor, progress)
+            )
             lease.renew()
-        for backend in store.tiers.values():
+        for backend in tiers.values():
             backend.purge_staging(plan.now - plan.grace)
     return result
 
 
 def _expire_batch(
-    store: ArtifactStore,
+    ledger: Ledger,
     now: dt.datetime,
     chunk: Sequence[ExpiringPackage],
     liveness: LogLiveness,
@@ -421,10 +385,7 @@ def _expire_batch(
         still_due = set(
             conn.execute(
                 sa.select(s.c.package_id).where(
-                    s.c.package_id.in_([p.package_id for p in chunk]),
-                    s.c.status == "active",
-                    s.c.on_hold.is_(False),
-                    s.c.expires_at <= now,
+                    s.c.package_id.in_([p.package_id for p in chunk]), rules.due(s, now)
                 )
             ).scalars()
         )
@@ -439,12 +400,13 @@ def _expire_batch(
             for p in done
         ]
 
-    store._commit(decide, actor=actor)
+    ledger.record(decide, actor=actor)
     return done
 
 
 def _delete_batch(
-    store: ArtifactStore,
+    ledger: Ledger,
+    tiers: Tiers,
     plan: SweepPlan,
     chunk: Sequence[BlobDeletion],
     liveness: LogLiveness,
@@ -469,7 +431,7 @@ def _delete_batch(
                 sa.select(f.c.content_address, s.c.retrieval_tier, s.c.restore_status)
                 .join(s, s.c.package_id == f.c.package_id)
                 .where(f.c.content_address.in_([d.content_address for d in chunk]))
-                .where(_is_live(s, plan.now))
+                .where(rules.live(s))
             )
             for tier in tiers_holding(row.retrieval_tier, row.restore_status)
         }
@@ -489,7 +451,7 @@ def _delete_batch(
                 continue  # registered meanwhile
             if item.reason == "unreferenced" and (stored_at is None or stored_at > cutoff):
                 continue  # already purged, or stored again meanwhile
-            store.tiers[item.backend].delete(Digest.parse(item.content_address))
+            tiers[item.backend].delete(Digest.parse(item.content_address))
             done.append(item)
             if progress:
                 progress("delete", 1)
@@ -498,5 +460,5 @@ def _delete_batch(
             for d in done
         ]
 
-    store._commit(decide, actor=actor)
+    ledger.record(decide, actor=actor)
     return done

@@ -20,6 +20,7 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.schema import retention_holds, retention_state
+from artifactstore_core.storage import BlobStore
 from artifactstore_core.storage.local import LocalBlobStore
 from artifactstore_core.testing.clock import FrozenClock
 from tests.cli.test_cli import Cli
@@ -247,14 +248,16 @@ def _file(path: Path, data: bytes) -> Path:
     return path
 
 
-def _tiered(database_url: str, tmp_path: Path, clock: FrozenClock) -> ArtifactStore:
+def _tiered(
+    database_url: str, tmp_path: Path, clock: FrozenClock, cold: BlobStore | None = None
+) -> ArtifactStore:
     settings = Settings(
         database_url=database_url,
         storage_url=str(tmp_path / "hot"),
         tier_cold_url=str(tmp_path / "cold"),
         gc_grace_seconds=0,
     )
-    return ArtifactStore.from_settings(settings, clock=clock)
+    return ArtifactStore.from_settings(settings, clock=clock, tiers={"cold": cold} if cold else {})
 
 
 def test_copies_no_package_in_their_tier_needs_are_collected(
@@ -270,7 +273,7 @@ def test_copies_no_package_in_their_tier_needs_are_collected(
         moved = store.put("moved", {"f": b"moved, hot copy left recorded"})
         store.move_tier(moved.reference, "cold")
         left = store.blobs.write(io.BytesIO(b"moved, hot copy left recorded")).hash
-        store._commit(  # what a move killed before dropping its old copies leaves
+        store.ledger.record(  # what a move killed before dropping its old copies leaves
             lambda _c, _n: [
                 ev.BlobStored(content_address=left.content_address, backend="hot",
                               digest_sha256=left.sha256.hex, size=left.size,
@@ -306,12 +309,11 @@ class _SweepAfterFirstCopy(LocalBlobStore):
 
 def test_a_tier_move_records_only_copies_still_there(database_url: str, tmp_path: Path) -> None:
     clock = FrozenClock(dt.datetime.now(dt.UTC))
+    cold = _SweepAfterFirstCopy(tmp_path / "cold")
     with (
-        _tiered(database_url, tmp_path, clock) as store,
+        _tiered(database_url, tmp_path, clock, cold=cold) as store,
         _tiered(database_url, tmp_path, clock) as sweeper,
     ):
-        cold = _SweepAfterFirstCopy(tmp_path / "cold")
-        store.tiers["cold"] = cold
         package = store.put("moving", {"a": b"first copy", "b": b"second copy"})
         cold.sweeper = sweeper
         clock.advance(dt.timedelta(minutes=1))  # the sweeper's clock runs ahead

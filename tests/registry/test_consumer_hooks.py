@@ -12,6 +12,7 @@ from artifactstore_core.errors import (
     UnknownKindError,
     UnknownRetentionClassError,
 )
+from artifactstore_core.ingest import PutRequest
 from artifactstore_core.store import ArtifactStore
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,18 @@ def test_unknown_retention_class_names_itself_and_the_known_ones(store: Artifact
     with pytest.raises(UnknownRetentionClassError) as changed:
         store.set_retention(package.reference, retention_class="nope", reason="test")
     assert changed.value.name == "nope"
+
+
+def test_a_batch_names_the_request_and_keeps_the_error_attributes(store: ArtifactStore) -> None:
+    requests = [
+        PutRequest("batch/ok", {"f": b"1"}),
+        PutRequest("batch/bad", {"f": b"2"}, retention_class="nope"),
+    ]
+    with pytest.raises(UnknownRetentionClassError) as raised:
+        store.put_many(requests)
+    assert str(raised.value).startswith("request 1 ('batch/bad'): unknown retention class 'nope'")
+    assert raised.value.name == "nope" and "transient" in raised.value.known
+    assert store.list_packages() == []
 
 
 def test_unknown_kind_names_itself_and_the_builtin_ones(store: ArtifactStore) -> None:

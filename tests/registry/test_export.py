@@ -163,7 +163,7 @@ def register_unchecked(store: ArtifactStore, name: str, files: dict[str, bytes])
         )
         for blob in stored.values()
     ]
-    store._commit(lambda _conn, _now: [registered, *located])
+    store.ledger.record(lambda _conn, _now: [registered, *located])
 
 
 def test_get_of_a_registered_clashing_package_fails_clearly(

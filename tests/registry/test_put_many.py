@@ -39,6 +39,7 @@ def test_registers_every_request_in_order(store: ArtifactStore, tmp_path: Path) 
         ("batch/b", 1),
         ("batch/a", 3),
     ]
+    assert packages == [store.describe(p.id) for p in packages]  # `latest` on batch/a@3 only
     for package in packages:
         assert store.describe(package.id) == store.describe(package.reference)
         assert store.describe(package.id).content_address == package.content_address

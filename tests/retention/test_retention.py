@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from artifactstore_core import ArtifactStore
+from artifactstore_core import ArtifactStore, PackageFilter
 from artifactstore_core.errors import (
     ArchivedError,
     ConfigurationError,
@@ -97,9 +97,9 @@ def test_bad_retention_input_writes_nothing(tiered: ArtifactStore, clock: Frozen
         tiered.sweep(dt.datetime(2030, 1, 1))
     with pytest.raises(InvalidInputError, match="unknown tier"):
         tiered.move_tier(package.id, "lukewarm")
-    del tiered.tiers["cold"]
+    hot_only = ArtifactStore(tiered.engine, tiered.blobs)  # the same registry, no cold tier
     with pytest.raises(ConfigurationError, match="ARTIFACTSTORE_TIER_COLD_URL"):
-        tiered.move_tier(package.id, "cold")
+        hot_only.move_tier(package.id, "cold")
     assert event_count(tiered) == count
 
 
@@ -209,7 +209,7 @@ def test_orphans_from_failed_puts_are_collected_after_grace(
 
 def test_two_sweeps_never_run_at_once(tiered: ArtifactStore, clock: FrozenClock) -> None:
     with (
-        hold_lease(tiered.engine, "sweep", clock),
+        hold_lease(tiered.ledger, "sweep"),
         pytest.raises(ConflictError, match="lease held"),
     ):
         tiered.sweep()
@@ -254,9 +254,91 @@ def test_sweep_applies_class_transitions(tiered: ArtifactStore, clock: FrozenClo
     tiered.sweep()
     assert tiered.describe(raw.id).retrieval_tier == "cold"
     assert present(tiered, b"raw bytes", "cold") and not present(tiered, b"raw bytes", "hot")
-    del tiered.tiers["cold"]
-    other = tiered.put("raw2", {"f": b"raw2"}, retention_class="raw-evidence")
+    hot_only = ArtifactStore(tiered.engine, tiered.blobs, clock=clock)  # no cold tier
+    other = hot_only.put("raw2", {"f": b"raw2"}, retention_class="raw-evidence")
     clock.advance(31 * DAY)
-    plan = tiered.sweep(dry_run=True).plan
+    plan = hot_only.sweep(dry_run=True).plan
     assert plan.tier_moves == () and plan.moves_without_backend == 1
-    assert tiered.describe(other.id).retrieval_tier == "hot"
+    assert hot_only.describe(other.id).retrieval_tier == "hot"
+
+
+def test_a_limited_sweep_keeps_the_bytes_of_due_packages_it_leaves_for_later(
+    tiered: ArtifactStore, clock: FrozenClock
+) -> None:
+    """``limit`` cuts the expiry list: the due packages past it stay active, so their bytes
+    must stay too (ADR-0003 "live": only expiry, done by a sweep, ends it)."""
+    for index in range(10):
+        tiered.put(
+            f"due-{index}", {"f": f"due bytes {index}".encode()}, retention_class="transient"
+        )
+    clock.advance(8 * DAY)
+    result = tiered.sweep(limit=5)
+    assert len(result.expired) == 5
+    active = tiered.list_packages(status="active")
+    assert len(active) == 5
+    for package in active:
+        assert tiered.read_bytes(package.id) == f"due bytes {package.name[4:]}".encode()
+    assert tiered.verify().ok
+    assert len(tiered.sweep().expired) == 5  # the rest go at the next sweep
+
+
+def test_a_move_keeps_the_hot_copy_a_restored_archived_package_reads(
+    tiered: ArtifactStore,
+) -> None:
+    archived = tiered.put("archived", {"f": b"shared bytes"})
+    tiered.move_tier(archived.id, "archive")
+    tiered.restore(archived.id)  # reads now come from a hot copy
+    moving = tiered.put("moving", {"f": b"shared bytes"})
+    tiered.move_tier(moving.id, "cold")
+    assert tiered.read_bytes("archived") == b"shared bytes"
+    assert tiered.verify().ok
+
+
+def test_a_given_plan_is_carried_out_as_planned(tiered: ArtifactStore, clock: FrozenClock) -> None:
+    tiered.put("first", {"f": b"first"}, retention_class="transient")
+    clock.advance(8 * DAY)
+    plan = tiered.plan_sweep()
+    tiered.put("second", {"f": b"second"}, retention_class="transient")
+    clock.advance(8 * DAY)  # "second" is due too now, but it is not in the plan
+    result = tiered.sweep(plan=plan)
+    assert [p.reference for p in result.expired] == ["first@1"]
+    assert result.plan is plan
+    assert tiered.describe("second").status == "active"
+
+
+def test_tier_moves_are_planned_by_age_and_filter(
+    tiered: ArtifactStore, clock: FrozenClock
+) -> None:
+    old = tiered.put("reports/old", {"f": b"old"})
+    tiered.put("logs/old", {"f": b"old log"})
+    clock.advance(10 * DAY)
+    tiered.put("reports/new", {"f": b"new"})
+    moves = tiered.plan_tier_moves(
+        "cold", older_than=5 * DAY, where=PackageFilter(name_prefix="reports/")
+    )
+    assert [(m.reference, m.from_tier, m.to_tier) for m in moves] == [
+        ("reports/old@1", "hot", "cold")
+    ]
+    tiered.move_tier(old.id, "cold")
+    assert tiered.plan_tier_moves("cold", older_than=5 * DAY, where=PackageFilter(
+        name_prefix="reports/")) == []  # fmt: skip
+    assert len(tiered.plan_tier_moves("cold", older_than=5 * DAY, limit=1)) == 1
+    with pytest.raises(InvalidInputError, match="unknown tier"):
+        tiered.plan_tier_moves("tepid", older_than=DAY)
+
+
+def test_verify_many_by_filter_or_references_checks_each_blob_once(
+    tiered: ArtifactStore, clock: FrozenClock
+) -> None:
+    tiered.put("reports/a", {"f": b"shared", "g": b"a only"})
+    tiered.put("reports/b", {"f": b"shared"})
+    tiered.put("logs/c", {"f": b"c"}, retention_class="transient")
+    clock.advance(8 * DAY)
+    tiered.sweep()
+    by_filter = tiered.verify(where=PackageFilter(name_prefix="reports/"))
+    assert (by_filter.packages, by_filter.blobs, by_filter.ok) == (2, 2, True)
+    assert by_filter.references == ("reports/a@1", "reports/b@1")
+    listed = tiered.verify(references=["reports/a", "logs/c", "no/such"], rehash=False)
+    assert listed.references == ("reports/a@1",)
+    assert (listed.expired, listed.unknown) == (("logs/c@1",), ("no/such",))
+    assert not listed.ok  # a reference that selects nothing is a failed check

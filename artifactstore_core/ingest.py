@@ -1,0 +1,401 @@
+"""The put path, top-down: validate → resolve → write the blobs → register.
+
+1. ``validate`` checks one request without the registry (names, paths, metadata and
+   provenance bounds, expected digests): a ``ValidatedPut``.
+2. ``resolve`` asks the registry, in one read transaction for the whole batch: the
+   retention class, the kind's metadata schema, the input packages: a ``ResolvedPut``.
+3. ``PutBlobs`` writes every file to the hot tier (threads, so that fsyncs overlap).
+4. ``Ledger.record_stored`` confirms the blobs under the chain lock (ADR-0005), records
+   one ``registration_event`` per put (consecutive versions) and the new locations; the
+   packages returned are derived from the rows the projection wrote
+   (``queries.registered_packages``: the one derivation of ``Package``).
+
+Everything is validated before a byte is written; on failure no event is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from artifactstore_core import queries
+from artifactstore_core.config import is_memory_sqlite
+from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.limits import check_optional_text, check_text
+from artifactstore_core.domain.manifest import (
+    FileEntry,
+    Provenance,
+    manifest_document,
+    normalize_json_object,
+    package_digest,
+)
+from artifactstore_core.domain.names import (
+    BUILTIN_KINDS,
+    validate_class_name,
+    validate_file_paths,
+    validate_kind,
+    validate_name,
+)
+from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.references import Reference
+from artifactstore_core.domain.retention import HOT
+from artifactstore_core.errors import (
+    ConflictError,
+    InvalidInputError,
+    UnknownKindError,
+    add_context,
+)
+from artifactstore_core.eventlog import RecordedEvent
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    DigestError,
+    DigestMismatchError,
+    hash_copy,
+    matches,
+)
+from artifactstore_core.ledger import Ledger, blob_stored_events
+from artifactstore_core.retention.classes import load_class
+from artifactstore_core.schema import artifact_packages, metadata_schemas
+from artifactstore_core.sources import CountingReader, Files, FileSource, collect
+from artifactstore_core.storage import BlobStore, StoredBlob
+from artifactstore_core.tiers import Tiers
+from artifactstore_core.validation import validate_metadata
+
+WRITE_THREADS = 4
+"""Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
+
+# Statements every put runs, built once: building a statement costs several times more
+# than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
+_SCHEMA_BY_KIND = sa.select(metadata_schemas.c.json_schema).where(
+    metadata_schemas.c.kind == sa.bindparam("kind")
+)
+_LATEST_VERSION = sa.select(sa.func.max(artifact_packages.c.version)).where(
+    artifact_packages.c.name == sa.bindparam("name")
+)
+
+
+@dataclass(frozen=True)
+class PutRequest:
+    """One package for ``ArtifactStore.put_many``: the arguments of ``put``."""
+
+    name: str
+    files: Files
+    kind: str = "output"
+    metadata: Mapping[str, Any] | None = None
+    retention_class: str | None = None
+    inputs: Sequence[Reference] = ()
+    provenance: Provenance | Mapping[str, Any] | None = None
+    expected: Mapping[str, str | Digest | BlobHash] | None = None
+
+
+# ---------------------------------------------------------------------------- 1. validate
+@dataclass(frozen=True)
+class ValidatedPut:
+    """A request checked without the registry."""
+
+    name: str
+    kind: str
+    metadata: dict[str, Any]
+    provenance: Provenance
+    class_name: str
+    sources: tuple[FileSource, ...]
+    expected: Mapping[str, Digest | BlobHash]
+    inputs: tuple[Reference, ...]
+
+
+def validate(request: PutRequest, default_class: str) -> ValidatedPut:
+    """``request`` checked on its own; ``InvalidInputError`` names the offending value."""
+    validate_name(request.name)
+    validate_kind(request.kind)
+    if isinstance(request.inputs, str | bytes) or not isinstance(request.inputs, Iterable):
+        raise InvalidInputError(
+            f"inputs must be a list of package references, got {request.inputs!r:.60}"
+        )
+    sources = tuple(collect(request.files))
+    validate_file_paths(source.path for source in sources)
+    return ValidatedPut(
+        name=request.name,
+        kind=request.kind,
+        metadata=normalize_json_object(request.metadata, "metadata"),
+        provenance=checked_provenance(request.provenance),
+        class_name=validate_class_name(request.retention_class or default_class),
+        sources=sources,
+        expected=parse_expected(request.expected or {}, {s.path for s in sources}),
+        inputs=tuple(request.inputs),
+    )
+
+
+def parse_expected(
+    expected: Mapping[str, str | Digest | BlobHash], paths: set[str]
+) -> dict[str, Digest | BlobHash]:
+    """Expected digests by file path; each path must be a file of the package."""
+    result: dict[str, Digest | BlobHash] = {}
+    for path, value in expected.items():
+        if path not in paths:
+            raise InvalidInputError(
+                f"expected digest given for {path!r}, which is not a file of the package"
+            )
+        try:
+            result[path] = value if isinstance(value, Digest | BlobHash) else Digest.parse(value)
+        except DigestError as exc:
+            raise InvalidInputError(f"expected digest for {path!r}: {exc}") from exc
+    return result
+
+
+def checked_provenance(value: Provenance | Mapping[str, Any] | None) -> Provenance:
+    """Provenance whose fields are bounded text and whose attributes are a bounded JSON
+    object (``domain.limits``); ``inputs`` are resolved later, by the registry."""
+    if not isinstance(value, Provenance):
+        data = normalize_json_object(value, "provenance")
+        for key, kind, called in (("inputs", list, "array"), ("attributes", dict, "object")):
+            if not isinstance(data.get(key) or kind(), kind):
+                raise InvalidInputError(
+                    f"provenance {key} must be a JSON {called}, got {data[key]!r:.60}"
+                )
+        value = Provenance.from_dict(data)
+    for field in ("producer", "run_id", "code_version", "actor"):
+        check_optional_text(getattr(value, field), f"provenance {field}")
+    for index, reference in enumerate(value.inputs):
+        check_text(reference, f"provenance input {index}")
+    normalize_json_object(value.attributes, "provenance.attributes")
+    return value
+
+
+@contextlib.contextmanager
+def naming_request(index: int, name: str, count: int) -> Iterator[None]:
+    """Prefix input errors of a batch with the request they concern."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        if count > 1:
+            add_context(exc, f"request {index} ({name!r})")
+        raise
+
+
+# ---------------------------------------------------------------------------- 2. resolve
+@dataclass(frozen=True)
+class ResolvedPut:
+    """A validated put with the registry's answers: its id, expiry rule and inputs."""
+
+    put: ValidatedPut
+    package_id: uuid.UUID
+    duration: dt.timedelta | None
+    provenance: Provenance
+
+
+def resolve(
+    conn: sa.Connection, put: ValidatedPut, actor: str, package_id: uuid.UUID
+) -> ResolvedPut:
+    """Look up the class, check the metadata against the kind's schema, resolve inputs."""
+    check_text(actor, "actor")
+    duration = load_class(conn, put.class_name).duration
+    check_metadata(conn, put.kind, put.metadata)
+    inputs = [str(queries.resolve(conn, reference)) for reference in put.inputs]
+    provenance = replace(
+        put.provenance,
+        actor=put.provenance.actor or actor,
+        inputs=tuple(dict.fromkeys([*put.provenance.inputs, *inputs])),
+    )
+    return ResolvedPut(put, package_id, duration, provenance)
+
+
+def check_metadata(conn: sa.Connection, kind: str, metadata: dict[str, Any]) -> None:
+    """``metadata`` against the registered schema of ``kind``; an unknown kind without a
+    schema is refused."""
+    row = conn.execute(_SCHEMA_BY_KIND, {"kind": kind}).first()
+    if row is None and kind not in BUILTIN_KINDS:
+        raise UnknownKindError(kind, sorted(BUILTIN_KINDS))
+    if row is not None:
+        validate_metadata(kind, dict(row.json_schema), metadata)
+
+
+# ---------------------------------------------------------------------------- 3. write
+class PutBlobs:
+    """The files of a batch of puts, stored in ``backend`` by ``WRITE_THREADS`` threads."""
+
+    def __init__(
+        self,
+        backend: BlobStore,
+        puts: Sequence[ResolvedPut],
+        progress: Callable[[int], None] | None,
+        *,
+        threads: int = WRITE_THREADS,
+    ) -> None:
+        self.backend = backend
+        self.jobs = [(s, r.put.expected.get(s.path)) for r in puts for s in r.put.sources]
+        self.counts = [len(r.put.sources) for r in puts]
+        self.progress = _serialised(progress) if threads > 1 else progress
+        self.threads = threads
+        self.stored: list[StoredBlob] = []
+
+    def write(self, gone: Collection[str]) -> list[StoredBlob]:
+        """Store every file (``gone`` empty), or again those whose blobs were deleted."""
+        if not gone:
+            self.stored = self._map(range(len(self.jobs)))
+            return self.stored
+        again = [i for i, blob in enumerate(self.stored) if blob.hash.content_address in gone]
+        for index in again:
+            if self.jobs[index][0].size_hint is None:  # a stream cannot be read again
+                raise ConflictError(
+                    f"blob {self.stored[index].hash.content_address} of file "
+                    f"{self.jobs[index][0].path!r} was deleted before this put could register "
+                    "it, and its source is a stream that cannot be read again; nothing was "
+                    "registered, retry the put"
+                )
+        for index, blob in zip(again, self._map(again), strict=True):
+            self.stored[index] = blob
+        return self.stored
+
+    def per_put(self) -> Iterator[list[StoredBlob]]:
+        """The stored blobs of each put, in request order."""
+        start = 0
+        for count in self.counts:
+            yield self.stored[start : start + count]
+            start += count
+
+    def _map(self, indexes: Sequence[int]) -> list[StoredBlob]:
+        def one(index: int) -> StoredBlob:
+            source, expected = self.jobs[index]
+            return store_source(self.backend, source, expected, self.progress)
+
+        if len(indexes) < 2 or self.threads < 2:
+            return [one(index) for index in indexes]
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="blob-write") as pool:
+            return list(pool.map(one, indexes))
+
+
+def store_source(
+    backend: BlobStore,
+    source: FileSource,
+    expected: Digest | BlobHash | None,
+    progress: Callable[[int], None] | None,
+) -> StoredBlob:
+    """One file's bytes in ``backend``, checked against ``expected``. A re-readable source
+    bound for a remote backend is hashed first, and not uploaded when the backend already
+    has those bytes (asked of the backend, not taken from a row: ADR-0005)."""
+    if backend.hash_before_write and source.size_hint is not None:
+        with source.open() as stream:
+            actual = hash_copy(stream)
+        if expected is not None and not matches(expected, actual):
+            raise backend.mismatch(DigestMismatchError(expected, actual))
+        if backend.exists(actual.blake3):
+            return StoredBlob(actual, backend.uri(actual.blake3), created=False)
+        expected = actual
+    with source.open() as stream:
+        reader: Any = CountingReader(stream, progress) if progress else stream
+        return backend.write(reader, expected)
+
+
+def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """``progress`` callable from several threads, one call at a time."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+    report = progress
+
+    def locked(count: int) -> None:
+        with lock:
+            report(count)
+
+    return locked
+
+
+# ---------------------------------------------------------------------------- 4. register
+def registration_event(
+    resolved: ResolvedPut, blobs: Sequence[StoredBlob], version: int, now: dt.datetime
+) -> ev.PackageRegistered:
+    """The event that registers ``resolved`` as ``version`` of its name at ``now``."""
+    put = resolved.put
+    entries = [FileEntry(s.path, b.hash) for s, b in zip(put.sources, blobs, strict=True)]
+    document = manifest_document(put.kind, entries, put.metadata, resolved.provenance)
+    digest = package_digest(document)
+    expires = None if resolved.duration is None else now + resolved.duration
+    return ev.PackageRegistered(
+        package_id=str(resolved.package_id),
+        name=put.name,
+        version=version,
+        kind=put.kind,
+        content_address=digest.content_address,
+        digest_sha256=digest.sha256.hex,
+        size=sum(e.blob.size for e in entries),
+        files=document["files"],
+        metadata=put.metadata,
+        provenance=resolved.provenance.to_dict(),
+        retention_class=put.class_name,
+        expires_at=expires.isoformat() if expires else None,
+    )
+
+
+class Ingest:
+    """Stores and registers packages: the service behind ``put`` and ``put_many``."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        tiers: Tiers,
+        *,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        default_retention_class: str = "raw-evidence",
+    ) -> None:
+        self.ledger = ledger
+        self.tiers = tiers
+        self.new_id = new_id
+        self.default_retention_class = default_retention_class
+
+    def put_many(
+        self,
+        requests: Iterable[PutRequest],
+        *,
+        actor: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Package]:
+        """Store and register every request, all or none (see ``ArtifactStore.put_many``)."""
+        batch = list(requests)
+        if not batch:
+            return []
+        validated = []
+        for index, request in enumerate(batch):
+            with naming_request(index, request.name, len(batch)):
+                validated.append(validate(request, self.default_retention_class))
+        resolved = self._resolve(validated, actor or self.ledger.actor)
+        # An in-memory SQLite registry has one connection: no concurrent writes beside it.
+        threads = 1 if is_memory_sqlite(self.ledger.engine.url) else WRITE_THREADS
+        blobs = PutBlobs(self.tiers.hot, resolved, progress, threads=threads)
+
+        def register(conn: sa.Connection, now: dt.datetime, _: object) -> list[ev.Event]:
+            versions: dict[str, int] = {}
+            events: list[ev.Event] = []
+            for item, stored in zip(resolved, blobs.per_put(), strict=True):
+                name = item.put.name
+                if name not in versions:
+                    versions[name] = int(
+                        conn.execute(_LATEST_VERSION, {"name": name}).scalar() or 0
+                    )
+                versions[name] += 1
+                events.append(registration_event(item, stored, versions[name], now))
+            return events + blob_stored_events(conn, blobs.stored, HOT)
+
+        def registered(_conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:
+            return queries.registered_packages(recorded)
+
+        return self.ledger.record_stored(
+            self.tiers.hot, blobs.write, register, registered, actor=actor, what="this put"
+        )
+
+    def _resolve(self, validated: Sequence[ValidatedPut], actor: str) -> list[ResolvedPut]:
+        """Every put resolved in one read transaction (a batch's errors name the request)."""
+        resolved = []
+        with self.ledger.reading() as conn:
+            for index, put in enumerate(validated):
+                with naming_request(index, put.name, len(validated)):
+                    resolved.append(resolve(conn, put, actor, self.new_id()))
+        return resolved

@@ -1,0 +1,133 @@
+"""The read path: packages, their verified bytes, exports, and the retrievals they record."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import sqlalchemy as sa
+
+from artifactstore_core import queries
+from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.manifest import FileEntry
+from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.references import Reference
+from artifactstore_core.domain.retention import reading_tier
+from artifactstore_core.errors import ArchivedError, MissingBlobError, PackageExpiredError
+from artifactstore_core.export import export_files
+from artifactstore_core.ledger import Ledger
+from artifactstore_core.schema import storage_locations
+from artifactstore_core.tiers import Tiers
+
+
+def check_readable(package: Package) -> None:
+    """``PackageExpiredError`` or ``ArchivedError`` unless the package's bytes can be read."""
+    if package.status == "expired":
+        expired = package.expires_at or package.expired_at
+        raise PackageExpiredError(
+            f"package {package.reference} ({package.id}) of retention class "
+            f"{package.retention_class!r} expired on "
+            f"{expired.isoformat() if expired else 'an unknown date'}; its bytes may be gone "
+            "(its manifest is still shown by `artifactstore show`)"
+        )
+    if package.retrieval_tier == "archive" and package.restore_status != "restored":
+        raise ArchivedError(
+            f"package {package.reference} is in the archive tier "
+            f"(restore status: {package.restore_status or 'not requested'}); "
+            f"restore it first with `artifactstore restore {package.reference}`"
+        )
+
+
+class Reading:
+    """Reads packages and their bytes; ``record`` options record retrievals as events."""
+
+    def __init__(self, ledger: Ledger, tiers: Tiers) -> None:
+        self.ledger = ledger
+        self.tiers = tiers
+
+    def describe(self, reference: Reference) -> Package:
+        """The package a reference selects, without recording a retrieval."""
+        with self.ledger.reading() as conn:
+            return queries.load_package(conn, reference)
+
+    def readable(self, reference: Reference) -> Package:
+        """The package (a ``Package`` is used as given), checked readable."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        check_readable(package)
+        return package
+
+    def record_retrieval(
+        self,
+        package: Package,
+        *,
+        path: str | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Record that ``package`` (or one file) was read."""
+        event = ev.PackageRetrieved(
+            package_id=str(package.id), purpose=purpose, run_id=run_id, path=path
+        )
+        self.ledger.record(lambda _conn, _now: [event], actor=actor)
+
+    def open_entry(self, package: Package, entry: FileEntry) -> BinaryIO:
+        """One file's verified stream; errors name the package, the file and, for a blob
+        recorded at another URI than the tier's backend now, both places."""
+        store = self.tiers.for_reading(package)
+        owner = f"package {package.reference}, file {entry.path!r}"
+        try:
+            return store.open(entry.blob, owner=owner)
+        except MissingBlobError as exc:
+            tier = reading_tier(package.retrieval_tier)
+            recorded = self._recorded_uri(entry.blob.content_address, tier)
+            here = store.uri(entry.blob.blake3)
+            if recorded is None or recorded == here:
+                raise
+            raise MissingBlobError(
+                f"{exc}; the registry recorded it at {recorded}, but tier {tier!r} now reads "
+                f"from {store.url}: point the tier back there, or put the bytes again"
+            ) from exc
+
+    def _recorded_uri(self, address: str, tier: str) -> str | None:
+        sl = storage_locations
+        with self.ledger.reading() as conn:
+            query = sa.select(sl.c.uri).where(sl.c.content_address == address, sl.c.backend == tier)
+            return conn.execute(query).scalar()
+
+    def export(
+        self,
+        package: Package,
+        destination: str | Path,
+        *,
+        force: bool,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Every file of a readable package under ``destination`` (``export.export_files``)."""
+        export_files(
+            package.files,
+            destination,
+            lambda entry: self.open_entry(package, entry),
+            package=package.reference,
+            force=force,
+            progress=progress,
+        )
+
+    def list_packages(self, where: queries.PackageFilter) -> list[Package]:
+        """Packages matching ``where``, by name and version."""
+        with self.ledger.reading() as conn:
+            return queries.load_packages(conn, queries.list_ids(conn, where))
+
+    def lineage(
+        self, reference: Reference, *, downstream: bool, depth: int | None
+    ) -> list[tuple[queries.LineageEdge, Package]]:
+        """Edges from (or to) a package, each with the package at its other end."""
+        with self.ledger.reading() as conn:
+            start = queries.resolve(conn, reference)
+            edges = queries.lineage(conn, start, downstream=downstream, depth=depth)
+            related = [e.package_id if downstream else e.input_id for e in edges]
+            unique: list[uuid.UUID] = list(dict.fromkeys(related))
+            packages = {p.id: p for p in queries.load_packages(conn, unique)}
+        return [(e, packages[r]) for e, r in zip(edges, related, strict=True)]

@@ -1,0 +1,88 @@
+"""The retention rules of ADR-0003 as SQL, over ``retention_state`` (or an alias of it).
+
+The one home of "live", "due" and "shared": the sweep, tier moves and ``explain`` build
+their queries from these. Each mirrors a pure function of ``domain.retention``, the
+readable specification (``tests/unit/test_retention_rules.py`` runs both on one table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from artifactstore_core.domain.retention import HOT
+from artifactstore_core.schema import artifact_files, retention_state
+
+Predicate = sa.ColumnElement[bool]
+
+
+def live(state: Any) -> Predicate:
+    """ADR-0003 "live": the package keeps its bytes while it is held or not expired
+    (``domain.retention.is_live``). Expiry, not the clock, ends it: only the sweep expires
+    a package, so a package due but not yet swept keeps its bytes (its expiry can still be
+    extended, and a sweep with ``limit`` leaves some due packages for the next run)."""
+    return sa.or_(state.c.on_hold.is_(True), state.c.status == "active")
+
+
+def due(state: Any, now: dt.datetime) -> Predicate:
+    """ADR-0003 "due": active, not held, its expiry reached at ``now``: the sweep at ``now``
+    expires it (``domain.retention.is_due``). Never NULL: SQL's third value would make
+    ``NOT due`` unknown, so not kept, for a package that never expires."""
+    return sa.and_(
+        state.c.status == "active",
+        state.c.on_hold.is_(False),
+        state.c.expires_at.is_not(None),
+        state.c.expires_at <= now,
+    )
+
+
+def kept_by_sweep(state: Any, now: dt.datetime, through: uuid.UUID | None = None) -> Predicate:
+    """Live after a sweep at ``now`` has expired what is due (``survives_sweep``): how a
+    sweep *plan*, read before its expiry step, decides which bytes stay. ``through`` is the
+    last package the plan expires when a ``limit`` cut the due list (due packages after it
+    stay live until a later sweep)."""
+    expiring = due(state, now)
+    if through is not None:
+        expiring = sa.and_(expiring, state.c.package_id <= through)
+    return sa.and_(live(state), sa.not_(expiring))
+
+
+def needs_copy(state: Any, tier: Any) -> Predicate:
+    """The package needs its copy in ``tier``: its own tier, or hot once an archived
+    package is restored (``domain.retention.tiers_holding``)."""
+    return sa.or_(
+        state.c.retrieval_tier == tier,
+        sa.and_(
+            tier == HOT,
+            state.c.retrieval_tier == "archive",
+            state.c.restore_status == "restored",
+        ),
+    )
+
+
+def shared(
+    address: Any,
+    keeps: Callable[[Any], Predicate] = live,
+    *,
+    tier: Any = None,
+    excluding: uuid.UUID | None = None,
+) -> sa.Exists:
+    """ADR-0003 "shared": a package (other than ``excluding``) that ``keeps`` (default:
+    ``live``) has a file with blob ``address`` and, with ``tier`` given, needs its copy
+    there. Deduplicated bytes go only when no such package remains."""
+    files, state = artifact_files.alias("kept_files"), retention_state.alias("kept_state")
+    query = (
+        sa.exists()
+        .where(files.c.content_address == address)
+        .where(state.c.package_id == files.c.package_id)
+        .where(keeps(state))
+    )
+    if tier is not None:
+        query = query.where(needs_copy(state, tier))
+    if excluding is not None:
+        query = query.where(files.c.package_id != excluding)
+    return query
