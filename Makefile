@@ -23,6 +23,7 @@ reliability: install
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) lint-imports --no-logo
 
 type: install
 	$(RUN) mypy

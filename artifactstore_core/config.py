@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +274,39 @@ def _begin_immediate(connection: sa.Connection) -> None:
         )
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def sqlite_foreign_keys_off(conn: sa.Connection) -> Iterator[None]:
+    """Run the block with SQLite's foreign keys off: no per-row checks and no ``ON DELETE``
+    actions (so rebuilding a parent table does not empty its children); a no-op elsewhere.
+
+    Enter it before the transaction begins (SQLite ignores the pragma inside one) and
+    call ``sqlite_foreign_key_violation`` before committing.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    assert not conn.in_transaction(), "foreign keys can only be switched off between transactions"
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    dbapi.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        dbapi.execute("PRAGMA foreign_keys=ON")
+
+
+def sqlite_foreign_key_violation(conn: sa.Connection) -> str | None:
+    """On SQLite, the first row whose foreign key names a missing row, in words; else None."""
+    if conn.dialect.name != "sqlite":
+        return None
+    violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+    if violation is None:
+        return None
+    return (
+        f"a row of {violation[0]!r} (rowid {violation[1]}) names a missing row of {violation[2]!r}"
+    )
 
 
 def check_connection(engine: sa.Engine) -> None:

@@ -139,11 +139,9 @@ artifact_packages = sa.Table(
     sa.Column("file_count", sa.Integer, nullable=False),
     sa.Column("metadata", JSONType, nullable=False),
     sa.Column("provenance", JSONType, nullable=False),
-    sa.Column("retention_class", sa.String(64), nullable=False),
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("event_sequence", sa.BigInteger, nullable=False),
-    sa.ForeignKeyConstraint(["retention_class"], ["retention_classes.name"]),
     sa.UniqueConstraint("name", "version", name="uq_artifact_packages_name_version"),
     sa.Index("ix_artifact_packages_content_address", "content_address"),
     sa.Index("ix_artifact_packages_kind", "kind"),
@@ -195,10 +193,7 @@ storage_locations = sa.Table(
     sa.Column("digest_sha256", sa.String(64), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("uri", sa.String(2048), nullable=False),
-    sa.Column("retrieval_tier", sa.String(16), nullable=False, server_default="hot"),
-    sa.Column("restore_status", sa.String(16), nullable=True),
     sa.Column("stored_at", Timestamp, nullable=False),
-    sa.Index("ix_storage_locations_retrieval_tier", "retrieval_tier"),
 )
 
 retention_state = sa.Table(

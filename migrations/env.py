@@ -7,9 +7,16 @@ Async driver names are translated to their sync counterparts first.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 
-from artifactstore_core.config import create_engine, load_settings
+from artifactstore_core.config import (
+    create_engine,
+    load_settings,
+    sqlite_foreign_key_violation,
+    sqlite_foreign_keys_off,
+)
+from artifactstore_core.errors import IntegrityError
 from artifactstore_core.schema import metadata
 
 config = context.config
@@ -35,20 +42,31 @@ def run_migrations() -> None:
         engine.dispose()
 
 
-def _migrate(connection: object) -> None:
+def _migrate(connection: sa.Connection) -> None:
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=metadata,
         compare_type=True,
         compare_server_default=True,
         render_as_batch=True,
+        # SQLite runs DDL in transactions too: every revision, and the key check below,
+        # commit together or not at all.
+        transactional_ddl=True,
     )
-    with context.begin_transaction():
+    # SQLite drops a column by rebuilding the table; with foreign keys on, dropping the
+    # old table would delete every row referencing it (ON DELETE CASCADE). So they are off
+    # for the migration and checked once before it commits.
+    with sqlite_foreign_keys_off(connection), context.begin_transaction():
         # Processes opening a new registry at once migrate one after another; each reads
         # the current revision only once it holds the lock (SQLite: BEGIN IMMEDIATE).
-        if connection.dialect.name == "postgresql":  # type: ignore[attr-defined]
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")  # type: ignore[attr-defined]
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         context.run_migrations()
+        violation = sqlite_foreign_key_violation(connection)
+        if violation is not None:
+            raise IntegrityError(
+                f"the migration breaks a foreign key: {violation}; nothing was changed"
+            )
 
 
 if context.is_offline_mode():

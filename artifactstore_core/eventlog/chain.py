@@ -6,7 +6,9 @@ An edited, deleted, inserted or reordered event breaks the chain at that sequenc
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import blake3
 
@@ -25,6 +27,15 @@ class EventHeader:
     subject_id: str
     actor: str
     payload_digest: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> EventHeader:
+        """The header of an ``events`` row, given as a mapping of its columns by name (a
+        ``dict`` or SQLAlchemy's ``RowMapping``)."""
+        return cls(**{name: row[name] for name in _HEADER_FIELDS})
+
+
+_HEADER_FIELDS = tuple(field.name for field in fields(EventHeader))
 
 
 def chain_digest(previous: str | None, header: EventHeader) -> str:

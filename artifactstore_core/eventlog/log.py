@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -64,7 +65,8 @@ class EventLog:
             return []
         head = conn.execute(_HEAD).first()
         sequence, previous = (head.sequence, head.chain_digest) if head else (0, None)
-        rows, recorded = [], []
+        rows: list[dict[str, Any]] = []
+        recorded: list[RecordedEvent] = []
         check_text(actor, "actor")
         for event in new_events:
             sequence += 1
@@ -73,34 +75,22 @@ class EventLog:
             check_json_value(values, event.event_type, max_depth=MAX_PAYLOAD_DEPTH)
             check_text(event.subject_id, f"{event.event_type} subject")
             payload = codec.encode(values)
-            header = EventHeader(
-                sequence=sequence,
-                created_at=at,
-                event_type=event.event_type,
-                schema_version=event.schema_version,
-                subject_kind=event.subject_kind,
-                subject_id=event.subject_id,
-                actor=actor,
-                payload_digest=codec.payload_digest(payload),
-            )
-            digest = chain_digest(previous, header)
-            rows.append(
-                {
-                    "sequence": sequence,
-                    "created_at": at,
-                    "event_type": header.event_type,
-                    "schema_version": header.schema_version,
-                    "subject_kind": header.subject_kind,
-                    "subject_id": header.subject_id,
-                    "actor": actor,
-                    "payload": payload,
-                    "payload_digest": header.payload_digest,
-                    "previous_digest": previous,
-                    "chain_digest": digest,
-                }
-            )
+            row: dict[str, Any] = {
+                "sequence": sequence,
+                "created_at": at,
+                "event_type": event.event_type,
+                "schema_version": event.schema_version,
+                "subject_kind": event.subject_kind,
+                "subject_id": event.subject_id,
+                "actor": actor,
+                "payload": payload,
+                "payload_digest": codec.payload_digest(payload),
+                "previous_digest": previous,
+            }
+            digest = row["chain_digest"] = chain_digest(previous, EventHeader.from_row(row))
+            rows.append(row)
             recorded.append(
-                RecordedEvent(sequence, at, actor, event, header.payload_digest, digest)
+                RecordedEvent(sequence, at, actor, event, row["payload_digest"], digest)
             )
             previous = digest
         insert_all(events_table, conn.dialect).execute(conn, rows)
@@ -160,47 +150,38 @@ class EventLog:
         expected_sequence, previous, checked = 1, None, 0
         last = 0
         while True:
-            rows = conn.execute(
-                sa.select(table)
-                .where(table.c.sequence > last)
-                .order_by(table.c.sequence)
-                .limit(batch_size)
-            ).all()
+            rows = (
+                conn.execute(
+                    sa.select(table)
+                    .where(table.c.sequence > last)
+                    .order_by(table.c.sequence)
+                    .limit(batch_size)
+                )
+                .mappings()
+                .all()
+            )
             for row in rows:
                 _verify_row(row, expected_sequence, previous)
-                previous = row.chain_digest
-                expected_sequence = row.sequence + 1
+                previous = row["chain_digest"]
+                expected_sequence = row["sequence"] + 1
                 checked += 1
             if len(rows) < batch_size:
                 return VerifyReport(checked, expected_sequence - 1, previous)
-            last = rows[-1].sequence
+            last = rows[-1]["sequence"]
 
 
-def _verify_row(
-    row: sa.Row[tuple[object, ...]], expected_sequence: int, previous: str | None
-) -> None:
-    sequence = row.sequence
+def _verify_row(row: sa.RowMapping, expected_sequence: int, previous: str | None) -> None:
+    sequence = row["sequence"]
     if sequence != expected_sequence:
         raise EventLogTamperedError(
             expected_sequence,
             f"event {expected_sequence} is missing (next present is {sequence})",
         )
-    if row.previous_digest != previous:
+    if row["previous_digest"] != previous:
         raise EventLogTamperedError(sequence, "previous digest does not match the chain")
-    actual_payload = codec.payload_digest(row.payload)
-    if actual_payload != row.payload_digest:
+    if codec.payload_digest(row["payload"]) != row["payload_digest"]:
         raise EventLogTamperedError(sequence, "payload does not match its payload digest")
-    header = EventHeader(
-        sequence=sequence,
-        created_at=row.created_at,
-        event_type=row.event_type,
-        schema_version=row.schema_version,
-        subject_kind=row.subject_kind,
-        subject_id=row.subject_id,
-        actor=row.actor,
-        payload_digest=row.payload_digest,
-    )
-    if chain_digest(previous, header) != row.chain_digest:
+    if chain_digest(previous, EventHeader.from_row(row)) != row["chain_digest"]:
         raise EventLogTamperedError(sequence, "header fields do not match the chain digest")
 
 

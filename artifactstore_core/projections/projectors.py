@@ -64,7 +64,6 @@ def _registered(rec: RecordedEvent, event: ev.Event) -> list[Op]:
                 "file_count": len(event.files),
                 "metadata": event.metadata,
                 "provenance": event.provenance,
-                "retention_class": event.retention_class,
                 "actor": rec.actor,
                 "created_at": rec.created_at,
                 "event_sequence": rec.sequence,
@@ -143,12 +142,7 @@ def _retention_changed(rec: RecordedEvent, event: ev.Event) -> list[Op]:
             rec,
             retention_class=event.retention_class,
             expires_at=parse_time(event.expires_at),
-        ),
-        Update(
-            "artifact_packages",
-            {"package_id": uuid.UUID(event.package_id)},
-            {"retention_class": event.retention_class},
-        ),
+        )
     ]
 
 
@@ -207,8 +201,6 @@ def _blob_stored(rec: RecordedEvent, event: ev.Event) -> list[Op]:
                 "backend": event.backend,
                 "size": event.size,
                 "uri": event.uri,
-                "retrieval_tier": event.backend,
-                "restore_status": None,
                 "stored_at": rec.created_at,
             },
         )

@@ -10,7 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from artifactstore_core.config import DEFAULT_CACHE_KIB, READ_ONLY
+from artifactstore_core.config import (
+    DEFAULT_CACHE_KIB,
+    READ_ONLY,
+    sqlite_foreign_key_violation,
+    sqlite_foreign_keys_off,
+)
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import project
@@ -98,31 +103,26 @@ def _sqlite_bulk_mode(conn: sa.Connection) -> Iterator[None]:
     """On SQLite, replay without per-row foreign-key checks and with a larger page cache.
 
     The replay writes parents before children (events are in causal order), so the keys
-    are checked once at the end instead (`_check_foreign_keys`). SQLite ignores
-    ``PRAGMA foreign_keys`` inside a transaction, so it is set before ``BEGIN``.
+    are checked once at the end instead (`_check_foreign_keys`).
     """
     if conn.dialect.name != "sqlite":
         yield
         return
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
-    dbapi.execute("PRAGMA foreign_keys=OFF")
     dbapi.execute(f"PRAGMA cache_size={-REBUILD_CACHE_KIB}")
     try:
-        yield
+        with sqlite_foreign_keys_off(conn):
+            yield
     finally:
-        dbapi.execute("PRAGMA foreign_keys=ON")
         dbapi.execute(f"PRAGMA cache_size={-DEFAULT_CACHE_KIB}")
 
 
 def _check_foreign_keys(conn: sa.Connection) -> None:
-    if conn.dialect.name != "sqlite":
-        return
-    violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+    violation = sqlite_foreign_key_violation(conn)
     if violation is not None:
         raise IntegrityError(
-            f"the rebuilt views break a foreign key: a row of {violation[0]!r} (rowid "
-            f"{violation[1]}) names a missing row of {violation[2]!r}; nothing was changed"
+            f"the rebuilt views break a foreign key: {violation}; nothing was changed"
         )
 
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from artifactstore_core.hashing import BlobHash, Digest, DigestMismatchError, hash_copy, matches
-from artifactstore_core.storage.layout import key_for
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    DigestError,
+    DigestMismatchError,
+    hash_copy,
+    matches,
+)
+from artifactstore_core.storage.layout import address_from_key, key_for
 from artifactstore_core.storage.ports import BlobStore, StoredBlob
 
 
@@ -48,8 +56,10 @@ class MemoryBlobStore(BlobStore):
         return key_for(address) in self.blobs
 
     def delete(self, address: Digest) -> bool:
+        key = key_for(address)
         with self._lock:
-            return self.blobs.pop(key_for(address), None) is not None
+            self.written_at.pop(key, None)
+            return self.blobs.pop(key, None) is not None
 
     def modified_at(self, address: Digest) -> dt.datetime | None:
         return self.written_at.get(key_for(address))
@@ -59,5 +69,5 @@ class MemoryBlobStore(BlobStore):
 
     def iter_addresses(self) -> Iterator[Digest]:
         for key in list(self.blobs):
-            algorithm, _, _, hexpart = key.split("/")
-            yield Digest.parse(f"{algorithm}:{hexpart}")
+            with contextlib.suppress(DigestError):  # not a blob key
+                yield address_from_key(key)

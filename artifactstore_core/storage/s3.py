@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from urllib.parse import urlparse
@@ -252,6 +252,10 @@ class S3BlobStore(BlobStore):
     def _cleanup_budget(self) -> float:
         return self.connect_timeout + self.read_timeout
 
+    def _cleanup(self) -> _Cleanup:
+        """Clean-up requests for one write, within one budget."""
+        return _Cleanup(self._fs, self.bucket, self.endpoint, self._cleanup_budget)
+
     # --- keys -------------------------------------------------------------------------
 
     def key(self, address: Digest) -> str:
@@ -274,7 +278,7 @@ class S3BlobStore(BlobStore):
                 return self._write_expected(source, address, expected)
         # The address is known only once every byte is hashed: stage, then publish.
         staging = f"{self._root}{_STAGING}/{uuid.uuid4().hex}"
-        cleanup = _Cleanup(self)
+        cleanup = self._cleanup()
         try:
             actual, _ = self._upload(
                 source, staging, expected=expected, create_only=False, cleanup=cleanup
@@ -300,7 +304,7 @@ class S3BlobStore(BlobStore):
             raise self.missing(address) from None
         except Exception as exc:
             self._reraise(exc, f"opening {uri}")
-        return _S3Reader(handle, uri, self)  # type: ignore[return-value]
+        return _S3Reader(handle, uri, self._reraise)  # type: ignore[return-value]
 
     def exists(self, address: Digest) -> bool:
         self._ensure_bucket()
@@ -355,7 +359,7 @@ class S3BlobStore(BlobStore):
         if creator is not None and getattr(self._fs, "_s3", None) is not None:
             with contextlib.suppress(Exception):
                 self._fs.close_session(self._fs.loop, creator)
-            self._fs._s3 = None
+            self._fs._s3 = None  # noqa: SLF001 (s3fs has no public way to drop its client)
 
     # --- staging objects, for garbage collection --------------------------------------
 
@@ -438,7 +442,7 @@ class S3BlobStore(BlobStore):
                 raise self.mismatch(DigestMismatchError(expected, actual))
             return StoredBlob(actual, uri, created=False)
         actual, created = self._upload(
-            source, key, expected=expected, create_only=True, cleanup=_Cleanup(self)
+            source, key, expected=expected, create_only=True, cleanup=self._cleanup()
         )
         return StoredBlob(actual, uri, created)
 
@@ -457,14 +461,19 @@ class S3BlobStore(BlobStore):
         found it present). Any failure aborts the upload (within ``cleanup``'s budget)
         before raising.
         """
-        upload = _PartUpload(self, key, create_only=create_only)
+        upload = _PartUpload(
+            self._fs, self.bucket, key,
+            part_size=self.part_size, parts_in_flight=self.parts_in_flight,
+            conditions=self._if_none_match if create_only else {},
+            reraise=self._reraise, cleanup=cleanup,
+        )  # fmt: skip
         try:
             actual = hash_copy(source, upload.write)
             if expected is not None and not matches(expected, actual):
                 raise self.mismatch(DigestMismatchError(expected, actual))
             return actual, upload.commit()
         except BaseException as exc:
-            upload.abort(exc, cleanup)
+            upload.abort(exc)
             raise
 
     def _publish(self, staging: str, actual: BlobHash, cleanup: _Cleanup) -> StoredBlob:
@@ -620,10 +629,10 @@ class _PartUpload:
     """One upload of a stream to ``key``, fed chunk by chunk; nothing is visible before
     ``commit()``.
 
-    The bytes are buffered into parts of ``store.part_size``. A stream that fits in one part
+    The bytes are buffered into parts of ``part_size``. A stream that fits in one part
     is sent by ``commit()`` as a single PutObject. A longer one becomes a multipart upload:
     each full part is uploaded by a task on s3fs's event loop while the caller goes on
-    reading and hashing, at most ``store.parts_in_flight`` at once (``write`` waits for one
+    reading and hashing, at most ``parts_in_flight`` at once (``write`` waits for one
     to finish beyond that). ``commit()`` waits for the last parts, then sends
     CompleteMultipartUpload; ``abort()`` cancels the parts in flight, waits for them to stop
     and aborts the multipart upload.
@@ -633,12 +642,30 @@ class _PartUpload:
     the failed attempt left it (for a file-like body, the end: an empty part).
     """
 
-    def __init__(self, store: S3BlobStore, key: str, *, create_only: bool) -> None:
-        self._store = store
-        self._fs = store._fs
+    def __init__(
+        self,
+        fs: Any,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int,
+        parts_in_flight: int,
+        conditions: dict[str, str],
+        reraise: Callable[[Exception, str], NoReturn],
+        cleanup: _Cleanup,
+    ) -> None:
+        """An upload through the s3fs filesystem ``fs``; ``conditions`` go with the request
+        that completes it (create-only: ``IfNoneMatch``), ``reraise`` translates provider
+        errors, and ``cleanup`` sends the abort after a failure."""
+        self._fs = fs
+        self._bucket = bucket
         self._key = key
-        self._target = f"s3://{store.bucket}/{key}"
-        self._conditions = store._if_none_match if create_only else {}
+        self._target = f"s3://{bucket}/{key}"
+        self._part_size = part_size
+        self._parts_in_flight = parts_in_flight
+        self._conditions = conditions
+        self._reraise = reraise
+        self._cleanup = cleanup
         self._buffer = io.BytesIO()
         self._upload_id: str | None = None
         self._parts = 0  # parts handed to the event loop so far
@@ -648,7 +675,7 @@ class _PartUpload:
 
     def write(self, chunk: memoryview) -> None:
         """Add ``chunk`` to the current part; a full part is sent once more bytes follow."""
-        size = self._store.part_size
+        size = self._part_size
         while len(chunk):
             if self._buffer.tell() >= size:
                 self._send_part()
@@ -672,20 +699,20 @@ class _PartUpload:
             request = {"UploadId": self._upload_id, "MultipartUpload": {"Parts": parts}}
         try:
             self._fs.call_s3(
-                method, Bucket=self._store.bucket, Key=self._key, **request, **self._conditions
+                method, Bucket=self._bucket, Key=self._key, **request, **self._conditions
             )
         except Exception as exc:
             if self._conditions and _precondition_failed(exc):
                 self.abort()
                 return False
-            self._store._reraise(exc, f"completing the upload to {self._target}")
+            self._reraise(exc, f"completing the upload to {self._target}")
         self._upload_id = None  # complete: nothing left to abort
         return True
 
-    def abort(self, error: BaseException | None = None, cleanup: _Cleanup | None = None) -> None:
+    def abort(self, error: BaseException | None = None) -> None:
         """Cancel the parts in flight and abort the multipart upload (best effort: what is
         left, the sweep aborts later). After a failure (``error``) the abort runs within
-        ``cleanup``'s budget and its own failure is logged and noted on ``error``."""
+        the clean-up budget and its own failure is logged and noted on ``error``."""
         self._buffer = io.BytesIO()
         if self._pending:
             waiting = asyncio.run_coroutine_threadsafe(self._cancel_tasks(), self._fs.loop)
@@ -697,7 +724,7 @@ class _PartUpload:
         if self._upload_id is None:
             return
         upload_id, self._upload_id = self._upload_id, None
-        (cleanup or _Cleanup(self._store)).call(
+        self._cleanup.call(
             error, f"abort the multipart upload to {self._target}",
             "abort_multipart_upload", Key=self._key, UploadId=upload_id,
         )  # fmt: skip
@@ -709,16 +736,18 @@ class _PartUpload:
         if self._parts == _MAX_PARTS:
             raise InvalidInputError(
                 f"the upload to {self._target} needs more than {_MAX_PARTS} parts of "
-                f"{self._store.part_size} bytes; configure a larger part_size"
+                f"{self._part_size} bytes; configure a larger part_size"
             )
         if self._upload_id is None:
-            with self._store._translated(f"starting an upload to {self._target}"):
+            try:
                 started = self._fs.call_s3(
-                    "create_multipart_upload", Bucket=self._store.bucket, Key=self._key
+                    "create_multipart_upload", Bucket=self._bucket, Key=self._key
                 )
+            except Exception as exc:
+                self._reraise(exc, f"starting an upload to {self._target}")
             self._upload_id = str(started["UploadId"])
         self._collect(block=False)  # a failed part stops the write as soon as it is seen
-        while len(self._pending) >= self._store.parts_in_flight:
+        while len(self._pending) >= self._parts_in_flight:
             self._collect(block=True)
         body, self._buffer = self._buffer, io.BytesIO()
         body.seek(0)
@@ -735,7 +764,7 @@ class _PartUpload:
             try:
                 self._etags[number] = future.result()
             except Exception as exc:
-                self._store._reraise(exc, f"uploading part {number} to {self._target}")
+                self._reraise(exc, f"uploading part {number} to {self._target}")
 
     def _submit(self, work: Coroutine[Any, Any, str]) -> concurrent.futures.Future[str]:
         """Run ``work`` as a task on the event loop, kept track of for ``abort()``."""
@@ -775,9 +804,9 @@ class _PartUpload:
 
     async def _upload_part(self, number: int, upload_id: str, body: io.BytesIO) -> Any:
         await self._fs.set_session()
-        client = await self._fs.get_s3(self._store.bucket)
+        client = await self._fs.get_s3(self._bucket)
         return await client.upload_part(
-            Bucket=self._store.bucket,
+            Bucket=self._bucket,
             Key=self._key,
             UploadId=upload_id,
             PartNumber=number,
@@ -794,11 +823,13 @@ class _PartUpload:
 class _S3Reader(io.RawIOBase):
     """An s3fs file whose provider errors are translated as they surface."""
 
-    def __init__(self, handle: Any, uri: str, store: S3BlobStore) -> None:
+    def __init__(
+        self, handle: Any, uri: str, reraise: Callable[[Exception, str], NoReturn]
+    ) -> None:
         super().__init__()
         self._handle = handle
         self._uri = uri
-        self._store = store
+        self._reraise = reraise
 
     def readable(self) -> bool:
         return True
@@ -811,7 +842,7 @@ class _S3Reader(io.RawIOBase):
                 raise IntegrityError(
                     f"blob {self._uri} was replaced while it was being read"
                 ) from exc
-            self._store._reraise(exc, f"reading {self._uri}")
+            self._reraise(exc, f"reading {self._uri}")
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -835,35 +866,38 @@ class _Cleanup:
     error's message stays the original one. What is left, the sweep removes later.
     """
 
-    def __init__(self, store: S3BlobStore) -> None:
-        self._store = store
+    def __init__(self, fs: Any, bucket: str, endpoint: str, budget: float) -> None:
+        self._fs = fs
+        self._bucket = bucket
+        self._endpoint = endpoint
+        self._budget = budget
         self._deadline: float | None = None  # set by the first clean-up request
 
     def call(self, error: BaseException | None, what: str, method: str, **kwargs: Any) -> None:
-        """Send ``method`` (on the store's bucket) to ``what`` (for messages)."""
+        """Send ``method`` (on the bucket) to ``what`` (for messages)."""
         from fsspec.asyn import sync
 
-        store = self._store
         if error is None:  # not after a failure: an ordinary request
             timeout = None
         else:
             if self._deadline is None:
-                self._deadline = time.monotonic() + store._cleanup_budget
+                self._deadline = time.monotonic() + self._budget
             timeout = self._deadline - time.monotonic()
         try:
             if timeout is not None and timeout <= 0:
                 raise TimeoutError("no time left for clean-up")
-            sync(store._fs.loop, store._fs._call_s3, method, timeout=timeout,
-                 Bucket=store.bucket, **kwargs)  # fmt: skip
+            # s3fs's coroutine: its public sync wrapper takes no timeout.
+            call_s3 = self._fs._call_s3  # noqa: SLF001
+            sync(self._fs.loop, call_s3, method, timeout=timeout, Bucket=self._bucket, **kwargs)
         except Exception as exc:
             if method == "abort_multipart_upload" and _error_details(exc)[0] == "NoSuchUpload":
                 return  # gone already (completed or aborted)
             detail = (
-                f"no answer within {store._cleanup_budget:g} s"
+                f"no answer within {self._budget:g} s"
                 if isinstance(exc, TimeoutError) and not str(exc)
                 else _error_details(exc)[2]
             )
-            log.warning("could not %s at %s: %s", what, store.endpoint, detail)
+            log.warning("could not %s at %s: %s", what, self._endpoint, detail)
             if error is not None:
                 error.add_note(f"could not {what}: {detail}")
 

@@ -1,18 +1,32 @@
 """The conformance suite every ``BlobStore`` passes.
 
-Subclass ``BlobStoreContract`` in a test module and provide two fixtures: ``blob_store``
-(a new, empty backend) and ``tamper`` (a function that overwrites a stored blob's bytes
-behind the backend's back)::
+Subclass ``BlobStoreContract`` in a test module, declare what the backend supports and
+provide the fixtures: ``blob_store`` (a new, empty backend), ``plant`` (a function that
+writes bytes at a key relative to the backend's root behind its back: a foreign object,
+or a stored blob overwritten) and, for a backend with staging, ``leave_staging`` (a
+function that leaves what an interrupted write leaves behind)::
 
     class TestLocal(BlobStoreContract):
+        supports_modified_at = supports_size_of = supports_staging = True
+
         @pytest.fixture
         def blob_store(self, tmp_path): return LocalBlobStore(tmp_path)
         @pytest.fixture
-        def tamper(self, blob_store): return lambda address, data: ...
+        def plant(self, blob_store): return lambda key, data: ...
+        @pytest.fixture
+        def leave_staging(self, blob_store): return lambda: ...
+
+A capability a backend lacks is declared ``False``; the suite then checks the port's
+neutral answer instead (``None``, 0), never a wrong one. The registry depends on them:
+the sweep ages orphaned blobs by ``modified_at`` and keeps every blob whose age is
+unknown, so **a backend without ``modified_at`` never has its orphans collected**;
+``size_of`` sizes the sweep's report, and ``purge_staging`` removes the leftovers of
+interrupted writes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import threading
@@ -22,13 +36,42 @@ import pytest
 
 from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.hashing import BlobHash, Digest, hash_bytes
+from artifactstore_core.storage.layout import key_for
 from artifactstore_core.storage.ports import BlobStore
 
+Plant = Callable[[str, bytes], None]
 Tamper = Callable[[Digest, bytes], None]
+LeaveStaging = Callable[[], None]
+
+#: Leeway for clocks: file systems stamp times a little behind the wall clock, S3 to the second.
+CLOCK_SLACK = dt.timedelta(seconds=2)
+HOUR = dt.timedelta(hours=1)
 
 
 class BlobStoreContract:
     """Behaviour shared by every blob backend: atomic, idempotent, deduplicated, verified."""
+
+    #: ``modified_at`` tells when a blob was written (else ``None``: orphans never age).
+    supports_modified_at: bool = True
+    #: ``size_of`` tells a blob's stored size (else 0).
+    supports_size_of: bool = True
+    #: Writes may leave staging behind when interrupted, and ``purge_staging`` removes it
+    #: (else nothing is ever staged and ``purge_staging`` returns 0).
+    supports_staging: bool = True
+
+    @pytest.fixture
+    def tamper(self, plant: Plant) -> Tamper:
+        """Overwrite a stored blob's bytes behind the backend's back."""
+        return lambda address, data: plant(key_for(address), data)
+
+    @pytest.fixture
+    def leave_staging(self) -> LeaveStaging:
+        """Leave what an interrupted write leaves; a backend with staging overrides it."""
+
+        def unsupported() -> None:
+            raise NotImplementedError(f"{type(self).__name__} declares no staging")
+
+        return unsupported
 
     def test_write_returns_both_digests_and_size(self, blob_store: BlobStore) -> None:
         data = b"hello artifact-store\n"
@@ -116,3 +159,66 @@ class BlobStoreContract:
     def test_iter_addresses_lists_every_blob(self, blob_store: BlobStore) -> None:
         written = {blob_store.write(io.BytesIO(bytes([i]) * 10)).hash.blake3 for i in range(5)}
         assert set(blob_store.iter_addresses()) == written
+
+    def test_iter_addresses_ignores_foreign_keys(
+        self, blob_store: BlobStore, plant: Plant, leave_staging: LeaveStaging
+    ) -> None:
+        stored = blob_store.write(io.BytesIO(b"the one blob"))
+        hexpart = stored.hash.blake3.hex
+        for key in (
+            "README",
+            "blake3/notes.txt",
+            f"blake3/{hexpart[:2]}/{hexpart[2:4]}/not-a-digest",
+            f"blake3/{hexpart[:2]}/{hexpart[2:4]}/{hexpart}.bak",
+            f"blake3/00/00/{hash_bytes(b'wrong shard').blake3.hex}",
+        ):
+            plant(key, b"not a blob")
+        if self.supports_staging:
+            leave_staging()
+        assert list(blob_store.iter_addresses()) == [stored.hash.blake3]
+
+    def test_modified_at_is_when_the_blob_was_written(self, blob_store: BlobStore) -> None:
+        before = dt.datetime.now(dt.UTC) - CLOCK_SLACK
+        stored = blob_store.write(io.BytesIO(b"dated"))
+        after = dt.datetime.now(dt.UTC) + CLOCK_SLACK
+        written = blob_store.modified_at(stored.hash.blake3)
+        if self.supports_modified_at:
+            assert written is not None and written.utcoffset() == dt.timedelta(0)
+            assert before <= written <= after
+        else:
+            assert written is None
+        blob_store.delete(stored.hash.blake3)
+        assert blob_store.modified_at(stored.hash.blake3) is None
+        assert blob_store.modified_at(hash_bytes(b"never stored").blake3) is None
+
+    def test_size_of_is_the_stored_size(self, blob_store: BlobStore) -> None:
+        stored = blob_store.write(io.BytesIO(b"x" * 1234))
+        assert blob_store.size_of(stored.hash.blake3) == (1234 if self.supports_size_of else 0)
+        blob_store.delete(stored.hash.blake3)
+        assert blob_store.size_of(stored.hash.blake3) == 0
+        assert blob_store.size_of(hash_bytes(b"never stored").blake3) == 0
+
+    def test_purge_staging_removes_only_older_leftovers_and_never_a_blob(
+        self, blob_store: BlobStore, leave_staging: LeaveStaging
+    ) -> None:
+        stored = blob_store.write(io.BytesIO(b"kept"))
+        now = dt.datetime.now(dt.UTC)
+        if self.supports_staging:
+            leave_staging()
+            assert blob_store.purge_staging(now - HOUR) == 0  # younger than the cut-off
+            assert blob_store.purge_staging(now + HOUR) == 1
+            assert blob_store.purge_staging(now + HOUR) == 0
+        else:
+            assert blob_store.purge_staging(now + HOUR) == 0
+        assert list(blob_store.iter_addresses()) == [stored.hash.blake3]
+        with blob_store.open(stored.hash) as reader:
+            assert reader.read() == b"kept"
+
+    def test_close_is_idempotent_and_a_closed_store_reconnects(self, blob_store: BlobStore) -> None:
+        stored = blob_store.write(io.BytesIO(b"before close"))
+        blob_store.close()
+        blob_store.close()
+        with blob_store.open(stored.hash) as reader:
+            assert reader.read() == b"before close"
+        again = blob_store.write(io.BytesIO(b"after close"))
+        assert blob_store.exists(again.hash.blake3)

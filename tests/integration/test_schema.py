@@ -34,7 +34,7 @@ EXPECTED_COLUMNS = {
     "artifact_packages": {
         "package_id", "name", "version", "kind", "digest_algorithm", "digest_primary",
         "digest_sha256", "content_address", "size", "file_count", "metadata", "provenance",
-        "retention_class", "actor", "created_at", "event_sequence",
+        "actor", "created_at", "event_sequence",
     },
     "artifact_files": {
         "package_id", "path", "size", "digest_algorithm", "digest_primary", "digest_sha256",
@@ -42,7 +42,7 @@ EXPECTED_COLUMNS = {
     },
     "storage_locations": {
         "content_address", "backend", "digest_algorithm", "digest_primary", "digest_sha256",
-        "size", "uri", "retrieval_tier", "restore_status", "stored_at",
+        "size", "uri", "stored_at",
     },
     "retention_state": {
         "package_id", "retention_class", "status", "expires_at", "on_hold", "expired_at",
@@ -68,7 +68,6 @@ EXPECTED_INDEXES = {
         "ix_artifact_packages_kind",
         "ix_artifact_packages_created_at",
     },
-    "storage_locations": {"ix_storage_locations_retrieval_tier"},
     "retention_state": {"ix_retention_state_status_expires_at"},
 }
 
@@ -153,7 +152,6 @@ def test_round_trip_event_package_json_timestamps_and_boolean_default(
                 file_count=1,
                 metadata={"rows": 3, "nested": {"ok": True}},
                 provenance={},
-                retention_class="transient",
                 actor="tester",
                 created_at=created,
                 event_sequence=1,

@@ -375,24 +375,14 @@ def forge(store: ArtifactStore, event_type: str, payload: dict[str, Any]) -> int
             sa.select(events.c.sequence, events.c.chain_digest).order_by(events.c.sequence.desc())
         ).first()
         sequence, previous = (head.sequence + 1, head.chain_digest) if head else (1, None)
-        header = EventHeader(
-            sequence=sequence,
-            created_at=dt.datetime.now(dt.UTC),
-            event_type=event_type,
-            schema_version=1,
-            subject_kind="package",
-            subject_id="forged",
-            actor="mallory",
-            payload_digest=codec.payload_digest(data),
-        )
-        conn.execute(
-            events.insert().values(
-                sequence=sequence, created_at=header.created_at, event_type=event_type,
-                schema_version=1, subject_kind="package", subject_id="forged", actor="mallory",
-                payload=data, payload_digest=header.payload_digest, previous_digest=previous,
-                chain_digest=chain_digest(previous, header),
-            )
-        )  # fmt: skip
+        row = {
+            "sequence": sequence, "created_at": dt.datetime.now(dt.UTC),
+            "event_type": event_type, "schema_version": 1, "subject_kind": "package",
+            "subject_id": "forged", "actor": "mallory", "payload": data,
+            "payload_digest": codec.payload_digest(data), "previous_digest": previous,
+        }  # fmt: skip
+        row["chain_digest"] = chain_digest(previous, EventHeader.from_row(row))
+        conn.execute(events.insert().values(**row))
     return sequence
 
 

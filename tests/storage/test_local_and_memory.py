@@ -9,26 +9,43 @@ from pathlib import Path
 import pytest
 
 from artifactstore_core.errors import ConfigurationError
-from artifactstore_core.hashing import Digest
-from artifactstore_core.storage import key_for, open_blob_store
+from artifactstore_core.storage import open_blob_store
 from artifactstore_core.storage.local import LocalBlobStore
 from artifactstore_core.storage.memory import MemoryBlobStore
-from artifactstore_core.testing.blobstore_contract import BlobStoreContract, Tamper
+from artifactstore_core.testing.blobstore_contract import (
+    BlobStoreContract,
+    LeaveStaging,
+    Plant,
+)
 
 pytestmark = pytest.mark.integration
 
 
 class TestLocalBlobStore(BlobStoreContract):
+    supports_modified_at = supports_size_of = supports_staging = True
+
     @pytest.fixture
     def blob_store(self, tmp_path: Path) -> LocalBlobStore:
         return LocalBlobStore(tmp_path / "blobs")
 
     @pytest.fixture
-    def tamper(self, blob_store: LocalBlobStore) -> Tamper:
-        def overwrite(address: Digest, data: bytes) -> None:
-            blob_store.path(address).write_bytes(data)
+    def plant(self, blob_store: LocalBlobStore) -> Plant:
+        def write(key: str, data: bytes) -> None:
+            path = blob_store.root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
-        return overwrite
+        return write
+
+    @pytest.fixture
+    def leave_staging(self, blob_store: LocalBlobStore) -> LeaveStaging:
+        """The temporary file of a writer that died (its lock went with it)."""
+
+        def leave() -> None:
+            (blob_store.root / "staging").mkdir(exist_ok=True)
+            (blob_store.root / "staging" / f".tmp-{os.urandom(4).hex()}").write_bytes(b"part")
+
+        return leave
 
     def test_layout_is_sharded_by_digest(self, blob_store: LocalBlobStore) -> None:
         stored = blob_store.write(io.BytesIO(b"layout"))
@@ -56,16 +73,16 @@ class TestLocalBlobStore(BlobStoreContract):
 
 
 class TestMemoryBlobStore(BlobStoreContract):
+    supports_modified_at = supports_size_of = True
+    supports_staging = False  # a write is one dict assignment: nothing is ever staged
+
     @pytest.fixture
     def blob_store(self) -> MemoryBlobStore:
         return MemoryBlobStore(os.urandom(4).hex())
 
     @pytest.fixture
-    def tamper(self, blob_store: MemoryBlobStore) -> Tamper:
-        def overwrite(address: Digest, data: bytes) -> None:
-            blob_store.blobs[key_for(address)] = data
-
-        return overwrite
+    def plant(self, blob_store: MemoryBlobStore) -> Plant:
+        return blob_store.blobs.__setitem__
 
 
 def test_factory_picks_backend_by_url(tmp_path: Path) -> None:

@@ -27,11 +27,15 @@ from artifactstore_core.errors import (
     MissingBlobError,
     MissingExtraError,
 )
-from artifactstore_core.hashing import Digest, hash_bytes
+from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.storage import open_blob_store
 from artifactstore_core.storage import s3 as s3_module
 from artifactstore_core.storage.s3 import S3BlobStore
-from artifactstore_core.testing.blobstore_contract import BlobStoreContract, Tamper
+from artifactstore_core.testing.blobstore_contract import (
+    BlobStoreContract,
+    LeaveStaging,
+    Plant,
+)
 from artifactstore_core.testing.faultproxy import fault_proxy
 from artifactstore_core.testing.servers import (
     S3_TEST_ACCESS_KEY,
@@ -45,6 +49,8 @@ from artifactstore_core.testing.servers import (
 
 pytestmark = [pytest.mark.s3, pytest.mark.integration]
 
+# Lines marked `noqa: SLF001` reach into the adapter on purpose: a part upload on s3fs's
+# event loop, the botocore client's hooks and its settings have no public seam.
 MiB = 2**20
 # Short timeouts and few attempts keep every fault test to a few seconds.
 FAST: dict[str, Any] = {
@@ -114,12 +120,14 @@ def store(s3_endpoint: str, bucket: str) -> Iterator[S3BlobStore]:
 
 
 class TestS3BlobStore(BlobStoreContract):
+    supports_modified_at = supports_size_of = supports_staging = True
+
     @pytest.fixture
     def blob_store(self, store: S3BlobStore) -> S3BlobStore:
         return store
 
     @pytest.fixture
-    def tamper(self, s3_endpoint: str, store: S3BlobStore) -> Tamper:
+    def plant(self, s3_endpoint: str, store: S3BlobStore) -> Plant:
         import s3fs
 
         outsider = s3fs.S3FileSystem(
@@ -128,11 +136,12 @@ class TestS3BlobStore(BlobStoreContract):
             endpoint_url=s3_endpoint,
             skip_instance_cache=True,
         )
+        return lambda key, data: outsider.pipe_file(f"{store.bucket}/{store.prefix}/{key}", data)
 
-        def overwrite(address: Digest, data: bytes) -> None:
-            outsider.pipe_file(f"{store.bucket}/{store.key(address)}", data)
-
-        return overwrite
+    @pytest.fixture
+    def leave_staging(self, plant: Plant) -> LeaveStaging:
+        """The staging object of a writer that died between its upload and its clean-up."""
+        return lambda: plant(f"staging/{uuid.uuid4().hex}", b"uploaded, never published")
 
     def test_keys_follow_the_layout_under_the_prefix(
         self, store: S3BlobStore, s3_endpoint: str
@@ -213,7 +222,7 @@ class TestS3BlobStore(BlobStoreContract):
     def test_parts_go_up_concurrently_within_the_limit(
         self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        original = s3_module._PartUpload._upload_part
+        original = s3_module._PartUpload._upload_part  # noqa: SLF001
         active = peak = 0
 
         async def slow(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
@@ -226,7 +235,7 @@ class TestS3BlobStore(BlobStoreContract):
             finally:
                 active -= 1
 
-        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", slow)
+        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", slow)  # noqa: SLF001
         store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=3)
         data = os.urandom(40 * MiB)  # eight parts
         stored = store.write(io.BytesIO(data), hash_bytes(data))
@@ -238,7 +247,7 @@ class TestS3BlobStore(BlobStoreContract):
     def test_a_failed_part_stops_the_write_and_aborts(
         self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch, with_expected: bool
     ) -> None:
-        original = s3_module._PartUpload._upload_part
+        original = s3_module._PartUpload._upload_part  # noqa: SLF001
 
         async def failing(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
             if number == 3:
@@ -247,7 +256,7 @@ class TestS3BlobStore(BlobStoreContract):
                 raise ClientError({"Error": error, "ResponseMetadata": meta}, "UploadPart")
             return await original(upload, number, upload_id, body)
 
-        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", failing)
+        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", failing)  # noqa: SLF001
         store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=2)
         data = os.urandom(64 * MiB)
         source = io.BytesIO(data)
@@ -270,7 +279,7 @@ class TestS3BlobStore(BlobStoreContract):
                 lost.append(len(request.body.read()))
                 raise ConnectionClosedError(endpoint_url=request.url)
 
-        store._fs.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)
+        store._fs.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)  # noqa: SLF001
         data = os.urandom(12 * MiB)
         stored = store.write(io.BytesIO(data), hash_bytes(data))
         assert lost == [5 * MiB]  # botocore retried, rewinding the body first
@@ -446,10 +455,10 @@ def test_timeout_settings_reach_botocore(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ARTIFACTSTORE_S3_READ_TIMEOUT", "7.5")
     monkeypatch.setenv("ARTIFACTSTORE_S3_MAX_ATTEMPTS", "5")
     store = S3BlobStore.from_url("s3://bucket/p", load_settings(), connect_timeout=2)
-    config = store._fs.config_kwargs
+    config = store._fs.config_kwargs  # noqa: SLF001
     assert (config["connect_timeout"], config["read_timeout"]) == (2, 7.5)
     assert config["retries"] == {"mode": "standard", "total_max_attempts": 5}
-    assert store._fs.retries == 1  # s3fs's own retry loop is off: attempts do not multiply
+    assert store._fs.retries == 1  # s3fs's own retry loop is off: attempts do not multiply  # noqa: SLF001
     assert store.request_bound == 5 * 9.5 + 1 + 2 + 4 + 8
 
 

@@ -1,4 +1,5 @@
-"""Settings and database URLs: defaults, async translation and clear errors."""
+"""Settings and database URLs: defaults, async translation and clear errors (no database
+is opened here; see tests/integration/test_connections.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 from artifactstore_core.config import (
     DEFAULT_DATABASE_URL,
-    check_connection,
     create_engine,
     is_memory_sqlite,
     is_read_only,
@@ -16,9 +16,9 @@ from artifactstore_core.config import (
     sqlite_read_only_url,
     sync_database_url,
 )
-from artifactstore_core.errors import BackendUnavailableError, ConfigurationError
-from artifactstore_core.store import ArtifactStore
-from artifactstore_core.testing.servers import free_port
+from artifactstore_core.errors import ConfigurationError
+
+pytestmark = pytest.mark.unit
 
 
 def test_defaults_are_embedded_sqlite_and_local_directory(
@@ -70,13 +70,6 @@ def test_unknown_database_scheme_is_a_configuration_error(url: str) -> None:
         create_engine(url)
 
 
-def test_unreachable_postgres_names_host_and_port() -> None:
-    port = free_port()  # nothing listens here
-    engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
-    with pytest.raises(BackendUnavailableError, match=rf"127\.0\.0\.1:{port}"):
-        check_connection(engine)
-
-
 @pytest.mark.parametrize(
     ("url", "memory"),
     [
@@ -89,17 +82,6 @@ def test_unreachable_postgres_names_host_and_port() -> None:
 )
 def test_in_memory_sqlite_is_recognised(url: str, memory: bool) -> None:
     assert is_memory_sqlite(url) is memory
-
-
-@pytest.mark.parametrize(("level", "pragma"), [("NORMAL", 1), ("FULL", 2), ("extra", 3)])
-def test_sqlite_synchronous_setting_reaches_every_connection(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, level: str, pragma: int
-) -> None:
-    monkeypatch.setenv("ARTIFACTSTORE_SQLITE_SYNCHRONOUS", level)
-    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'r.db'}")
-    store = ArtifactStore.open(storage_url=str(tmp_path / "blobs"), settings=settings)
-    with store, store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
 
 
 def test_unknown_sqlite_synchronous_level_names_variable_and_value(

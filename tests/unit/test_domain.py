@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -97,8 +98,6 @@ def test_chain_digest_covers_every_header_field() -> None:
         payload_digest="blake3:" + "0" * 64,
     )
     base = chain_digest(None, header)
-    import dataclasses
-
     variants = [
         dataclasses.replace(header, sequence=8),
         dataclasses.replace(header, created_at=header.created_at + dt.timedelta(microseconds=1)),
@@ -111,3 +110,18 @@ def test_chain_digest_covers_every_header_field() -> None:
     ]
     digests = {chain_digest(None, v) for v in variants} | {chain_digest(base, header)}
     assert base not in digests and len(digests) == len(variants) + 1
+
+
+def test_header_from_row_reads_the_chained_columns_only() -> None:
+    header = EventHeader(
+        sequence=3,
+        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        event_type="TagMoved",
+        schema_version=1,
+        subject_kind="package",
+        subject_id="x",
+        actor="alice",
+        payload_digest="blake3:" + "2" * 64,
+    )
+    row = {**dataclasses.asdict(header), "payload": b"\xa0", "previous_digest": None}
+    assert EventHeader.from_row(row) == header
