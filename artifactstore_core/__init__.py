@@ -24,6 +24,8 @@ from artifactstore_core.errors import (
     ReadOnlyRegistryError,
     RetentionError,
     SchemaViolationError,
+    UnknownKindError,
+    UnknownRetentionClassError,
 )
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import PutRequest
@@ -67,6 +69,8 @@ __all__ = [
     "SweepResult",
     "TierMove",
     "Tiers",
+    "UnknownKindError",
+    "UnknownRetentionClassError",
     "VerifyResult",
     "load_settings",
 ]

@@ -7,6 +7,8 @@ Every failure a user can act on has its own subclass; messages name the offendin
     │   ├── MissingExtraError       an optional dependency is not installed (with install hint)
     │   └── ReadOnlyRegistryError   a write on a registry opened read-only
     ├── InvalidInputError           bad path, metadata, reference syntax, unknown class or kind
+    │   ├── UnknownRetentionClassError  no retention class has the name (``name``, ``known``)
+    │   ├── UnknownKindError        no kind has the name (``kind``, ``known``)
     │   └── SchemaViolationError    metadata does not satisfy its kind's JSON Schema
     ├── NotFoundError               no package, file, hold or blob matches
     ├── AmbiguousReferenceError     a reference matches more than one package
@@ -21,6 +23,8 @@ Every failure a user can act on has its own subclass; messages name the offendin
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class ArtifactStoreError(Exception):
@@ -49,6 +53,29 @@ class ReadOnlyRegistryError(ConfigurationError):
 
 class InvalidInputError(ArtifactStoreError):
     """A value given by the caller is not acceptable."""
+
+
+class UnknownRetentionClassError(InvalidInputError):
+    """No retention class is called ``name``; ``known`` lists the classes there are."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        super().__init__(
+            f"unknown retention class {name!r}; known classes: {', '.join(self.known)}"
+        )
+
+
+class UnknownKindError(InvalidInputError):
+    """``kind`` is neither built in nor has a registered metadata schema; ``known``: built-ins."""
+
+    def __init__(self, kind: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.known = tuple(known)
+        super().__init__(
+            f"unknown kind {kind!r}; use one of {', '.join(self.known)} "
+            "or register a metadata schema for it first"
+        )
 
 
 class SchemaViolationError(InvalidInputError):
@@ -98,3 +125,12 @@ class ArchivedError(RetentionError):
 
 class BackendUnavailableError(ArtifactStoreError):
     """A database or storage server cannot be reached or refused the credentials."""
+
+
+def add_context(error: ArtifactStoreError, where: str, suffix: str = "") -> None:
+    """Make ``error``'s one-line message say where it happened: ``where: message suffix``.
+
+    For a handler that then re-raises the same object (``raise``): its class, attributes
+    (``UnknownRetentionClassError.name`` ...) and traceback are kept; nothing is rebuilt.
+    """
+    error.args = (f"{where}: {error}{suffix}", *error.args[1:])

@@ -47,7 +47,12 @@ from artifactstore_core.domain.names import (
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOT
-from artifactstore_core.errors import ConflictError, InvalidInputError
+from artifactstore_core.errors import (
+    ConflictError,
+    InvalidInputError,
+    UnknownKindError,
+    add_context,
+)
 from artifactstore_core.eventlog import RecordedEvent
 from artifactstore_core.hashing import (
     BlobHash,
@@ -171,9 +176,9 @@ def naming_request(index: int, name: str, count: int) -> Iterator[None]:
     try:
         yield
     except InvalidInputError as exc:
-        if count == 1:
-            raise
-        raise type(exc)(f"request {index} ({name!r}): {exc}") from exc
+        if count > 1:
+            add_context(exc, f"request {index} ({name!r})")
+        raise
 
 
 # ---------------------------------------------------------------------------- 2. resolve
@@ -208,10 +213,7 @@ def check_metadata(conn: sa.Connection, kind: str, metadata: dict[str, Any]) -> 
     schema is refused."""
     row = conn.execute(_SCHEMA_BY_KIND, {"kind": kind}).first()
     if row is None and kind not in BUILTIN_KINDS:
-        raise InvalidInputError(
-            f"unknown kind {kind!r}; use one of {', '.join(sorted(BUILTIN_KINDS))} "
-            "or register a metadata schema for it first"
-        )
+        raise UnknownKindError(kind, sorted(BUILTIN_KINDS))
     if row is not None:
         validate_metadata(kind, dict(row.json_schema), metadata)
 

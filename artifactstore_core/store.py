@@ -287,6 +287,15 @@ class ArtifactStore:
             )
         return stream
 
+    def uri_of(self, reference: Reference, path: str | None = None) -> str:
+        """Where the bytes are read from: the blob URI of file ``path`` (or of the only
+        file), else the URL of the package's tier. A ``Package`` is used as given."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        backend = self.tiers.for_reading(package)
+        if path is None and len(package.files) != 1:
+            return backend.url
+        return backend.uri(package.file(path).blob.blake3)
+
     def read_bytes(self, reference: Reference, path: str | None = None, **kwargs: Any) -> bytes:
         """All bytes of one file, verified."""
         with self.open_file(reference, path, **kwargs) as stream:

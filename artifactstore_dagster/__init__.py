@@ -7,16 +7,16 @@ for projects that wire them by hand. The integration maps Dagster contexts onto
 """
 
 from artifactstore_dagster.checks import CHECK_NAMES, build_artifact_checks
-from artifactstore_dagster.definitions import ArtifactStoreComponent, build_artifactstore_defs
-from artifactstore_dagster.io_manager import (
-    ArtifactStoreIOManager,
+from artifactstore_dagster.data_versions import (
     artifact_result,
     files_digest,
     set_data_version_from_io_manager,
 )
+from artifactstore_dagster.definitions import ArtifactStoreComponent, build_artifactstore_defs
+from artifactstore_dagster.io_manager import ArtifactStoreIOManager
+from artifactstore_dagster.keys import RETENTION_TAG
 from artifactstore_dagster.resources import ArtifactStoreResource, close_cached_stores
 from artifactstore_dagster.retention_jobs import (
-    RETENTION_TAG,
     SweepConfig,
     TierMoveConfig,
     VerifyConfig,
@@ -31,6 +31,7 @@ from artifactstore_dagster.serializers import (
     default_registry,
     register_serializer,
 )
+from artifactstore_dagster.translator import OutputKey, PackageTranslator
 
 __all__ = [
     "CHECK_NAMES",
@@ -38,6 +39,8 @@ __all__ = [
     "ArtifactStoreComponent",
     "ArtifactStoreIOManager",
     "ArtifactStoreResource",
+    "OutputKey",
+    "PackageTranslator",
     "Serializer",
     "SerializerRegistry",
     "StoredContent",

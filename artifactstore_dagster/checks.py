@@ -33,9 +33,8 @@ from dagster import (
     asset_check,
 )
 
-from artifactstore_core.errors import NotFoundError
-from artifactstore_core.store import ArtifactStore, BlobProblem
-from artifactstore_dagster.io_manager import PACKAGE_ID
+from artifactstore_core.store import BlobProblem
+from artifactstore_dagster.keys import PACKAGE_ID
 from artifactstore_dagster.resources import ArtifactStoreResource
 
 CheckMode = Literal["exists", "digest"]
@@ -103,48 +102,6 @@ def _problem(problem: BlobProblem) -> dict[str, Any]:
     }
 
 
-class CheckTotals:
-    """Totals of one check run."""
-
-    def __init__(self) -> None:
-        self.packages = 0
-        self.blobs = 0
-        self.bytes_verified = 0
-        self.missing: list[dict[str, Any]] = []
-        self.corrupt: list[dict[str, Any]] = []
-        self.expired: list[str] = []
-        self.unknown: list[str] = []
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.unknown)
-
-
-def verify_packages(
-    store: ArtifactStore, package_ids: Iterable[str], *, rehash: bool
-) -> tuple[CheckTotals, list[str]]:
-    """Verify each package; returns the aggregate and the references checked."""
-    data = CheckTotals()
-    references = []
-    for package_id in package_ids:
-        try:
-            package = store.describe(package_id)
-        except NotFoundError:
-            data.unknown.append(package_id)
-            continue
-        if package.status != "active":
-            data.expired.append(package.reference)
-            continue
-        result = store.verify(package.id, rehash=rehash)
-        references.append(package.reference)
-        data.packages += result.packages
-        data.blobs += result.blobs
-        data.bytes_verified += result.bytes_verified
-        data.missing += [_problem(p) for p in result.problems if p.problem == "missing"]
-        data.corrupt += [_problem(p) for p in result.problems if p.problem == "corrupt"]
-    return data, references
-
-
 def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
     def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         resource: ArtifactStoreResource = getattr(context.resources, resource_key)
@@ -165,33 +122,35 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
                 ),
                 metadata={"mode": mode, "packages_verified": 0},
             )
-        data, references = verify_packages(store, pointers.values(), rehash=mode == "digest")
+        result = store.verify(references=list(pointers.values()), rehash=mode == "digest")
+        missing = [_problem(p) for p in result.problems if p.problem == "missing"]
+        corrupt = [_problem(p) for p in result.problems if p.problem == "corrupt"]
         metadata: dict[str, Any] = {
             "mode": mode,
             "scope": scope,
-            "packages_verified": MetadataValue.int(data.packages),
-            "blobs_verified": MetadataValue.int(data.blobs),
-            "bytes_verified": MetadataValue.int(data.bytes_verified),
-            "missing_blobs": MetadataValue.int(len(data.missing)),
-            "corrupt_blobs": MetadataValue.int(len(data.corrupt)),
-            "packages": MetadataValue.json(references[:_LISTED]),
+            "packages_verified": MetadataValue.int(result.packages),
+            "blobs_verified": MetadataValue.int(result.blobs),
+            "bytes_verified": MetadataValue.int(result.bytes_verified),
+            "missing_blobs": MetadataValue.int(len(missing)),
+            "corrupt_blobs": MetadataValue.int(len(corrupt)),
+            "packages": MetadataValue.json(list(result.references[:_LISTED])),
         }
-        if data.missing:
-            metadata["missing"] = MetadataValue.json(data.missing[:_LISTED])
-        if data.corrupt:
-            metadata["corrupt"] = MetadataValue.json(data.corrupt[:_LISTED])
-        if data.expired:
-            metadata["expired_packages"] = MetadataValue.json(data.expired[:_LISTED])
-        if data.unknown:
-            metadata["unknown_packages"] = MetadataValue.json(data.unknown[:_LISTED])
-        problems = len(data.missing) + len(data.corrupt) + len(data.unknown)
+        if missing:
+            metadata["missing"] = MetadataValue.json(missing[:_LISTED])
+        if corrupt:
+            metadata["corrupt"] = MetadataValue.json(corrupt[:_LISTED])
+        if result.expired:
+            metadata["expired_packages"] = MetadataValue.json(list(result.expired[:_LISTED]))
+        if result.unknown:
+            metadata["unknown_packages"] = MetadataValue.json(list(result.unknown[:_LISTED]))
+        problems = len(result.problems) + len(result.unknown)
         description = (
-            f"{data.packages} package(s), {data.blobs} blob(s) intact"
-            if data.ok
-            else f"{problems} problem(s): {len(data.missing)} missing, {len(data.corrupt)} "
-            f"corrupt blob(s), {len(data.unknown)} package(s) unknown to the registry"
+            f"{result.packages} package(s), {result.blobs} blob(s) intact"
+            if result.ok
+            else f"{problems} problem(s): {len(missing)} missing, {len(corrupt)} "
+            f"corrupt blob(s), {len(result.unknown)} package(s) unknown to the registry"
         )
-        return AssetCheckResult(passed=data.ok, metadata=metadata, description=description)
+        return AssetCheckResult(passed=result.ok, metadata=metadata, description=description)
 
     return check
 

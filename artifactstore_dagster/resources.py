@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -18,8 +19,43 @@ from pydantic import Field
 from artifactstore_core.config import Settings, load_settings
 from artifactstore_core.store import ArtifactStore
 
-_STORES: dict[tuple[Any, ...], ArtifactStore] = {}
-_STORES_LOCK = threading.Lock()
+
+class _OpenStores:
+    """The stores this process opened, by configuration: one per process, deliberately.
+
+    A store holds engines and connection pools, so every copy of a resource (Dagster
+    makes one per run) and every thread shares it; the process id in the key keeps a
+    forked child from using its parent's.
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[tuple[Any, ...], ArtifactStore] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], open_store: Callable[[], ArtifactStore]) -> ArtifactStore:
+        """The store under ``key``, opened by ``open_store`` on first use (nothing is kept
+        when opening fails)."""
+        store = self._stores.get(key)
+        if store is not None:
+            return store
+        with self._lock:
+            store = self._stores.get(key)
+            if store is None:
+                store = self._stores[key] = open_store()
+        return store
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._stores
+
+    def close_all(self) -> None:
+        with self._lock:
+            stores = list(self._stores.values())
+            self._stores.clear()
+        for store in stores:
+            store.close()
+
+
+_OPEN_STORES = _OpenStores()
 
 
 class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -27,7 +63,25 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
 
     Unset fields fall back to ``ARTIFACTSTORE_*`` environment variables (and ``.env``),
     then to the embedded default (SQLite under ``var/``, blobs in ``var/blobs``). Use
-    ``dagster.EnvVar`` for secrets such as ``s3_secret_access_key``.
+    ``dagster.EnvVar`` for secrets such as ``s3_secret_access_key``. Every field but
+    ``migrate`` is the ``Settings`` field of the same name.
+
+    Example:
+        >>> import tempfile
+        >>> from dagster import asset, materialize
+        >>> from artifactstore_dagster import ArtifactStoreIOManager, ArtifactStoreResource
+        >>> home = tempfile.mkdtemp()
+        >>> registry = ArtifactStoreResource(
+        ...     database_url=f"sqlite:///{home}/registry.db", storage_url=f"{home}/blobs"
+        ... )
+        >>> @asset
+        ... def numbers() -> list[int]:
+        ...     return [1, 2, 3]
+        >>> io_manager = ArtifactStoreIOManager(store=registry)
+        >>> materialize([numbers], resources={"io_manager": io_manager}).success
+        True
+        >>> registry.get_store().describe("numbers").reference
+        'numbers@1'
     """
 
     database_url: str | None = Field(
@@ -58,43 +112,17 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
         """The core ``Settings`` this configuration describes (unset fields: environment)."""
         overrides = {
             name: value
-            for name in (
-                "database_url",
-                "storage_url",
-                "tier_cold_url",
-                "tier_archive_url",
-                "s3_endpoint_url",
-                "s3_region",
-                "s3_access_key_id",
-                "s3_secret_access_key",
-                "s3_addressing_style",
-                "default_retention_class",
-            )
-            if (value := getattr(self, name)) is not None
+            for name, value in self.model_dump().items()
+            if name in Settings.model_fields and value is not None
         }
-        return load_settings(actor=self.actor, **overrides)
+        return load_settings(**overrides)
 
     def _cache_key(self) -> tuple[Any, ...]:
         # Unset fields come from ARTIFACTSTORE_* variables: they are part of the identity.
         environment = tuple(
             sorted((k, v) for k, v in os.environ.items() if k.startswith("ARTIFACTSTORE_"))
         )
-        return (
-            os.getpid(),
-            environment,
-            self.database_url,
-            self.storage_url,
-            self.tier_cold_url,
-            self.tier_archive_url,
-            self.s3_endpoint_url,
-            self.s3_region,
-            self.s3_access_key_id,
-            self.s3_secret_access_key,
-            self.s3_addressing_style,
-            self.actor,
-            self.default_retention_class,
-            self.migrate,
-        )
+        return (os.getpid(), environment, *self.model_dump().items())
 
     def get_store(self) -> ArtifactStore:
         """The open registry for this configuration in this process (opened on first use).
@@ -102,22 +130,16 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
         Raises the core's ``BackendUnavailableError`` naming the server when the database
         cannot be reached, and ``ConfigurationError`` for bad settings.
         """
-        key = self._cache_key()
-        store = _STORES.get(key)
-        if store is not None:
-            return store
-        with _STORES_LOCK:
-            store = _STORES.get(key)
-            if store is None:
-                store = ArtifactStore.open(settings=self.settings(), migrate=self.migrate)
-                _STORES[key] = store
-        return store
+        return _OPEN_STORES.get(
+            self._cache_key(),
+            lambda: ArtifactStore.open(settings=self.settings(), migrate=self.migrate),
+        )
+
+    def is_store_open(self) -> bool:
+        """Whether ``get_store()`` has opened the registry for this configuration here."""
+        return self._cache_key() in _OPEN_STORES
 
 
 def close_cached_stores() -> None:
     """Close every store opened in this process (tests; long-lived processes that reconfigure)."""
-    with _STORES_LOCK:
-        stores = list(_STORES.values())
-        _STORES.clear()
-    for store in stores:
-        store.close()
+    _OPEN_STORES.close_all()

@@ -48,11 +48,13 @@ from dagster import (
 from pydantic import Field
 
 from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.retention import TIERS
 from artifactstore_core.errors import ArtifactStoreError, ConflictError, NotFoundError
 from artifactstore_core.queries import PackageFilter
+from artifactstore_dagster import keys
+from artifactstore_dagster.keys import RETENTION_TAG
 from artifactstore_dagster.resources import ArtifactStoreResource
 
-RETENTION_TAG = "artifactstore/retention"
 _IN_PROGRESS = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -60,7 +62,6 @@ _IN_PROGRESS = [
     DagsterRunStatus.STARTED,
     DagsterRunStatus.CANCELING,
 ]
-_TIER_ORDER = {"hot": 0, "cold": 1, "archive": 2}
 _TABLE_ROWS = 500
 
 
@@ -222,11 +223,11 @@ def _sweep_op(resource_key: str, name: str) -> Any:
                         partition=partition,
                         description=f"artifact-store package {item.reference} expired",
                         metadata={
-                            "artifactstore/package_id": str(item.package_id),
-                            "artifactstore/reference": item.reference,
-                            "artifactstore/retention_class": item.retention_class,
-                            "artifactstore/expired": True,
-                            "artifactstore/expires_at": _when(item.expires_at) or "",
+                            keys.PACKAGE_ID: str(item.package_id),
+                            keys.REFERENCE: item.reference,
+                            keys.RETENTION_CLASS: item.retention_class,
+                            keys.EXPIRED: True,
+                            keys.EXPIRES_AT: _when(item.expires_at) or "",
                         },
                     )
                 )
@@ -277,42 +278,38 @@ def _tier_move_op(resource_key: str, name: str) -> Any:
     )
     def move_tiers(context: OpExecutionContext, config: TierMoveConfig) -> Any:
         _guard(context)
-        if config.tier not in _TIER_ORDER:
-            raise Failure(description=f"unknown tier {config.tier!r}; use hot, cold or archive")
+        if config.tier not in TIERS:
+            raise Failure(description=f"unknown tier {config.tier!r}; use {', '.join(TIERS)}")
         store = _store(context, resource_key)
-        cutoff = store.clock() - dt.timedelta(days=config.older_than_days)
-        candidates = store.list_packages(
-            PackageFilter(
-                name_prefix=config.name_prefix,
-                retention_class=config.retention_class,
-                status="active",
-                created_before=cutoff,
-            )
+        moves = store.plan_tier_moves(
+            config.tier,
+            older_than=dt.timedelta(days=config.older_than_days),
+            where=PackageFilter(
+                name_prefix=config.name_prefix, retention_class=config.retention_class
+            ),
+            limit=config.limit,
         )
-        due = [p for p in candidates if p.retrieval_tier != config.tier]
-        if config.limit is not None:
-            due = due[: config.limit]
         rows = []
         failures = []
-        for package in due:
+        for move in moves:
             row = {
-                "reference": package.reference,
-                "from_tier": package.retrieval_tier,
-                "to_tier": config.tier,
+                "reference": move.reference,
+                "from_tier": move.from_tier,
+                "to_tier": move.to_tier,
                 "status": "planned" if config.dry_run else "moved",
             }
             if not config.dry_run:
                 try:
-                    store.move_tier(package.id, config.tier, actor="dagster")
+                    store.move_tier(move.package_id, move.to_tier, actor="dagster")
                 except ArtifactStoreError as exc:
                     row["status"] = f"failed: {exc}"
-                    failures.append(package.reference)
+                    failures.append(move.reference)
             rows.append(row)
-        context.log.info(f"tier moves to {config.tier}: {len(due)} package(s)")
+        context.log.info(f"tier moves to {config.tier}: {len(moves)} package(s)")
         metadata = {
             "dry_run": config.dry_run,
             "tier": config.tier,
-            "packages": MetadataValue.int(len(due)),
+            "packages": MetadataValue.int(len(moves)),
             "failed": MetadataValue.int(len(failures)),
             "summary": _table(
                 [
@@ -342,22 +339,11 @@ def _verify_op(resource_key: str, name: str) -> Any:
     def verify(context: OpExecutionContext, config: VerifyConfig) -> Any:
         _guard(context)
         store = _store(context, resource_key)
-        if config.name_prefix is None and config.limit is None:
-            result = store.verify(rehash=config.rehash)
-            packages, blobs, verified = result.packages, result.blobs, result.bytes_verified
-            problems = list(result.problems)
-        else:
-            selected = store.list_packages(
-                PackageFilter(name_prefix=config.name_prefix, status="active", limit=config.limit)
-            )
-            packages = blobs = verified = 0
-            problems = []
-            for package in selected:
-                one = store.verify(package.id, rehash=config.rehash)
-                packages += one.packages
-                blobs += one.blobs
-                verified += one.bytes_verified
-                problems.extend(one.problems)
+        selected = PackageFilter(
+            name_prefix=config.name_prefix, status="active", limit=config.limit
+        )
+        result = store.verify(where=selected, rehash=config.rehash)
+        problems = result.problems
         rows = [
             {
                 "content_address": p.content_address,
@@ -370,9 +356,9 @@ def _verify_op(resource_key: str, name: str) -> Any:
         ]
         metadata = {
             "mode": "digest" if config.rehash else "exists",
-            "packages_verified": MetadataValue.int(packages),
-            "blobs_verified": MetadataValue.int(blobs),
-            "bytes_verified": MetadataValue.int(verified),
+            "packages_verified": MetadataValue.int(result.packages),
+            "blobs_verified": MetadataValue.int(result.blobs),
+            "bytes_verified": MetadataValue.int(result.bytes_verified),
             "missing_blobs": MetadataValue.int(sum(p.problem == "missing" for p in problems)),
             "corrupt_blobs": MetadataValue.int(sum(p.problem == "corrupt" for p in problems)),
             "problems": _table(
@@ -387,7 +373,8 @@ def _verify_op(resource_key: str, name: str) -> Any:
             ),
         }
         context.log.info(
-            f"verified {packages} package(s), {blobs} blob(s), {verified} bytes re-hashed; "
+            f"verified {result.packages} package(s), {result.blobs} blob(s), "
+            f"{result.bytes_verified} bytes re-hashed; "
             f"{len(problems)} problem(s)"
         )
         if problems and config.fail_on_problems:

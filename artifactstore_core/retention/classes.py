@@ -21,7 +21,7 @@ from artifactstore_core.config import READ_ONLY, is_read_only
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.names import validate_class_name
 from artifactstore_core.domain.retention import RetentionClass
-from artifactstore_core.errors import IntegrityError, InvalidInputError
+from artifactstore_core.errors import IntegrityError, UnknownRetentionClassError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import artifact_packages, events, retention_classes
@@ -46,13 +46,11 @@ _CLASS_BY_NAME = sa.select(retention_classes).where(
 
 
 def load_class(conn: sa.Connection, name: str) -> RetentionClass:
-    """Retention class ``name``; ``InvalidInputError`` lists the known ones."""
+    """Retention class ``name``; ``UnknownRetentionClassError`` lists the known ones."""
     row = conn.execute(_CLASS_BY_NAME, {"name": validate_class_name(name)}).first()
     if row is None:
         known = conn.execute(sa.select(retention_classes.c.name).order_by(retention_classes.c.name))
-        raise InvalidInputError(
-            f"unknown retention class {name!r}; known classes: " + ", ".join(r.name for r in known)
-        )
+        raise UnknownRetentionClassError(name, (r.name for r in known))
     return RetentionClass.from_row(row)
 
 

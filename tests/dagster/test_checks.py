@@ -132,6 +132,32 @@ def test_partitioned_asset_checks_every_partition(
     assert result.metadata["missing"].value[0]["packages"] == ["sharded/s2@1"]
 
 
+@asset(partitions_def=shards)
+def same_bytes() -> str:
+    return "identical in every shard"
+
+
+def test_a_blob_shared_by_partitions_is_checked_once_and_names_every_package(
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    store: ArtifactStore,
+    instance: DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    for shard in ("s1", "s2"):
+        _materialize([same_bytes], io_manager, instance, partition_key=shard)
+    result = _check([same_bytes], "digest", resource, io_manager, instance)[0]
+    assert result.passed and result.metadata["packages_verified"].value == 2
+    assert result.metadata["blobs_verified"].value == 1
+    _blob_path(store, "same_bytes/s1", tmp_path).unlink()
+    result = _check([same_bytes], "exists", resource, io_manager, instance)[0]
+    assert not result.passed and result.metadata["missing_blobs"].value == 1
+    assert sorted(result.metadata["missing"].value[0]["packages"]) == [
+        "same_bytes/s1@1",
+        "same_bytes/s2@1",
+    ]
+
+
 def test_an_asset_never_materialized_fails_the_check(
     resource: ArtifactStoreResource,
     io_manager: ArtifactStoreIOManager,

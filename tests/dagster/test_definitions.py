@@ -20,7 +20,7 @@ from artifactstore_dagster import (
     ArtifactStoreResource,
     build_artifactstore_defs,
 )
-from artifactstore_dagster.io_manager import PACKAGE_ID
+from artifactstore_dagster.keys import PACKAGE_ID
 
 from .conftest import QUIET
 

@@ -26,14 +26,13 @@ from artifactstore_dagster import (
     files_digest,
     set_data_version_from_io_manager,
 )
-from artifactstore_dagster.io_manager import (
+from artifactstore_dagster.keys import (
     CONTENT_DIGEST,
     PACKAGE_ID,
     REFERENCE,
     SIZE,
     STORED,
 )
-from artifactstore_dagster.resources import _STORES
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration]
 
@@ -143,7 +142,7 @@ def test_unreachable_store_names_the_server(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{port}"):
         manager.handle_output(build_output_context(asset_key="a"), {"a": 1})
     assert not (tmp_path / "blobs").exists() or not any((tmp_path / "blobs").rglob("*"))
-    assert not any(resource.database_url in key for key in _STORES)
+    assert not resource.is_store_open()
 
 
 def test_loading_something_never_stored_names_the_package(

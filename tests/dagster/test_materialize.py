@@ -29,11 +29,12 @@ from artifactstore_core.errors import (
     BackendUnavailableError,
     InvalidInputError,
     PackageExpiredError,
+    UnknownRetentionClassError,
 )
 from artifactstore_core.seed import RETENTION_CLASS_SEEDS
 from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import ArtifactStoreIOManager, ArtifactStoreResource, artifact_result
-from artifactstore_dagster.io_manager import CONTENT_DIGEST, PACKAGE_ID, STORED
+from artifactstore_dagster.keys import CONTENT_DIGEST, PACKAGE_ID, STORED
 
 from .conftest import QUIET
 
@@ -443,7 +444,7 @@ def bad_value() -> Any:
 @pytest.mark.parametrize(
     ("the_asset", "expected", "error"),
     [
-        (bad_class, "unknown retention class 'keep-forever-please'", InvalidInputError),
+        (bad_class, "unknown retention class 'keep-forever-please'", UnknownRetentionClassError),
         (bad_value, "cannot serialise a", InvalidInputError),
     ],
 )
@@ -458,7 +459,7 @@ def test_bad_output_fails_the_step_and_records_nothing(
     result = _run([the_asset], io_manager, instance, raise_on_error=False)
     assert not result.success
     text = _failure_text(result)
-    assert expected in text and error.__name__ in text
+    assert expected in text and error.__name__ in text and issubclass(error, InvalidInputError)
     assert f"asset '{the_asset.key.to_user_string()}'" in text
     assert store.list_packages() == [] and store.events(since=len(RETENTION_CLASS_SEEDS)) == []
     assert result.get_asset_materialization_events() == []

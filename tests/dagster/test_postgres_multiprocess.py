@@ -12,7 +12,7 @@ from dagster import DagsterEventType, DagsterInstance, build_reconstructable_job
 
 from artifactstore_core.config import create_engine
 from artifactstore_core.store import ArtifactStore
-from artifactstore_dagster.io_manager import PACKAGE_ID
+from artifactstore_dagster.keys import PACKAGE_ID
 
 pytestmark = [pytest.mark.dagster, pytest.mark.postgres, pytest.mark.slow]
 

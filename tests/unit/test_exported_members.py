@@ -77,6 +77,8 @@ def test_the_core_api_is_these_names() -> None:
         "SweepResult",
         "TierMove",
         "Tiers",
+        "UnknownKindError",
+        "UnknownRetentionClassError",
         "VerifyResult",
         "load_settings",
     ]

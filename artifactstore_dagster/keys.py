@@ -1,0 +1,52 @@
+"""Every ``artifactstore/...`` key the Dagster integration reads or writes, in one place.
+
+Definition or output metadata tunes how an output is stored (``KIND_KEY`` ...); output
+metadata on each materialization says what was stored (``PACKAGE_ID`` ...); the sweep's
+asset observations reuse the same keys; ``RETENTION_TAG`` marks retention runs.
+"""
+
+from __future__ import annotations
+
+#: Definition or output metadata keys the IO manager reads.
+KIND_KEY = "artifactstore/kind"
+RETENTION_CLASS_KEY = "artifactstore/retention_class"
+SERIALIZER_KEY = "artifactstore/serializer"
+PACKAGE_METADATA_KEY = "artifactstore/metadata"
+#: Definition metadata of an input: skip partitions never materialized.
+ALLOW_MISSING_PARTITIONS_KEY = "allow_missing_partitions"
+
+#: Output metadata keys the IO manager writes (shown in the Dagster UI).
+PACKAGE_ID = "artifactstore/package_id"
+REFERENCE = "artifactstore/reference"
+CONTENT_ADDRESS = "artifactstore/content_address"
+SHA256 = "artifactstore/sha256"
+SIZE = "artifactstore/size"
+FILE_COUNT = "artifactstore/file_count"
+RETENTION_CLASS = "artifactstore/retention_class"
+EXPIRES_AT = "artifactstore/expires_at"
+STORAGE_URI = "artifactstore/storage_uri"
+UPSTREAM_PACKAGE_IDS = "artifactstore/upstream_package_ids"
+CONTENT_DIGEST = "artifactstore/content_digest"
+SERIALIZER = "artifactstore/serializer"
+#: ``False`` on the materialization of a ``None`` output: nothing was stored.
+STORED = "artifactstore/stored"
+OUTPUT_METADATA_KEYS = (
+    PACKAGE_ID,
+    REFERENCE,
+    CONTENT_ADDRESS,
+    SHA256,
+    SIZE,
+    FILE_COUNT,
+    RETENTION_CLASS,
+    EXPIRES_AT,
+    STORAGE_URI,
+    UPSTREAM_PACKAGE_IDS,
+    CONTENT_DIGEST,
+    SERIALIZER,
+)
+
+#: Asset observation metadata of the sweep: the package expired.
+EXPIRED = "artifactstore/expired"
+
+#: Run tag of every retention run (two never overlap).
+RETENTION_TAG = "artifactstore/retention"
