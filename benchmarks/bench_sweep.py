@@ -122,7 +122,7 @@ def run(label: str, database_url: str, root: Path, packages: int) -> dict[str, f
     peak = hwm_mib() if exact else sampler.peak
     assert len(result.expired) == due, (len(result.expired), due)
     # The share of the check against the event log (ADR-0005), timed again on its own.
-    check_seconds, _ = timed(lambda: sweep_module.check_plan(store, result.plan))
+    check_seconds, _ = timed(lambda: sweep_module.check_plan(store.ledger, result.plan))
     remaining = sum(1 for _ in store.blobs.iter_addresses())
     store.close()
     return {
