@@ -218,10 +218,12 @@ def build(path: Path, total: int) -> tuple[ArtifactStore, int]:
     path.mkdir()
     store = open_registry(path)
     seconds, counts = timed(lambda: build_log(store.engine, total))
-    events = sum(counts.values())
-    mix = ", ".join(f"{k} {v / events:.0%}" for k, v in sorted(counts.items()))
-    print(f"built a log of {events:,} events in {seconds:.0f} s ({events / seconds:,.0f}/s): {mix}")
-    return store, events
+    generated = sum(counts.values())
+    mix = ", ".join(f"{k} {v / generated:.0%}" for k, v in sorted(counts.items()))
+    rate = generated / seconds
+    print(f"built a log of {generated:,} events in {seconds:.0f} s ({rate:,.0f}/s): {mix}")
+    with store.engine.connect() as conn:  # with the class definitions recorded at open
+        return store, store.log.head(conn)
 
 
 def main() -> int:
