@@ -20,7 +20,6 @@ from artifactstore_core.config import (
     Settings,
     check_connection,
     create_engine,
-    is_memory_sqlite,
     load_settings,
 )
 from artifactstore_core.domain import events as ev
@@ -57,13 +56,7 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.export import export_files
-from artifactstore_core.hashing import (
-    BlobHash,
-    Digest,
-    DigestMismatchError,
-    hash_copy,
-    matches,
-)
+from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.projections import ProjectionWriter, check_views, project, rebuild_views
 from artifactstore_core.projections.rebuild import Difference, Progress
 from artifactstore_core.put_requests import PreparedPut, PutRequest, naming_request
@@ -78,11 +71,13 @@ from artifactstore_core.schema import (
     retention_classes,
     storage_locations,
 )
-from artifactstore_core.sources import CountingReader, Files, FileSource
+from artifactstore_core.sources import Files, FileSource
 from artifactstore_core.storage import (
     HEAL_ATTEMPTS,
+    WRITE_THREADS,
     BlobsGone,
     BlobStore,
+    BlobWrite,
     StoredBlob,
     open_blob_store,
 )
@@ -90,8 +85,6 @@ from artifactstore_core.validation import check_schema, validate_metadata
 
 Clock = Callable[[], dt.datetime]
 HOT = "hot"
-WRITE_THREADS = 4
-"""Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
 
 # Statements every put runs, built once: building a statement costs several times more
 # than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
@@ -153,6 +146,10 @@ def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None]
             report(count)
 
     return locked
+
+
+def _blob_write(source: FileSource, expected: Digest | BlobHash | None) -> BlobWrite:
+    return BlobWrite(source.open, expected, source.size_hint)
 
 
 class ArtifactStore:
@@ -435,7 +432,7 @@ class ArtifactStore:
                         "before this put could register it, and its source is a stream that "
                         "cannot be read again; nothing was registered, retry the put"
                     )
-                item_blobs[index] = self._store_file(source, blob.hash, None)
+                item_blobs[index] = self.blobs.write_many([_blob_write(source, blob.hash)])[0]
 
     def _prepare(self, requests: Sequence[PutRequest], actor: str) -> list[PreparedPut]:
         """Validate every request (its index named in errors of a batch), then look up its
@@ -456,46 +453,12 @@ class ArtifactStore:
     def _write_blobs(
         self, prepared: Sequence[PreparedPut], progress: Callable[[int], None] | None
     ) -> list[list[StoredBlob]]:
-        """Each request's blobs, written by up to ``WRITE_THREADS`` threads."""
-        jobs = [
-            (i, s, item.expected.get(s.path))
-            for i, item in enumerate(prepared)
-            for s in item.sources
+        """Each request's blobs, written in one batch (``BlobStore.write_many``)."""
+        items = [
+            _blob_write(s, item.expected.get(s.path)) for item in prepared for s in item.sources
         ]
-        # An in-memory SQLite registry has one connection: no concurrent lookups on it.
-        if len(jobs) == 1 or is_memory_sqlite(self.engine.url):
-            results = [self._store_file(source, wanted, progress) for _, source, wanted in jobs]
-        else:
-            progress = _serialised(progress)
-            with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-write") as pool:
-                results = list(
-                    pool.map(lambda job: self._store_file(job[1], job[2], progress), jobs)
-                )
-        stored: list[list[StoredBlob]] = [[] for _ in prepared]
-        for (index, _, _), blob in zip(jobs, results, strict=True):
-            stored[index].append(blob)
-        return stored
-
-    def _store_file(
-        self,
-        source: FileSource,
-        expected: Digest | BlobHash | None,
-        progress: Callable[[int], None] | None,
-    ) -> StoredBlob:
-        backend = self.blobs
-        if backend.hash_before_write and source.size_hint is not None:
-            # Re-readable source, remote backend: hash locally first, and skip the upload
-            # when the backend already has these bytes (asked, not taken from a row).
-            with source.open() as stream:
-                actual = hash_copy(stream)
-            if expected is not None and not matches(expected, actual):
-                raise backend.mismatch(DigestMismatchError(expected, actual))
-            if backend.exists(actual.blake3):
-                return StoredBlob(actual, backend.uri(actual.blake3), created=False)
-            expected = actual
-        with source.open() as stream:
-            reader: Any = CountingReader(stream, progress) if progress else stream
-            return backend.write(reader, expected)
+        results = iter(self.blobs.write_many(items, _serialised(progress)))
+        return [[next(results) for _ in item.sources] for item in prepared]
 
     def _blob_events(
         self, conn: sa.Connection, stored: Sequence[StoredBlob], backend: str
