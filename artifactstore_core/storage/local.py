@@ -21,7 +21,9 @@ import fcntl
 import itertools
 import os
 import platform
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -128,7 +130,7 @@ class LocalBlobStore(BlobStore):
         return self._uri_prefix + key_for(address)
 
     def _target(self, address: Digest) -> str:
-        return os.path.join(self.url, key_for(address))
+        return f"{self.url}/{key_for(address)}"
 
     # ------------------------------------------------------------------ writes
     def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
@@ -169,13 +171,17 @@ class LocalBlobStore(BlobStore):
         use_syncfs = self._fsync and self._syncfs and len(items) >= SYNCFS_MIN
         # syncfs reports write-back errors since its descriptor was opened: open it first.
         handle = os.open(self._staging, os.O_RDONLY | os.O_DIRECTORY) if use_syncfs else None
+        # Its directories are covered by the syncfs; with fsyncs, _place makes them itself.
+        maker = _DirectoryMaker() if use_syncfs else None
         try:
             results: list[StoredBlob] = []
             directories: set[str] = set()
             for start in range(0, len(items), BATCH_SIZE):
-                staged = self._stage_all(items[start : start + BATCH_SIZE], progress)
+                staged = self._stage_all(items[start : start + BATCH_SIZE], progress, maker)
                 try:
                     self._sync_files(staged, handle)
+                    if maker is not None:
+                        maker.wait()
                     directories |= self._place(staged)
                 finally:
                     for item in staged:
@@ -184,6 +190,8 @@ class LocalBlobStore(BlobStore):
             self._sync_directories(directories, handle)
             return results
         finally:
+            if maker is not None:
+                maker.close()
             if handle is not None:
                 os.close(handle)
 
@@ -202,13 +210,19 @@ class LocalBlobStore(BlobStore):
         return [StoredBlob(item.blob, self.uri(item.blob.blake3), item.created) for item in staged]
 
     def _stage_all(
-        self, items: Sequence[BlobWrite], progress: Callable[[int], None] | None
+        self,
+        items: Sequence[BlobWrite],
+        progress: Callable[[int], None] | None,
+        maker: _DirectoryMaker | None,
     ) -> list[_Staged]:
-        """Stage every item; on an error, none stays staged."""
+        """Stage every item (``maker`` meanwhile creates the directories of new blobs);
+        on an error, none stays staged."""
         staged: list[_Staged] = []
         try:
             for item in items:
                 staged.append(self._stage_small(item, progress))
+                if maker is not None and staged[-1].tmp is not None:
+                    maker.want(os.path.dirname(staged[-1].target))
         except BaseException:
             for done in staged:
                 done.discard()
@@ -218,7 +232,10 @@ class LocalBlobStore(BlobStore):
     def _stage_small(self, item: BlobWrite, progress: Callable[[int], None] | None) -> _Staged:
         with item.open() as stream:
             source = counting(stream, progress)
-            head = _read_up_to(source, SMALL_SIZE + 1)
+            hint = cast(int, item.size_hint)
+            head = _read_up_to(source, hint + 1)  # not SMALL_SIZE: no 1 MiB buffer per file
+            if len(head) > hint:  # it grew since it was listed
+                head += _read_up_to(source, SMALL_SIZE + 1 - len(head))
             if len(head) <= SMALL_SIZE:
                 return self._stage_bytes(head, item.expected)
             return self._stage_stream(cast(BinaryIO, _Prefixed(head, source)), item.expected)
@@ -347,7 +364,7 @@ class LocalBlobStore(BlobStore):
             raise self.missing(address) from None
 
     def exists(self, address: Digest) -> bool:
-        return self.path(address).is_file()
+        return os.path.isfile(self._target(address))
 
     def delete(self, address: Digest) -> bool:
         try:
@@ -391,6 +408,45 @@ class LocalBlobStore(BlobStore):
                                 digest = Digest(algorithm, entry.name)
                                 if (first.name, second.name) == (entry.name[:2], entry.name[2:4]):
                                     yield digest
+
+
+class _DirectoryMaker:
+    """Creates shard directories on a helper thread while the caller stages more files
+    (in a young store nearly every new blob needs a directory of its own, and ``mkdir``
+    costs more than staging a small file). Failures are left to ``_place``, which makes
+    any directory still missing itself."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._seen: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="blob-mkdir", daemon=True)
+        self._thread.start()
+
+    def want(self, directory: str) -> None:
+        if directory not in self._seen:
+            self._seen.add(directory)
+            self._queue.put(directory)
+
+    def wait(self) -> None:
+        """Return once every directory asked for so far was tried."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (task := self._queue.get()) is not None:
+            if isinstance(task, threading.Event):
+                task.set()
+                continue
+            with contextlib.suppress(OSError):
+                try:
+                    os.mkdir(task)
+                except FileNotFoundError:
+                    os.makedirs(task, exist_ok=True)
 
 
 def _is_small(item: BlobWrite) -> bool:
