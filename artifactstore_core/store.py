@@ -352,7 +352,7 @@ class ArtifactStore:
         """Store and register many packages at once: all or none of them.
 
         Every request is validated first (the error names the request's index). The
-        bytes are written by ``WRITE_THREADS`` threads, so that their fsyncs overlap, and
+        bytes are written as one batch (``BlobStore.write_many``: synced together), and
         the packages are registered in one transaction, in order: two requests for the
         same name become consecutive versions. ``inputs`` may name packages registered
         before this call, not ones of the same batch. ``progress`` receives byte counts.
