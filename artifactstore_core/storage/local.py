@@ -331,7 +331,8 @@ class LocalBlobStore(BlobStore):
 
     def _ensure_staging(self) -> None:
         """Create the staging directory (and the root) on the first write, durably."""
-        if self._staging_ready:
+        if self._staging_ready or os.path.isdir(self._staging):
+            self._staging_ready = True
             return
         made = self._make_directories(str(self._staging))
         if self._fsync:
