@@ -152,12 +152,6 @@ class BlobStoreContract:
                 assert reader.read() == data
         assert blob_store.write_many([]) == []
 
-    def test_write_many_of_many_small_blobs(self, blob_store: BlobStore) -> None:
-        contents = [i.to_bytes(4, "big") * 40 for i in range(1100)]
-        stored = blob_store.write_many(blob_writes(*contents))
-        assert [s.hash for s in stored] == [hash_bytes(d) for d in contents]
-        assert set(blob_store.iter_addresses()) == {s.hash.blake3 for s in stored}
-
     def test_write_many_reuses_what_is_stored_and_stores_equal_bytes_once(
         self, blob_store: BlobStore
     ) -> None:

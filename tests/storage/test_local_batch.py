@@ -22,7 +22,7 @@ import pytest
 
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.hashing import hash_bytes
-from artifactstore_core.storage.local import SMALL_SIZE, SYNCFS_MIN, LocalBlobStore
+from artifactstore_core.storage.local import BATCH_SIZE, SMALL_SIZE, SYNCFS_MIN, LocalBlobStore
 from artifactstore_core.storage.ports import BlobWrite
 from artifactstore_core.testing.blobstore_contract import blob_writes
 
@@ -135,6 +135,15 @@ def test_syncfs_mode_syncs_the_batch_before_the_renames_and_after(tmp_path: Path
     assert any(position > last_rename for position in syncs)
     # The point of the batch: no fsync per blob or per directory.
     assert sum(1 for call in calls if _fsynced(call)) == 0
+
+
+def test_a_batch_of_several_chunks(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    contents = [i.to_bytes(4, "big") * 40 for i in range(2 * BATCH_SIZE + 76)]
+    stored = store.write_many(blob_writes(*contents))
+    assert [s.hash for s in stored] == [hash_bytes(d) for d in contents]
+    assert set(store.iter_addresses()) == {s.hash.blake3 for s in stored}
+    assert list((tmp_path / "blobs" / "staging").iterdir()) == []
 
 
 def test_a_damaged_stored_blob_is_replaced_by_a_batch(tmp_path: Path) -> None:
