@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
 from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.hashing import (
@@ -62,8 +62,7 @@ class BlobWrite:
 
 def counting(stream: BinaryIO, progress: Callable[[int], None] | None) -> BinaryIO:
     """``stream``, reporting the byte counts read from it to ``progress`` (if any)."""
-    reader: Any = stream if progress is None else CountingReader(stream, progress)
-    return reader  # type: ignore[no-any-return]
+    return stream if progress is None else cast(BinaryIO, CountingReader(stream, progress))
 
 
 class BlobStore(ABC):
