@@ -4,7 +4,7 @@
    provenance bounds, expected digests): a ``ValidatedPut``.
 2. ``resolve`` asks the registry, in one read transaction for the whole batch: the
    retention class, the kind's metadata schema, the input packages: a ``ResolvedPut``.
-3. ``PutBlobs`` writes every file to the hot tier (threads, so that fsyncs overlap).
+3. ``PutBlobs`` writes every file to the hot tier as one batch (``BlobStore.write_many``).
 4. ``Ledger.record_stored`` confirms the blobs under the chain lock (ADR-0005), records
    one ``registration_event`` per put (consecutive versions) and the new locations; the
    packages returned are derived from the rows the projection wrote
@@ -20,14 +20,12 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from artifactstore_core import queries
-from artifactstore_core.config import is_memory_sqlite
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.limits import check_optional_text, check_text
 from artifactstore_core.domain.manifest import (
@@ -58,20 +56,14 @@ from artifactstore_core.hashing import (
     BlobHash,
     Digest,
     DigestError,
-    DigestMismatchError,
-    hash_copy,
-    matches,
 )
 from artifactstore_core.ledger import Ledger, blob_stored_events
 from artifactstore_core.retention.classes import load_class
 from artifactstore_core.schema import artifact_packages, metadata_schemas
-from artifactstore_core.sources import CountingReader, Files, FileSource, collect
-from artifactstore_core.storage import BlobStore, StoredBlob
+from artifactstore_core.sources import Files, FileSource, collect
+from artifactstore_core.storage import BlobStore, BlobWrite, StoredBlob
 from artifactstore_core.tiers import Tiers
 from artifactstore_core.validation import validate_metadata
-
-WRITE_THREADS = 4
-"""Threads that write the blobs of a ``put_many`` (their fsyncs overlap)."""
 
 # Statements every put runs, built once: building a statement costs several times more
 # than executing a prebuilt one (SQLAlchemy caches its compiled form either way).
@@ -220,38 +212,39 @@ def check_metadata(conn: sa.Connection, kind: str, metadata: dict[str, Any]) -> 
 
 # ---------------------------------------------------------------------------- 3. write
 class PutBlobs:
-    """The files of a batch of puts, stored in ``backend`` by ``WRITE_THREADS`` threads."""
+    """The files of a batch of puts, stored in ``backend`` as one ``write_many`` batch
+    (small local files synced together: ADR-0007)."""
 
     def __init__(
         self,
         backend: BlobStore,
         puts: Sequence[ResolvedPut],
         progress: Callable[[int], None] | None,
-        *,
-        threads: int = WRITE_THREADS,
     ) -> None:
         self.backend = backend
-        self.jobs = [(s, r.put.expected.get(s.path)) for r in puts for s in r.put.sources]
+        self.sources = [source for r in puts for source in r.put.sources]
+        self.expected = [r.put.expected.get(s.path) for r in puts for s in r.put.sources]
         self.counts = [len(r.put.sources) for r in puts]
-        self.progress = _serialised(progress) if threads > 1 else progress
-        self.threads = threads
+        self.progress = _serialised(progress)
         self.stored: list[StoredBlob] = []
 
     def write(self, gone: Collection[str]) -> list[StoredBlob]:
         """Store every file (``gone`` empty), or again those whose blobs were deleted."""
         if not gone:
-            self.stored = self._map(range(len(self.jobs)))
+            items = [_blob_write(s, e) for s, e in zip(self.sources, self.expected, strict=True)]
+            self.stored = self.backend.write_many(items, self.progress)
             return self.stored
         again = [i for i, blob in enumerate(self.stored) if blob.hash.content_address in gone]
         for index in again:
-            if self.jobs[index][0].size_hint is None:  # a stream cannot be read again
+            if self.sources[index].size_hint is None:  # a stream cannot be read again
                 raise ConflictError(
                     f"blob {self.stored[index].hash.content_address} of file "
-                    f"{self.jobs[index][0].path!r} was deleted before this put could register "
+                    f"{self.sources[index].path!r} was deleted before this put could register "
                     "it, and its source is a stream that cannot be read again; nothing was "
                     "registered, retry the put"
                 )
-        for index, blob in zip(again, self._map(again), strict=True):
+        items = [_blob_write(self.sources[i], self.stored[i].hash) for i in again]
+        for index, blob in zip(again, self.backend.write_many(items), strict=True):
             self.stored[index] = blob
         return self.stored
 
@@ -262,37 +255,9 @@ class PutBlobs:
             yield self.stored[start : start + count]
             start += count
 
-    def _map(self, indexes: Sequence[int]) -> list[StoredBlob]:
-        def one(index: int) -> StoredBlob:
-            source, expected = self.jobs[index]
-            return store_source(self.backend, source, expected, self.progress)
 
-        if len(indexes) < 2 or self.threads < 2:
-            return [one(index) for index in indexes]
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="blob-write") as pool:
-            return list(pool.map(one, indexes))
-
-
-def store_source(
-    backend: BlobStore,
-    source: FileSource,
-    expected: Digest | BlobHash | None,
-    progress: Callable[[int], None] | None,
-) -> StoredBlob:
-    """One file's bytes in ``backend``, checked against ``expected``. A re-readable source
-    bound for a remote backend is hashed first, and not uploaded when the backend already
-    has those bytes (asked of the backend, not taken from a row: ADR-0005)."""
-    if backend.hash_before_write and source.size_hint is not None:
-        with source.open() as stream:
-            actual = hash_copy(stream)
-        if expected is not None and not matches(expected, actual):
-            raise backend.mismatch(DigestMismatchError(expected, actual))
-        if backend.exists(actual.blake3):
-            return StoredBlob(actual, backend.uri(actual.blake3), created=False)
-        expected = actual
-    with source.open() as stream:
-        reader: Any = CountingReader(stream, progress) if progress else stream
-        return backend.write(reader, expected)
+def _blob_write(source: FileSource, expected: Digest | BlobHash | None) -> BlobWrite:
+    return BlobWrite(source.open, expected, source.size_hint)
 
 
 def _serialised(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
@@ -367,9 +332,7 @@ class Ingest:
             with naming_request(index, request.name, len(batch)):
                 validated.append(validate(request, self.default_retention_class))
         resolved = self._resolve(validated, actor or self.ledger.actor)
-        # An in-memory SQLite registry has one connection: no concurrent writes beside it.
-        threads = 1 if is_memory_sqlite(self.ledger.engine.url) else WRITE_THREADS
-        blobs = PutBlobs(self.tiers.hot, resolved, progress, threads=threads)
+        blobs = PutBlobs(self.tiers.hot, resolved, progress)
 
         def register(conn: sa.Connection, now: dt.datetime, _: object) -> list[ev.Event]:
             versions: dict[str, int] = {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +38,21 @@ class FileSource:
     size_hint: int | None
 
 
-def _from_path(path: Path, where: str) -> FileSource:
-    if path.is_dir():
+def _from_path(path: Path | str, where: str) -> FileSource:
+    """A regular file (one ``stat``, following symbolic links)."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InvalidInputError(f"{where}: file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise InvalidInputError(f"{where}: file {str(path)!r} does not exist") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InvalidInputError(f"{where}: {str(path)!r} is a directory, expected a file")
-    if not path.exists():
-        raise InvalidInputError(f"{where}: file {str(path)!r} does not exist")
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise InvalidInputError(f"{where}: {str(path)!r} is not a regular file")
-    return FileSource(where, lambda: path.open("rb"), path.stat().st_size)
+    return FileSource(where, lambda: open(path, "rb"), info.st_size)
 
 
 def _content(package_path: str, content: FileContent) -> FileSource:
@@ -64,18 +73,20 @@ def _content(package_path: str, content: FileContent) -> FileSource:
     )
 
 
-def _walk(directory: Path) -> Iterator[Path]:
-    for root, dirs, names in os.walk(directory, followlinks=False):
+def _walk(directory: Path) -> Iterator[tuple[str, str]]:
+    """``(path relative to directory, with "/", full path)`` of every file below
+    ``directory``, in sorted order; symbolic links to directories are not followed."""
+    top = os.fspath(directory)
+    for root, dirs, names in os.walk(top, followlinks=False):
         dirs.sort()
+        base = os.path.relpath(root, top).replace(os.sep, "/")
+        prefix = "" if base == "." else base + "/"
         for name in sorted(names):
-            yield Path(root) / name
+            yield prefix + name, os.path.join(root, name)
 
 
 def _tree(directory: Path, prefix: str) -> list[FileSource]:
-    sources = []
-    for file in _walk(directory):
-        relative = file.relative_to(directory).as_posix()
-        sources.append(_from_path(file, f"{prefix}{relative}"))
+    sources = [_from_path(path, f"{prefix}{relative}") for relative, path in _walk(directory)]
     if not sources:
         raise InvalidInputError(f"directory {str(directory)!r} contains no files")
     return sources

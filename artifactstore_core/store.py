@@ -186,8 +186,8 @@ class ArtifactStore:
         """Store and register many packages at once: all or none of them.
 
         Every request is validated first (the error names the request's index). The
-        bytes are written by ``ingest.WRITE_THREADS`` threads, so that their fsyncs
-        overlap, and the packages are registered in one transaction, in order: two
+        bytes are written as one batch (``BlobStore.write_many``: small files synced
+        together, ADR-0007), and the packages are registered in one transaction, in order: two
         requests for the same name become consecutive versions. ``inputs`` may name
         packages registered before this call, not ones of the same batch. ``progress``
         receives byte counts.

@@ -15,6 +15,7 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -215,6 +216,51 @@ def settle() -> None:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+# ---------------------------------------------------------------------------- processes
+def run_command(argv: Sequence[str], cwd: Path | None = None, **env: str) -> float:
+    """Seconds a command took, whole process (start-up included); raises if it failed."""
+    environment = {**os.environ, **env}
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=environment, capture_output=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv[:3])} ... failed: {done.stderr.decode()[-500:]}")
+    return seconds
+
+
+def library_cli(checkout: Path = REPO) -> list[str]:
+    """argv that runs the ``artifactstore`` command of ``checkout`` (default: this one)
+    with this interpreter; its modules are byte-compiled first, as an install does."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(checkout / "artifactstore_core")],
+        capture_output=True,
+        check=True,
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from artifactstore_core.cli import main; main()"
+    )
+    return [sys.executable, "-c", code, str(checkout)]
+
+
+def throwaway_tool(root: Path, package: str, command: str) -> tuple[Path | None, str]:
+    """``command`` of ``package`` installed with uv into a new virtualenv under ``root``
+    (never a project dependency), or ``None`` and why it could not be installed."""
+    uv = shutil.which("uv")
+    if uv is None:
+        return None, "uv is not on PATH"
+    venv = root / f"venv-{package}"
+    python = str(venv / "bin" / "python")
+    for argv in (
+        [uv, "venv", "-q", str(venv)],
+        [uv, "pip", "install", "-q", "--compile-bytecode", "--python", python, package],
+    ):
+        done = subprocess.run(argv, capture_output=True, check=False, timeout=900)
+        if done.returncode:
+            return None, f"{' '.join(argv[:3])} failed: {done.stderr.decode().strip()[-300:]}"
+    return venv / "bin" / command, ""
 
 
 # ---------------------------------------------------------------------------- output

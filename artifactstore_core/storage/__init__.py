@@ -2,11 +2,20 @@
 
 from artifactstore_core.storage.factory import open_blob_store
 from artifactstore_core.storage.layout import address_from_key, key_for
-from artifactstore_core.storage.ports import HEAL_ATTEMPTS, BlobsGone, BlobStore, StoredBlob
+from artifactstore_core.storage.ports import (
+    HEAL_ATTEMPTS,
+    WRITE_THREADS,
+    BlobsGone,
+    BlobStore,
+    BlobWrite,
+    StoredBlob,
+)
 
 __all__ = [
     "HEAL_ATTEMPTS",
+    "WRITE_THREADS",
     "BlobStore",
+    "BlobWrite",
     "BlobsGone",
     "StoredBlob",
     "address_from_key",

@@ -17,7 +17,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from artifactstore_core.hashing import BlobHash, hash_copy
 from artifactstore_core.sources import CountingReader
@@ -30,19 +30,30 @@ _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+def libc_function(name: str, *argtypes: Any) -> Callable[..., int] | None:
+    """The C library's function ``name`` (Linux only), returning an int and setting errno;
+    ``None`` where it is missing."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.argtypes = list(argtypes)
     function.restype = ctypes.c_int
-    return function
+    return cast("Callable[..., int]", function)
 
 
-_sync_file_range = _load_sync_file_range()
+_sync_file_range = libc_function(
+    "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
+)
+
+
+def start_write_back(fd: int) -> None:
+    """Ask the kernel to start writing ``fd``'s dirty pages to disk, without waiting (a
+    later ``fsync`` then has little left to write, and many such fsyncs overlap)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def source_file(source: BinaryIO) -> tuple[int, int] | None:

@@ -1,15 +1,34 @@
-"""Blobs in a local directory, sharded by digest; writes are atomic and fsync'd."""
+"""Blobs in a local directory, sharded by digest; writes are atomic and fsync'd.
+
+A write (one blob, or a batch through ``write_many``; ADR-0007) goes in three steps:
+
+1. **stage** each blob in a new temporary file under ``staging/``, locked (``flock``) while
+   open, and hash it as it is written; check the expected digest; a blob already stored
+   under its address is reused only once confirmed intact, and its temporary file dropped;
+2. make the staged bytes durable (fsync of each file, or one ``syncfs`` for a large batch),
+   then rename each file under its address;
+3. make the directory entries durable (fsync of each touched directory, or ``syncfs``)
+   before returning: a caller registers a blob only after its ``write`` returned.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
+import errno
 import fcntl
+import itertools
 import os
-import tempfile
-from collections.abc import Iterator
+import platform
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar, cast
 
 import blake3
 
@@ -19,87 +38,326 @@ from artifactstore_core.hashing import (
     Digest,
     DigestError,
     DigestMismatchError,
+    hash_bytes,
     hash_copy,
     matches,
 )
 from artifactstore_core.hashing.digest import ALGORITHMS
-from artifactstore_core.storage.filecopy import copy_and_hash
+from artifactstore_core.storage.filecopy import copy_and_hash, libc_function, start_write_back
 from artifactstore_core.storage.layout import key_for
-from artifactstore_core.storage.ports import BlobStore, StoredBlob
+from artifactstore_core.storage.ports import (
+    WRITE_THREADS,
+    BlobStore,
+    BlobWrite,
+    StoredBlob,
+    counting,
+)
 
 _TMP_PREFIX = ".tmp-"
+SMALL_SIZE = 1024 * 1024
+"""Files of at most this size (by their size hint) are read whole and hashed on the calling
+thread, and a stored copy is compared byte for byte, before any temporary file is made."""
+SYNCFS_MIN = 16
+"""Batches of at least this many blobs are made durable with ``syncfs`` (where it reports
+write-back errors): two calls per batch instead of two fsyncs per blob."""
+BATCH_SIZE = 512
+"""Temporary files ``write_many`` keeps open (locked) at once."""
+
+
+def _load_syncfs() -> Callable[..., int] | None:
+    """``syncfs`` where it reports write-back errors (Linux 5.8 and later), else ``None``."""
+    version = re.match(r"(\d+)\.(\d+)", platform.release())
+    if version is None or (int(version[1]), int(version[2])) < (5, 8):
+        return None
+    return libc_function("syncfs", ctypes.c_int)
+
+
+_syncfs = _load_syncfs()
+
+
+@dataclass(slots=True)
+class _Staged:
+    """A verified blob on its way to its address: a locked temporary file (``fd``,
+    ``tmp``), or, with ``fd`` ``None``, an intact copy already stored there."""
+
+    blob: BlobHash
+    target: str
+    fd: int | None = None
+    tmp: str | None = None
+    created: bool = False
+
+    def discard(self) -> None:
+        """Close the temporary file and remove it if it was not renamed."""
+        _discard(self.fd, self.tmp)
+        self.fd = self.tmp = None
+
+
+def _discard(fd: int | None, tmp: str | None) -> None:
+    if fd is not None:
+        os.close(fd)
+    if tmp is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 class LocalBlobStore(BlobStore):
-    """A directory of blobs laid out as ``<root>/blake3/ab/cd/<hex>``."""
+    """A directory of blobs laid out as ``<root>/blake3/ab/cd/<hex>``.
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    ``syncfs`` (default: where the kernel supports it) lets large batches be made durable
+    with ``syncfs`` instead of one fsync per file and directory.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, syncfs: bool = True
+    ) -> None:
         self.root = Path(root).expanduser().absolute()
         if self.root.exists() and not self.root.is_dir():
             raise ConfigurationError(f"storage path {str(self.root)!r} is not a directory")
         self.url = str(self.root)
         self._fsync = fsync
+        self._syncfs = syncfs and _syncfs is not None
         self._staging = self.root / "staging"
+        self._staging_ready = False
+        root_uri = self.root.as_uri()
+        self._uri_prefix = root_uri if root_uri.endswith("/") else root_uri + "/"
+        self._names = itertools.count()
+        self._token = os.urandom(6).hex()
 
     def path(self, address: Digest) -> Path:
         return self.root / key_for(address)
 
     def uri(self, address: Digest) -> str:
-        return self.path(address).as_uri()
+        return self._uri_prefix + key_for(address)
 
+    def _target(self, address: Digest) -> str:
+        return f"{self.url}/{key_for(address)}"
+
+    # ------------------------------------------------------------------ writes
     def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
         """See ``BlobStore.write``. A blob already stored is reused only once confirmed
         intact (size and BLAKE3 of its bytes); a damaged one is replaced by the new bytes."""
+        self._ensure_staging()
+        return self._commit([self._stage_stream(source, expected)], None)[0]
+
+    def write_many(
+        self, items: Sequence[BlobWrite], progress: Callable[[int], None] | None = None
+    ) -> list[StoredBlob]:
+        """See ``BlobStore.write_many``. Small re-readable items (``SMALL_SIZE``) are
+        staged on this thread and synced as a batch; the others are written as by
+        ``write``, ``WRITE_THREADS`` at once, meanwhile (their own bytes dominate)."""
+        small = [item for item in items if _is_small(item)]
+        if len(items) == 1 and not small:
+            return [self._write_item(items[0], progress)]
+        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-write") as pool:
+            others = {
+                index: pool.submit(self._write_item, item, progress)
+                for index, item in enumerate(items)
+                if not _is_small(item)
+            }
+            batch = iter(self._write_batch(small, progress))
+            return [
+                others[index].result() if index in others else next(batch)
+                for index in range(len(items))
+            ]
+
+    def _write_batch(
+        self, items: Sequence[BlobWrite], progress: Callable[[int], None] | None
+    ) -> list[StoredBlob]:
+        """Small blobs: all staged, then synced, renamed and synced again, together
+        (``BATCH_SIZE`` files at a time; the directories once at the end)."""
+        if not items:
+            return []
+        self._ensure_staging()
+        use_syncfs = self._fsync and self._syncfs and len(items) >= SYNCFS_MIN
+        # syncfs reports write-back errors since its descriptor was opened: open it first.
+        handle = os.open(self._staging, os.O_RDONLY | os.O_DIRECTORY) if use_syncfs else None
+        # Its directories are covered by the syncfs; with fsyncs, _place makes them itself.
+        maker = _DirectoryMaker() if use_syncfs else None
+        try:
+            results: list[StoredBlob] = []
+            directories: set[str] = set()
+            for start in range(0, len(items), BATCH_SIZE):
+                staged = self._stage_all(items[start : start + BATCH_SIZE], progress, maker)
+                try:
+                    self._sync_files(staged, handle)
+                    if maker is not None:
+                        maker.wait()
+                    directories |= self._place(staged)
+                finally:
+                    for item in staged:
+                        item.discard()
+                results += self._stored(staged)
+            self._sync_directories(directories, handle)
+            return results
+        finally:
+            if maker is not None:
+                maker.close()
+            if handle is not None:
+                os.close(handle)
+
+    def _commit(self, staged: list[_Staged], handle: int | None) -> list[StoredBlob]:
+        """Steps 2 and 3 for ``staged``; their temporary files are gone afterwards."""
+        try:
+            self._sync_files(staged, handle)
+            directories = self._place(staged)
+        finally:
+            for item in staged:
+                item.discard()
+        self._sync_directories(directories, handle)
+        return self._stored(staged)
+
+    def _stored(self, staged: Iterable[_Staged]) -> list[StoredBlob]:
+        return [StoredBlob(item.blob, self.uri(item.blob.blake3), item.created) for item in staged]
+
+    def _stage_all(
+        self,
+        items: Sequence[BlobWrite],
+        progress: Callable[[int], None] | None,
+        maker: _DirectoryMaker | None,
+    ) -> list[_Staged]:
+        """Stage every item (``maker`` meanwhile creates the directories of new blobs);
+        on an error, none stays staged."""
+        staged: list[_Staged] = []
+        try:
+            for item in items:
+                staged.append(self._stage_small(item, progress))
+                if maker is not None and staged[-1].tmp is not None:
+                    maker.want(os.path.dirname(staged[-1].target))
+        except BaseException:
+            for done in staged:
+                done.discard()
+            raise
+        return staged
+
+    def _stage_small(self, item: BlobWrite, progress: Callable[[int], None] | None) -> _Staged:
+        with item.open() as stream:
+            source = counting(stream, progress)
+            hint = cast(int, item.size_hint)
+            head = _read_up_to(source, hint + 1)  # not SMALL_SIZE: no 1 MiB buffer per file
+            if len(head) > hint:  # it grew since it was listed
+                head += _read_up_to(source, SMALL_SIZE + 1 - len(head))
+            if len(head) <= SMALL_SIZE:
+                return self._stage_bytes(head, item.expected)
+            return self._stage_stream(cast(BinaryIO, _Prefixed(head, source)), item.expected)
+
+    def _stage_bytes(self, data: bytes, expected: BlobHash | Digest | None) -> _Staged:
+        actual = self._checked(hash_bytes(data), expected)
+        target = self._target(actual.blake3)
+        if _holds(target, data):
+            return _Staged(actual, target)
+        fd, tmp = self._staging_file()
+        staged = _Staged(actual, target, fd, tmp)
+        try:
+            _FileSink(fd)(memoryview(data))
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
+    def _stage_stream(self, source: BinaryIO, expected: BlobHash | Digest | None) -> _Staged:
         fd, tmp = self._staging_file()
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                actual = copy_and_hash(source, out.fileno(), write_back=self._fsync)
-                if actual is None:
-                    actual = hash_copy(source, _FileSink(out.fileno()))
-                if expected is not None and not matches(expected, actual):
-                    raise self.mismatch(DigestMismatchError(expected, actual))
-                target = self.path(actual.blake3)
-                if _intact(target, actual):
-                    return StoredBlob(actual, target.as_uri(), created=False)
-                if self._fsync:
-                    os.fsync(out.fileno())
-            created_dirs = self._make_shard_dirs(target.parent)
-            os.replace(tmp, target)
-            if self._fsync:
-                # The blob's directory entry, and those of any shard directory just made.
-                for directory in (target.parent, *created_dirs):
-                    _fsync_directory(directory)
-            return StoredBlob(actual, target.as_uri(), created=True)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            actual = copy_and_hash(source, fd, write_back=self._fsync)
+            if actual is None:
+                actual = hash_copy(source, _FileSink(fd))
+            actual = self._checked(actual, expected)
+            target = self._target(actual.blake3)
+        except BaseException:
+            _discard(fd, tmp)
+            raise
+        staged = _Staged(actual, target, fd, tmp)
+        if _intact(target, actual):
+            staged.discard()
+        return staged
 
-    def _staging_file(self) -> tuple[int, Path]:
+    def _checked(self, actual: BlobHash, expected: BlobHash | Digest | None) -> BlobHash:
+        if expected is not None and not matches(expected, actual):
+            raise self.mismatch(DigestMismatchError(expected, actual))
+        return actual
+
+    def _sync_files(self, staged: Sequence[_Staged], handle: int | None) -> None:
+        """Make the bytes of every staged temporary file durable."""
+        fds = [item.fd for item in staged if item.fd is not None]
+        if not self._fsync or not fds:
+            return
+        if handle is not None:
+            _sync_file_system(handle)
+            return
+        if len(fds) > 1:
+            for fd in fds:
+                start_write_back(fd)
+        _each(os.fsync, fds)
+
+    def _place(self, staged: Sequence[_Staged]) -> set[str]:
+        """Rename each staged file under its address (the first of equal blobs wins);
+        marks what was created; the directories whose entries must be made durable."""
+        directories: set[str] = set()
+        placed: set[str] = set()
+        for item in staged:
+            directory = os.path.dirname(item.target)
+            directories.add(directory)  # a reused blob's entry, too: its writer may be
+            # between its rename and its directory sync
+            if item.tmp is None or item.target in placed:
+                continue
+            try:
+                os.replace(item.tmp, item.target)
+            except FileNotFoundError:
+                directories.update(self._make_directories(directory))
+                os.replace(item.tmp, item.target)
+            item.created = True
+            item.tmp = None
+            placed.add(item.target)
+        return directories
+
+    def _sync_directories(self, directories: set[str], handle: int | None) -> None:
+        if not self._fsync or not directories:
+            return
+        if handle is not None:
+            _sync_file_system(handle)
+        else:
+            _each(_fsync_directory, sorted(directories))
+
+    def _make_directories(self, directory: str) -> list[str]:
+        """Create ``directory`` and its missing parents; the parents whose entries changed
+        (or may still be unsynced: another writer made the directory just now)."""
+        try:
+            os.mkdir(directory)
+        except FileNotFoundError:
+            parents = self._make_directories(os.path.dirname(directory))
+            return parents + self._make_directories(directory)
+        except FileExistsError:
+            pass
+        return [os.path.dirname(directory)]
+
+    def _ensure_staging(self) -> None:
+        """Create the staging directory (and the root) on the first write, durably."""
+        if self._staging_ready or os.path.isdir(self._staging):
+            self._staging_ready = True
+            return
+        made = self._make_directories(str(self._staging))
+        if self._fsync:
+            _each(_fsync_directory, made)
+        self._staging_ready = True
+
+    def _staging_file(self) -> tuple[int, str]:
         """A new temporary file in the staging directory, locked (``flock``) for as long as
         it is open, so that ``purge_staging`` never removes the file of a write in flight."""
         while True:
+            name = f"{self._staging}/{_TMP_PREFIX}{os.getpid()}-{self._token}-{next(self._names)}"
             try:
-                fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._staging)
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
             except FileNotFoundError:
-                self._staging.mkdir(parents=True, exist_ok=True)
+                self._staging_ready = False
+                self._ensure_staging()
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink:
-                return fd, Path(name)
+                return fd, name
             os.close(fd)  # purged between its creation and the lock: take another
 
-    def _make_shard_dirs(self, directory: Path) -> list[Path]:
-        """Create ``directory`` and missing parents below the root; the parents of what
-        was created, deepest first (their entries need an fsync)."""
-        missing = []
-        current = directory
-        while current != self.root and not current.is_dir():
-            missing.append(current)
-            current = current.parent
-        for path in reversed(missing):
-            path.mkdir(exist_ok=True)
-        return [path.parent for path in missing]
-
+    # ------------------------------------------------------------------ reads and upkeep
     def open_raw(self, address: Digest) -> BinaryIO:
         try:
             return self.path(address).open("rb")
@@ -107,7 +365,7 @@ class LocalBlobStore(BlobStore):
             raise self.missing(address) from None
 
     def exists(self, address: Digest) -> bool:
-        return self.path(address).is_file()
+        return os.path.isfile(self._target(address))
 
     def delete(self, address: Digest) -> bool:
         try:
@@ -153,6 +411,49 @@ class LocalBlobStore(BlobStore):
                                     yield digest
 
 
+class _DirectoryMaker:
+    """Creates shard directories on a helper thread while the caller stages more files
+    (in a young store nearly every new blob needs a directory of its own, and ``mkdir``
+    costs more than staging a small file). Failures are left to ``_place``, which makes
+    any directory still missing itself."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._seen: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="blob-mkdir", daemon=True)
+        self._thread.start()
+
+    def want(self, directory: str) -> None:
+        if directory not in self._seen:
+            self._seen.add(directory)
+            self._queue.put(directory)
+
+    def wait(self) -> None:
+        """Return once every directory asked for so far was tried."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (task := self._queue.get()) is not None:
+            if isinstance(task, threading.Event):
+                task.set()
+                continue
+            with contextlib.suppress(OSError):
+                try:
+                    os.mkdir(task)
+                except FileNotFoundError:
+                    os.makedirs(task, exist_ok=True)
+
+
+def _is_small(item: BlobWrite) -> bool:
+    return item.size_hint is not None and item.size_hint <= SMALL_SIZE
+
+
 class _FileSink:
     """Writes every byte it is given to ``fd`` (``os.write`` may write less than asked)."""
 
@@ -165,10 +466,55 @@ class _FileSink:
             view = view[os.write(self._fd, view) :]
 
 
-def _intact(path: Path, blob: BlobHash) -> bool:
+class _Prefixed:
+    """``head`` (bytes already read from ``rest``), then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(size)
+        count = len(self._head) if size < 0 else min(size, len(self._head))
+        data = bytes(self._head[:count])
+        self._head = self._head[count:]
+        return data
+
+
+def _read_up_to(source: BinaryIO, limit: int) -> bytes:
+    """``limit`` bytes of ``source``, or fewer at its end (a short read is not the end)."""
+    data = source.read(limit)
+    while 0 < len(data) < limit:
+        more = source.read(limit - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        stored = b""
+        while len(stored) <= len(data):
+            chunk = os.read(fd, len(data) + 1 - len(stored))
+            if not chunk:
+                break
+            stored += chunk
+    finally:
+        os.close(fd)
+    return stored == data
+
+
+def _intact(path: str, blob: BlobHash) -> bool:
     """Whether ``path`` holds exactly the bytes of ``blob``."""
     try:
-        if path.stat().st_size != blob.size:
+        if os.stat(path).st_size != blob.size:
             return False
         if blob.size == 0:
             return True
@@ -201,7 +547,29 @@ def _subdirectories(path: str) -> list[os.DirEntry[str]]:
         return []
 
 
-def _fsync_directory(path: Path) -> None:
+_T = TypeVar("_T")
+
+
+def _each(function: Callable[[_T], object], values: Sequence[_T]) -> None:
+    """``function`` of every value; several at once (fsyncs overlap in the journal)."""
+    if len(values) < 2:
+        for value in values:
+            function(value)
+        return
+    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-sync") as pool:
+        for _ in pool.map(function, values):
+            pass
+
+
+def _sync_file_system(handle: int) -> None:
+    """``syncfs`` of the file system holding ``handle``; a write-back error is raised."""
+    assert _syncfs is not None
+    if _syncfs(handle) != 0:
+        code = ctypes.get_errno() or errno.EIO
+        raise OSError(code, f"syncfs failed: {os.strerror(code)}")
+
+
+def _fsync_directory(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

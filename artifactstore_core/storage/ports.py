@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from artifactstore_core.errors import IntegrityError, MissingBlobError
-from artifactstore_core.hashing import BlobHash, Digest, DigestMismatchError, VerifyingReader
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    DigestMismatchError,
+    VerifyingReader,
+    hash_copy,
+    matches,
+)
+from artifactstore_core.sources import CountingReader
 
 HEAL_ATTEMPTS = 3
 """Times a write path stores again blobs deleted between its write and its commit."""
+WRITE_THREADS = 4
+"""Blobs ``write_many`` writes at once by default, so that their uploads or fsyncs overlap."""
 
 
 class BlobsGone(Exception):
@@ -38,13 +49,29 @@ class StoredBlob:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class BlobWrite:
+    """One blob for ``write_many``: a way to open its bytes, what they must hash to
+    (as for ``write``), and how many bytes it should give; ``size_hint`` is ``None`` for a
+    stream that can be read only once, else ``open`` may be called again."""
+
+    open: Callable[[], BinaryIO]
+    expected: BlobHash | Digest | None = None
+    size_hint: int | None = None
+
+
+def counting(stream: BinaryIO, progress: Callable[[int], None] | None) -> BinaryIO:
+    """``stream``, reporting the byte counts read from it to ``progress`` (if any)."""
+    return stream if progress is None else cast(BinaryIO, CountingReader(stream, progress))
+
+
 class BlobStore(ABC):
     """A content-addressed blob backend (local directory, S3 bucket, memory)."""
 
     #: A URL that reopens this backend (``/srv/blobs``, ``s3://bucket/prefix``, ``memory://x``).
     url: str
-    #: Remote backends prefer the caller to hash a re-readable source first, so that bytes
-    #: the registry already records there are never uploaded again.
+    #: Remote backends hash a re-readable source first (``write_many``), so that bytes
+    #: the backend already has are never uploaded again.
     hash_before_write: bool = False
 
     @abstractmethod
@@ -55,6 +82,39 @@ class BlobStore(ABC):
         ``hashing.matches``), bytes that hash differently raise ``IntegrityError`` and
         nothing becomes visible. Storing bytes already present is a successful no-op.
         """
+
+    def write_many(
+        self, items: Sequence[BlobWrite], progress: Callable[[int], None] | None = None
+    ) -> list[StoredBlob]:
+        """Store each item as ``write`` does; the results in the order of ``items``.
+
+        When it returns, every blob is stored as durably as ``write`` stores one; after an
+        error, some may be stored and none is half-visible. ``progress`` hears byte counts,
+        possibly from several threads at once (the caller makes it thread-safe). This
+        default writes up to ``WRITE_THREADS`` items at once; a backend that can batch
+        its syncs overrides it.
+        """
+        if len(items) < 2:
+            return [self._write_item(item, progress) for item in items]
+        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-write") as pool:
+            return list(pool.map(partial(self._write_item, progress=progress), items))
+
+    def _write_item(
+        self, item: BlobWrite, progress: Callable[[int], None] | None = None
+    ) -> StoredBlob:
+        expected = item.expected
+        if self.hash_before_write and item.size_hint is not None:
+            # Re-readable source, remote backend: hash locally first, and skip the upload
+            # when the backend already has these bytes (asked, not taken from a row).
+            with item.open() as stream:
+                actual = hash_copy(stream)
+            if expected is not None and not matches(expected, actual):
+                raise self.mismatch(DigestMismatchError(expected, actual))
+            if self.exists(actual.blake3):
+                return StoredBlob(actual, self.uri(actual.blake3), created=False)
+            expected = actual
+        with item.open() as stream:
+            return self.write(counting(stream, progress), expected)
 
     @abstractmethod
     def open_raw(self, address: Digest) -> BinaryIO:

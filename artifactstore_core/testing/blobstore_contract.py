@@ -31,13 +31,15 @@ import io
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
+from typing import BinaryIO
 
 import pytest
 
 from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.hashing import BlobHash, Digest, hash_bytes
 from artifactstore_core.storage.layout import key_for
-from artifactstore_core.storage.ports import BlobStore
+from artifactstore_core.storage.ports import BlobStore, BlobWrite
 
 Plant = Callable[[str, bytes], None]
 Tamper = Callable[[Digest, bytes], None]
@@ -46,6 +48,25 @@ LeaveStaging = Callable[[], None]
 #: Leeway for clocks: file systems stamp times a little behind the wall clock, S3 to the second.
 CLOCK_SLACK = dt.timedelta(seconds=2)
 HOUR = dt.timedelta(hours=1)
+
+
+def blob_writes(*contents: bytes, stream: bool = False) -> list[BlobWrite]:
+    """``BlobWrite`` items of ``contents``: re-readable with their size, or (``stream``)
+    streams of unknown size that may be opened only once."""
+    if stream:
+        return [BlobWrite(_once(data)) for data in contents]
+    return [BlobWrite(partial(io.BytesIO, data), None, len(data)) for data in contents]
+
+
+def _once(data: bytes) -> Callable[[], BinaryIO]:
+    opened: list[bool] = []
+
+    def open_stream() -> BinaryIO:
+        assert not opened, "a stream of unknown size was opened twice"
+        opened.append(True)
+        return io.BytesIO(data)
+
+    return open_stream
 
 
 class BlobStoreContract:
@@ -222,3 +243,47 @@ class BlobStoreContract:
             assert reader.read() == b"before close"
         again = blob_store.write(io.BytesIO(b"after close"))
         assert blob_store.exists(again.hash.blake3)
+
+    # ------------------------------------------------------------------ write_many
+    def test_write_many_stores_each_item_and_answers_in_order(self, blob_store: BlobStore) -> None:
+        contents = [b"", b"a", os.urandom(1000), os.urandom(300_000), os.urandom(1_200_000)]
+        streams = [os.urandom(2000), os.urandom(600_000)]
+        items = [*blob_writes(*contents), *blob_writes(*streams, stream=True)]
+        stored = blob_store.write_many(items)
+        assert [s.hash for s in stored] == [hash_bytes(d) for d in [*contents, *streams]]
+        assert all(s.created for s in stored)
+        assert [s.uri for s in stored] == [blob_store.uri(s.hash.blake3) for s in stored]
+        for data, blob in zip([*contents, *streams], stored, strict=True):
+            with blob_store.open(blob.hash) as reader:
+                assert reader.read() == data
+        assert blob_store.write_many([]) == []
+
+    def test_write_many_reuses_what_is_stored_and_stores_equal_bytes_once(
+        self, blob_store: BlobStore
+    ) -> None:
+        old = blob_store.write(io.BytesIO(b"stored before"))
+        stored = blob_store.write_many(blob_writes(b"stored before", b"twice", b"twice"))
+        assert stored[0] == old.__class__(old.hash, old.uri, created=False)
+        assert stored[1].hash == stored[2].hash == hash_bytes(b"twice")
+        assert sorted(s.created for s in stored[1:]) == [False, True]
+        assert len(list(blob_store.iter_addresses())) == 2
+
+    def test_write_many_refuses_bytes_that_do_not_match(self, blob_store: BlobStore) -> None:
+        promised = hash_bytes(b"what we were promised")
+        items = blob_writes(b"fine", b"what we got")
+        items[1] = BlobWrite(items[1].open, promised, items[1].size_hint)
+        with pytest.raises(IntegrityError, match=promised.content_address):
+            blob_store.write_many(items)
+        assert not blob_store.exists(hash_bytes(b"what we got").blake3)
+
+    def test_write_many_reports_the_bytes_it_reads(self, blob_store: BlobStore) -> None:
+        contents = [os.urandom(size) for size in (10, 5000, 400_000)]
+        counts: list[int] = []
+        lock = threading.Lock()
+
+        def progress(count: int) -> None:
+            with lock:
+                counts.append(count)
+
+        blob_store.write_many(blob_writes(*contents), progress)
+        assert sum(counts) == sum(map(len, contents))

@@ -47,8 +47,8 @@ from artifactstore_core.schema import storage_locations
 TIERS = ("hot", "cold", "archive")
 STRACE = shutil.which("strace")
 # System calls at which a kill is injected: blob writes and renames, directory and blob
-# fsyncs, unlinks by the sweep and tier moves, SQLite's writes and syncs.
-SYSCALLS = ("fsync", "fdatasync", "rename", "unlink", "pwrite64", "copy_file_range")
+# fsyncs (or a batch's syncfs), unlinks by the sweep and tier moves, SQLite's writes, syncs.
+SYSCALLS = ("fsync", "fdatasync", "syncfs", "rename", "unlink", "pwrite64", "copy_file_range")
 
 
 # --------------------------------------------------------------------------- registry
