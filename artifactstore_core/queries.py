@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from artifactstore_core.domain.events import PackageRegistered
 from artifactstore_core.domain.limits import check_int, check_optional_text, check_time
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package
@@ -120,6 +121,8 @@ def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
     derived from the rows their projection writes (no query: the put path returns these)."""
     tables: dict[str, list[Row]] = {}
     for item in recorded:
+        if not isinstance(item.event, PackageRegistered):
+            continue  # a put's other events (its blobs' locations) are not in a Package
         for op in project(item):
             if isinstance(op, Insert | Upsert):
                 tables.setdefault(op.table, []).append(op.row)
