@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,28 +67,27 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
         eng.dispose()
 
 
+_POSTGRES_PASSED = pytest.StashKey[int]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With ``ARTIFACTSTORE_REQUIRE_POSTGRES=1`` (CI), a run with no PostgreSQL test fails."""
     if os.environ.get("ARTIFACTSTORE_REQUIRE_POSTGRES") != "1" or exitstatus != 0:
         return
-    ran = getattr(session.config, "_postgres_tests_passed", 0)
-    if ran == 0:
+    if session.config.stash.get(_POSTGRES_PASSED, 0) == 0:
         print("\nERROR: no PostgreSQL test ran; CI requires the real PostgreSQL tests")
         session.exitstatus = 1
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Count PostgreSQL tests that passed, for the check above."""
+    report: pytest.TestReport = yield
     if report.when == "call" and report.passed and "postgres" in report.keywords:
-        config = _CONFIG[0]
-        config._postgres_tests_passed = getattr(config, "_postgres_tests_passed", 0) + 1  # type: ignore[attr-defined]
-
-
-_CONFIG: list[pytest.Config] = []
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    _CONFIG.append(config)
+        item.config.stash[_POSTGRES_PASSED] = item.config.stash.get(_POSTGRES_PASSED, 0) + 1
+    return report
 
 
 @pytest.fixture(scope="session")
