@@ -84,8 +84,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Count PostgreSQL tests that passed, for the check above."""
-    report = yield
-    if report.when == "call" and report.passed and "postgres" in item.keywords:
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.passed and "postgres" in report.keywords:
         item.config.stash[_POSTGRES_PASSED] = item.config.stash.get(_POSTGRES_PASSED, 0) + 1
     return report
 

@@ -124,6 +124,9 @@ def test_integrity_failures_exit_1(sqlite_cli: Cli, tmp_path: Path) -> None:
         conn.execute(sa.text("UPDATE artifact_packages SET kind = 'log'"))
     result = sqlite_cli("views", "check", expect=1)
     assert "DIFF artifact_packages" in result.stdout
+    report = json.loads(sqlite_cli("views", "check", "--json", expect=1).stdout)
+    assert report["ok"] is False
+    assert "artifact_packages" in {difference["table"] for difference in report["differences"]}
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.storage import open_blob_store
-from artifactstore_core.storage import s3 as s3_module
 from artifactstore_core.storage.s3 import S3BlobStore
+from artifactstore_core.storage.s3 import _upload as s3_upload
 from artifactstore_core.testing.blobstore_contract import (
     BlobStoreContract,
     LeaveStaging,
@@ -49,8 +49,6 @@ from artifactstore_core.testing.servers import (
 
 pytestmark = [pytest.mark.s3, pytest.mark.integration]
 
-# Lines marked `noqa: SLF001` reach into the adapter on purpose: a part upload on s3fs's
-# event loop, the botocore client's hooks and its settings have no public seam.
 MiB = 2**20
 # Short timeouts and few attempts keep every fault test to a few seconds.
 FAST: dict[str, Any] = {
@@ -219,24 +217,23 @@ class TestS3BlobStore(BlobStoreContract):
         assert not store.exists(hash_bytes(data).blake3)
         assert not store.exists(promised.blake3)
 
-    def test_parts_go_up_concurrently_within_the_limit(
-        self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        original = s3_module._PartUpload._upload_part  # noqa: SLF001
+    def test_parts_go_up_concurrently_within_the_limit(self, s3_endpoint: str, bucket: str) -> None:
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=3)
         active = peak = 0
 
-        async def slow(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
+        async def slow(**_: Any) -> None:  # an UploadPart starts: it takes at least 0.2 s
             nonlocal active, peak  # changed on the event loop's thread only
             active += 1
             peak = max(peak, active)
-            try:
-                await asyncio.sleep(0.2)
-                return await original(upload, number, upload_id, body)
-            finally:
-                active -= 1
+            await asyncio.sleep(0.2)
 
-        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", slow)  # noqa: SLF001
-        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=3)
+        def done(**_: Any) -> None:
+            nonlocal active
+            active -= 1
+
+        events = store.filesystem.s3.meta.events
+        events.register("before-parameter-build.s3.UploadPart", slow)
+        events.register("after-call.s3.UploadPart", done)
         data = os.urandom(40 * MiB)  # eight parts
         stored = store.write(io.BytesIO(data), hash_bytes(data))
         assert peak == 3
@@ -245,19 +242,17 @@ class TestS3BlobStore(BlobStoreContract):
 
     @pytest.mark.parametrize("with_expected", [False, True], ids=["staged", "direct"])
     def test_a_failed_part_stops_the_write_and_aborts(
-        self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch, with_expected: bool
+        self, s3_endpoint: str, bucket: str, with_expected: bool
     ) -> None:
-        original = s3_module._PartUpload._upload_part  # noqa: SLF001
+        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=2)
 
-        async def failing(upload: Any, number: int, upload_id: str, body: io.BytesIO) -> Any:
-            if number == 3:
+        def failing(params: dict[str, Any], **_: Any) -> None:  # before part 3 is sent
+            if params["PartNumber"] == 3:
                 error = {"Code": "InternalError", "Message": "part went missing"}
                 meta = {"HTTPStatusCode": 500}
                 raise ClientError({"Error": error, "ResponseMetadata": meta}, "UploadPart")
-            return await original(upload, number, upload_id, body)
 
-        monkeypatch.setattr(s3_module._PartUpload, "_upload_part", failing)  # noqa: SLF001
-        store = make_store(s3_endpoint, bucket, part_size=5 * MiB, parts_in_flight=2)
+        store.filesystem.s3.meta.events.register("before-parameter-build.s3.UploadPart", failing)
         data = os.urandom(64 * MiB)
         source = io.BytesIO(data)
         with pytest.raises(BackendUnavailableError, match="part went missing") as caught:
@@ -279,7 +274,7 @@ class TestS3BlobStore(BlobStoreContract):
                 lost.append(len(request.body.read()))
                 raise ConnectionClosedError(endpoint_url=request.url)
 
-        store._fs.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)  # noqa: SLF001
+        store.filesystem.s3.meta.events.register("before-send.s3.UploadPart", lose_the_first)
         data = os.urandom(12 * MiB)
         stored = store.write(io.BytesIO(data), hash_bytes(data))
         assert lost == [5 * MiB]  # botocore retried, rewinding the body first
@@ -343,8 +338,8 @@ class TestS3BlobStore(BlobStoreContract):
     def test_blob_over_the_copy_limit_is_copied_in_parts(
         self, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(s3_module, "_COPY_OBJECT_LIMIT", 1 * MiB)
-        monkeypatch.setattr(s3_module, "_COPY_PART_SIZE", 5 * MiB)
+        monkeypatch.setattr(s3_upload, "COPY_OBJECT_LIMIT", 1 * MiB)
+        monkeypatch.setattr(s3_upload, "COPY_PART_SIZE", 5 * MiB)
         store = make_store(s3_endpoint, bucket, part_size=5 * MiB)
         data = os.urandom(11 * MiB)
         stored = store.write(io.BytesIO(data))
@@ -455,16 +450,15 @@ def test_timeout_settings_reach_botocore(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ARTIFACTSTORE_S3_READ_TIMEOUT", "7.5")
     monkeypatch.setenv("ARTIFACTSTORE_S3_MAX_ATTEMPTS", "5")
     store = S3BlobStore.from_url("s3://bucket/p", load_settings(), connect_timeout=2)
-    config = store._fs.config_kwargs  # noqa: SLF001
+    config = store.filesystem.config_kwargs
     assert (config["connect_timeout"], config["read_timeout"]) == (2, 7.5)
     assert config["retries"] == {"mode": "standard", "total_max_attempts": 5}
-    assert store._fs.retries == 1  # s3fs's own retry loop is off: attempts do not multiply  # noqa: SLF001
+    assert store.filesystem.retries == 1  # s3fs's own retry loop is off: attempts do not multiply
     assert store.request_bound == 5 * 9.5 + 1 + 2 + 4 + 8
 
 
 def test_without_s3fs_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "s3fs", None)
-    monkeypatch.setattr(s3_module, "_FILESYSTEM", [])
     with pytest.raises(MissingExtraError, match=r"artifact-store\[s3\]"):
         S3BlobStore("bucket")
 
@@ -605,6 +599,16 @@ def test_missing_bucket_is_named(s3_endpoint: str) -> None:
         with pytest.raises(ConfigurationError, match="'no-such-bucket-here' does not exist") as e:
             operation()
         assert s3_endpoint in str(e.value)
+
+
+def test_a_closed_store_reconnects_when_used_again(store: S3BlobStore) -> None:
+    stored = store.write(io.BytesIO(b"before close"))
+    connected = store.filesystem
+    store.close()
+    store.close()  # twice is harmless
+    assert store.filesystem is not connected  # the closed client is not reused
+    assert store.exists(stored.hash.blake3)
+    assert store.write(io.BytesIO(b"after close")).created
 
 
 def test_missing_blob_is_an_integrity_failure(store: S3BlobStore) -> None:
