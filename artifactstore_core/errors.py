@@ -9,10 +9,18 @@ Every failure a user can act on has its own subclass; messages name the offendin
     ├── InvalidInputError           bad path, metadata, reference syntax, unknown class or kind
     │   ├── UnknownRetentionClassError  no retention class has the name (``name``, ``known``)
     │   ├── UnknownKindError        no kind has the name (``kind``, ``known``)
-    │   └── SchemaViolationError    metadata does not satisfy its kind's JSON Schema
+    │   ├── SchemaViolationError    metadata does not satisfy its kind's JSON Schema
+    │   ├── DigestInvalidError      uploaded bytes do not hash to the digest the caller gave
+    │   └── SizeInvalidError        uploaded bytes are not as long as the caller said
     ├── NotFoundError               no package, file, hold or blob matches
+    │   ├── BlobUnknownError        blobs a registration names are not stored (``addresses``)
+    │   └── UploadUnknownError      no open upload session has the id (or it expired)
     ├── AmbiguousReferenceError     a reference matches more than one package
     ├── ConflictError               concurrent change, lease held, duplicate
+    │   ├── UploadRangeError        a chunk does not start where the upload stands (``received``)
+    │   └── IdempotencyConflictError  an idempotency key was reused for another request
+    ├── AuthenticationError         no, unknown, expired or revoked access token
+    ├── AccessDeniedError           the token lacks the scope (``action``, ``name``)
     ├── IntegrityError              bytes or events do not match their digests
     │   ├── MissingBlobError        recorded bytes are not in the backend reads look in
     │   └── EventLogTamperedError   the hash chain of the event log is broken
@@ -92,6 +100,75 @@ class AmbiguousReferenceError(InvalidInputError):
 
 class ConflictError(ArtifactStoreError):
     """The operation conflicts with the current state (a held lease, a duplicate)."""
+
+
+class DigestInvalidError(InvalidInputError):
+    """Uploaded bytes do not hash to the digest the caller said they have."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"uploaded bytes hash to {actual}, not to the expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeInvalidError(InvalidInputError):
+    """Uploaded bytes are not as many as the caller said."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"uploaded {actual} bytes, not the expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class BlobUnknownError(NotFoundError):
+    """Blobs a registration names are not stored; ``addresses`` lists them."""
+
+    def __init__(self, addresses: Iterable[str]) -> None:
+        self.addresses = tuple(addresses)
+        super().__init__(
+            f"{len(self.addresses)} blob(s) are not stored; upload them first: "
+            + ", ".join(self.addresses[:10])
+            + (" ..." if len(self.addresses) > 10 else "")
+        )
+
+
+class UploadUnknownError(NotFoundError):
+    """No open upload session has this id (never opened, expired, cancelled or revoked)."""
+
+
+class UploadRangeError(ConflictError):
+    """A chunk does not start where the upload stands; ``received`` is the resume offset."""
+
+    def __init__(self, upload_id: str, start: int, received: int) -> None:
+        super().__init__(
+            f"upload {upload_id} has {received} bytes; a chunk starting at byte {start} "
+            f"leaves a gap or overlaps (resume at byte {received})"
+        )
+        self.upload_id = upload_id
+        self.start = start
+        self.received = received
+
+
+class IdempotencyConflictError(ConflictError):
+    """An idempotency key already registered a different package under this name."""
+
+
+class AuthenticationError(ArtifactStoreError):
+    """No access token, or one that is unknown, expired or revoked (``reason`` says which)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccessDeniedError(ArtifactStoreError):
+    """The access token has no scope allowing ``action`` on package name ``name``."""
+
+    def __init__(self, action: str, name: str | None) -> None:
+        target = f"package {name!r}" if name is not None else "this registry"
+        super().__init__(f"the token lacks the {action!r} scope for {target}")
+        self.action = action
+        self.name = name
 
 
 class IntegrityError(ArtifactStoreError):

@@ -142,7 +142,10 @@ artifact_packages = sa.Table(
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("event_sequence", sa.BigInteger, nullable=False),
+    # The caller's key for a registration it may retry (one package per name and key).
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_artifact_packages_name_version"),
+    sa.Index("ix_artifact_packages_name_idempotency_key", "name", "idempotency_key"),
     sa.Index("ix_artifact_packages_content_address", "content_address"),
     sa.Index("ix_artifact_packages_kind", "kind"),
     sa.Index("ix_artifact_packages_created_at", "created_at"),
@@ -194,6 +197,7 @@ storage_locations = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("uri", sa.String(2048), nullable=False),
     sa.Column("stored_at", Timestamp, nullable=False),
+    sa.Index("ix_storage_locations_digest_sha256", "digest_sha256"),
 )
 
 retention_state = sa.Table(
@@ -235,6 +239,44 @@ leases = sa.Table(
     sa.Column("expires_at", Timestamp, nullable=False),
 )
 
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("token_id", sa.String(64), primary_key=True),
+    # SHA-256 of the secret (hex): the secret itself is never stored.
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("scopes", JSONType, nullable=False),
+    sa.Column("run_id", sa.String(255), nullable=True),
+    sa.Column("parent_id", sa.String(64), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("issued_by", sa.String(255), nullable=False),
+    sa.Column("issued_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("event_sequence", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("secret_sha256", name="uq_access_tokens_secret_sha256"),
+)
+
+upload_sessions = sa.Table(
+    "upload_sessions",
+    metadata,
+    sa.Column("upload_id", sa.Uuid, primary_key=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    # The access token that opened the session (revoking it ends the session).
+    sa.Column("token_id", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    # Bytes received so far, in order: the next chunk starts here.
+    sa.Column("received", sa.BigInteger, nullable=False),
+    # The starting offsets of the staged chunks, in order (JSON list of integers).
+    sa.Column("chunks", JSONType, nullable=False),
+    sa.Column("content_address", sa.String(DIGEST_LEN), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("ix_upload_sessions_expires_at", "expires_at"),
+)
+
 #: Tables rebuilt from the event log, in dependency order (parents first).
 PROJECTION_TABLES: tuple[sa.Table, ...] = (
     retention_classes,
@@ -246,4 +288,5 @@ PROJECTION_TABLES: tuple[sa.Table, ...] = (
     retention_state,
     retention_holds,
     metadata_schemas,
+    access_tokens,
 )

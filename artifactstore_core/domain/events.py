@@ -225,6 +225,8 @@ class PackageRegistered(_PackageEvent):
     provenance: JsonObject
     retention_class: str
     expires_at: str | None
+    #: The caller's key for a request it may retry: a retry returns this package.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,6 +67,7 @@ def _registered(rec: RecordedEvent, event: ev.Event) -> list[Op]:
                 "actor": rec.actor,
                 "created_at": rec.created_at,
                 "event_sequence": rec.sequence,
+                "idempotency_key": event.idempotency_key,
             },
         )
     ]

@@ -34,7 +34,7 @@ EXPECTED_COLUMNS = {
     "artifact_packages": {
         "package_id", "name", "version", "kind", "digest_algorithm", "digest_primary",
         "digest_sha256", "content_address", "size", "file_count", "metadata", "provenance",
-        "actor", "created_at", "event_sequence",
+        "actor", "created_at", "event_sequence", "idempotency_key",
     },
     "artifact_files": {
         "package_id", "path", "size", "digest_algorithm", "digest_primary", "digest_sha256",
@@ -58,6 +58,14 @@ EXPECTED_COLUMNS = {
     "package_inputs": {"package_id", "input_package_id"},
     "retention_holds": {"hold_id", "package_id", "hold_kind", "reason", "actor", "placed_at"},
     "leases": {"name", "holder", "acquired_at", "expires_at"},
+    "access_tokens": {
+        "token_id", "secret_sha256", "actor", "scopes", "run_id", "parent_id", "description",
+        "issued_by", "issued_at", "expires_at", "revoked_at", "event_sequence",
+    },
+    "upload_sessions": {
+        "upload_id", "actor", "token_id", "state", "received", "chunks", "content_address",
+        "created_at", "updated_at", "expires_at",
+    },
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
@@ -67,7 +75,10 @@ EXPECTED_INDEXES = {
         "ix_artifact_packages_content_address",
         "ix_artifact_packages_kind",
         "ix_artifact_packages_created_at",
+        "ix_artifact_packages_name_idempotency_key",
     },
+    "storage_locations": {"ix_storage_locations_digest_sha256"},
+    "upload_sessions": {"ix_upload_sessions_expires_at"},
     "retention_state": {"ix_retention_state_status_expires_at"},
 }
 
