@@ -38,7 +38,6 @@ from artifactstore_core.errors import (
     UnknownRetentionClassError,
     add_context,
 )
-from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import _context
 from artifactstore_dagster._tracking import Tracking
 from artifactstore_dagster.data_versions import set_data_version_from_io_manager
@@ -51,7 +50,7 @@ from artifactstore_dagster.keys import (
     STORED,
 )
 from artifactstore_dagster.names import content_digest
-from artifactstore_dagster.resources import ArtifactStoreResource
+from artifactstore_dagster.resources import ArtifactStoreResource, Registry
 from artifactstore_dagster.serializers import SerializerRegistry, StoredContent, default_registry
 from artifactstore_dagster.translator import LoadedInput, OutputKey, PackageTranslator, expiry
 
@@ -185,7 +184,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
             return values
         return self._load_op_output(context, store)
 
-    def _load_asset(self, context: InputContext, store: ArtifactStore, key: str | None) -> Any:
+    def _load_asset(self, context: InputContext, store: Registry, key: str | None) -> Any:
         asset_key = context.asset_key
         partitions_def = _context.optional(lambda: context.asset_partitions_def)
         partition, dims = (
@@ -237,7 +236,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         self._track_input(context, package, tuple(asset_key.path), partition)
         return value
 
-    def _load_op_output(self, context: InputContext, store: ArtifactStore) -> Any:
+    def _load_op_output(self, context: InputContext, store: Registry) -> Any:
         upstream = context.upstream_output
         if upstream is None:
             raise InvalidInputError(
@@ -281,7 +280,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
     def _read(
         self,
         context: InputContext,
-        store: ArtifactStore,
+        store: Registry,
         reference: str | Package,
         where: str,
         pointer: str,
@@ -330,7 +329,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
             )
             raise
 
-    def _export(self, store: ArtifactStore, package: Package) -> Path:
+    def _export(self, store: Registry, package: Package) -> Path:
         destination = self._tracking.scratch_dir(self.scratch_dir)
         store.export(package, destination, record=False)
         return destination

@@ -1,5 +1,9 @@
 """``ArtifactStoreResource``: the registry, opened from Dagster configuration.
 
+Embedded (``database_url`` + ``storage_url``: the process opens the database and the
+blob storage itself) or remote (``url`` + ``token``: a ``RemoteArtifactStore`` talking to
+``artifactstore serve``, so step processes hold neither database nor storage credentials).
+
 The store is opened lazily, once per process and configuration, and shared by every
 thread and every copy of the resource in that process. Dagster's multiprocess executor
 sets resources up again in each step process; each of those opens its own store (engines
@@ -16,8 +20,13 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artifactstore_core.client import RemoteArtifactStore
 from artifactstore_core.config import Settings, load_settings
+from artifactstore_core.errors import ConfigurationError
 from artifactstore_core.store import ArtifactStore
+
+#: What ``get_store`` returns: the embedded store or the client of a server (same verbs).
+Registry = ArtifactStore | RemoteArtifactStore
 
 
 class _OpenStores:
@@ -29,10 +38,10 @@ class _OpenStores:
     """
 
     def __init__(self) -> None:
-        self._stores: dict[tuple[Any, ...], ArtifactStore] = {}
+        self._stores: dict[tuple[Any, ...], Registry] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...], open_store: Callable[[], ArtifactStore]) -> ArtifactStore:
+    def get(self, key: tuple[Any, ...], open_store: Callable[[], Registry]) -> Registry:
         """The store under ``key``, opened by ``open_store`` on first use (nothing is kept
         when opening fails)."""
         store = self._stores.get(key)
@@ -64,7 +73,10 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
     Unset fields fall back to ``ARTIFACTSTORE_*`` environment variables (and ``.env``),
     then to the embedded default (SQLite under ``var/``, blobs in ``var/blobs``). Use
     ``dagster.EnvVar`` for secrets such as ``s3_secret_access_key``. Every field but
-    ``migrate`` is the ``Settings`` field of the same name.
+    ``migrate``, ``url`` and ``token`` is the ``Settings`` field of the same name.
+
+    With ``url`` (and ``token``, an access token: use ``dagster.EnvVar``) the registry is
+    the server at ``url`` and no database or storage field may be set.
 
     Example:
         >>> import tempfile
@@ -107,6 +119,12 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
     migrate: bool = Field(
         default=True, description="Create or upgrade the registry schema when opening it"
     )
+    url: str | None = Field(
+        default=None, description="URL of an artifact-store server (remote mode, no database)"
+    )
+    token: str | None = Field(
+        default=None, description="Access token for the server at url (use EnvVar)"
+    )
 
     def settings(self) -> Settings:
         """The core ``Settings`` this configuration describes (unset fields: environment)."""
@@ -124,16 +142,29 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
         )
         return (os.getpid(), environment, *self.model_dump().items())
 
-    def get_store(self) -> ArtifactStore:
-        """The open registry for this configuration in this process (opened on first use).
+    def get_store(self) -> Registry:
+        """The open registry for this configuration in this process (opened on first use):
+        an ``ArtifactStore``, or with ``url`` a ``RemoteArtifactStore``.
 
         Raises the core's ``BackendUnavailableError`` naming the server when the database
         cannot be reached, and ``ConfigurationError`` for bad settings.
         """
-        return _OPEN_STORES.get(
-            self._cache_key(),
-            lambda: ArtifactStore.open(settings=self.settings(), migrate=self.migrate),
-        )
+        return _OPEN_STORES.get(self._cache_key(), self._open)
+
+    def _open(self) -> Registry:
+        if self.url is None:
+            return ArtifactStore.open(settings=self.settings(), migrate=self.migrate)
+        embedded = [
+            name
+            for name in ("database_url", "storage_url", "tier_cold_url", "tier_archive_url")
+            if getattr(self, name) is not None
+        ]
+        if embedded:
+            raise ConfigurationError(
+                f"give either url (a registry server) or {', '.join(embedded)} "
+                f"(an embedded registry), not both; url is {self.url!r}"
+            )
+        return RemoteArtifactStore(self.url, self.token)
 
     def is_store_open(self) -> bool:
         """Whether ``get_store()`` has opened the registry for this configuration here."""

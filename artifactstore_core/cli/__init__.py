@@ -28,14 +28,28 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "cli", "exit_code", "main"]
 @click.option("--database-url", help="Registry database URL [ARTIFACTSTORE_DATABASE_URL].")
 @click.option("--storage-url", help="Blob storage URL [ARTIFACTSTORE_STORAGE_URL].")
 @click.option("--actor", help="Actor recorded on events [ARTIFACTSTORE_ACTOR].")
+@click.option(
+    "--server",
+    envvar="ARTIFACTSTORE_SERVER_URL",
+    help="Use the registry server at this URL instead of the database [ARTIFACTSTORE_SERVER_URL].",
+)
+@click.option(
+    "--token", envvar="ARTIFACTSTORE_TOKEN", help="Access token for --server [ARTIFACTSTORE_TOKEN]."
+)
 @click.version_option(package_name="artifact-store")
 @click.pass_context
 def cli(
-    ctx: click.Context, database_url: str | None, storage_url: str | None, actor: str | None
+    ctx: click.Context,
+    database_url: str | None,
+    storage_url: str | None,
+    actor: str | None,
+    server: str | None,
+    token: str | None,
 ) -> None:
     """artifact-store: a content-addressed registry for generated artifacts."""
     overrides = {"database_url": database_url, "storage_url": storage_url, "actor": actor}
-    context = CliContext(load_settings(**{k: v for k, v in overrides.items() if v}))
+    settings = load_settings(**{k: v for k, v in overrides.items() if v})
+    context = CliContext(settings, server=server or None, token=token or None)
     ctx.obj = context
     ctx.call_on_close(context.close)
 

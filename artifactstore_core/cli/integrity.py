@@ -86,7 +86,7 @@ def log() -> None:
 @pass_context
 def log_verify(ctx: CliContext) -> None:
     """Walk the hash chain; exit 1 naming the first bad sequence."""
-    report = ctx.store.verify_log()
+    report = ctx.local_store.verify_log()
     emit(
         {"ok": True, "checked": report.checked, "head_sequence": report.head_sequence,
          "head_digest": report.head_digest},
@@ -103,7 +103,7 @@ def views() -> None:
 @pass_context
 def views_rebuild(ctx: CliContext) -> None:
     """Drop the views and replay the whole event log into them."""
-    count = ctx.store.rebuild_views()
+    count = ctx.local_store.rebuild_views()
     click.echo(f"rebuilt the views from {count} event(s)")
 
 
@@ -112,7 +112,7 @@ def views_rebuild(ctx: CliContext) -> None:
 @pass_context
 def views_check(ctx: CliContext) -> None:
     """Replay the log into scratch tables and compare; exit 1 on any difference."""
-    differences = ctx.store.check_views()
+    differences = ctx.local_store.check_views()
 
     def text() -> None:
         for diff in differences:

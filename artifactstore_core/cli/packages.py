@@ -12,7 +12,6 @@ from artifactstore_core.cli._context import CliContext, pass_context
 from artifactstore_core.cli._input import COUNT, load_json, parse_time, read_text
 from artifactstore_core.cli._output import emit, json_option, progress, size, table
 from artifactstore_core.cli._spec import read_spec
-from artifactstore_core.config import is_read_only
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.sources import collect
@@ -109,7 +108,7 @@ def get(
     note says so on stderr).
     """
     package = ctx.store.describe(reference)
-    read_only = is_read_only(ctx.store.engine)
+    read_only = ctx.read_only
     with progress(package.size, f"reading {package.reference}") as update:
         package = ctx.store.export(
             package.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,11 @@ from artifactstore_core.errors import InvalidInputError, NotFoundError
 def iso(value: dt.datetime | None) -> str | None:
     """ISO 8601 text of an aware datetime, or ``None``."""
     return value.isoformat() if value is not None else None
+
+
+def parse_iso(text: str | None) -> dt.datetime | None:
+    """The datetime of ``iso``'s text, or ``None`` (the inverse of ``iso``)."""
+    return dt.datetime.fromisoformat(text) if text is not None else None
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,17 @@ class Hold:
             "actor": self.actor,
             "placed_at": iso(self.placed_at),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hold:
+        """The hold ``to_dict`` describes."""
+        return cls(
+            hold_id=uuid.UUID(data["hold_id"]),
+            kind=data["kind"],
+            reason=data["reason"],
+            actor=data["actor"],
+            placed_at=dt.datetime.fromisoformat(data["placed_at"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -107,3 +124,30 @@ class Package:
             "provenance": self.provenance.to_dict(),
             "files": [entry.to_dict() for entry in self.files],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Package:
+        """The package ``to_dict`` describes (as a server answers it)."""
+        return cls(
+            id=uuid.UUID(data["id"]),
+            name=data["name"],
+            version=data["version"],
+            kind=data["kind"],
+            content_address=data["content_address"],
+            digest_sha256=data["digest_sha256"],
+            size=data["size"],
+            created_at=dt.datetime.fromisoformat(data["created_at"]),
+            actor=data["actor"],
+            metadata=dict(data["metadata"]),
+            provenance=Provenance.from_dict(data["provenance"]),
+            files=tuple(FileEntry.from_dict(entry) for entry in data["files"]),
+            retention_class=data["retention_class"],
+            expires_at=parse_iso(data["expires_at"]),
+            status=data["status"],
+            expired_at=parse_iso(data["expired_at"]),
+            on_hold=data["on_hold"],
+            retrieval_tier=data["retrieval_tier"],
+            restore_status=data["restore_status"],
+            tags=tuple(data["tags"]),
+            holds=tuple(Hold.from_dict(hold) for hold in data["holds"]),
+        )

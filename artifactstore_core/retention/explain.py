@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,18 @@ class Explanation:
             "verdict": self.verdict,
             "now": iso(self.now),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], package: Package) -> Explanation:
+        """The explanation ``to_dict`` describes, of ``package`` (which it only names)."""
+        return cls(
+            package=package,
+            now=dt.datetime.fromisoformat(data["now"]),
+            verdict=data["verdict"],
+            shared_blobs=data["shared_blobs"],
+            shared_bytes=data["shared_bytes"],
+            sharing_packages=tuple(data["sharing_packages"]),
+        )
 
 
 def verdict(package: Package, now: dt.datetime) -> str:

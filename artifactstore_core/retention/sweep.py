@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,35 @@ class SweepPlan:
             "moves_without_backend": self.moves_without_backend,
         }  # fmt: skip
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepPlan:
+        """The plan ``to_dict`` describes (``log_head`` is not part of it: 0)."""
+
+        def split(reference: str) -> tuple[str, int]:
+            name, _, version = reference.rpartition("@")
+            return name, int(version)
+
+        return cls(
+            now=dt.datetime.fromisoformat(data["now"]),
+            grace=dt.timedelta(seconds=data["grace_seconds"]),
+            expire=tuple(
+                ExpiringPackage(uuid.UUID(p["package_id"]), *split(p["reference"]),
+                                p["retention_class"], dt.datetime.fromisoformat(p["expires_at"]))
+                for p in data["expire"]
+            ),
+            delete=tuple(
+                BlobDeletion(d["content_address"], d["backend"], d["size"], d["reason"])
+                for d in data["delete"]
+            ),
+            tier_moves=tuple(
+                TierMove(uuid.UUID(m["package_id"]), m["reference"], m["from_tier"], m["to_tier"])
+                for m in data["tier_moves"]
+            ),
+            shared_kept_blobs=data["shared_kept_blobs"],
+            shared_kept_bytes=data["shared_kept_bytes"],
+            moves_without_backend=data["moves_without_backend"],
+        )  # fmt: skip
+
 
 @dataclass
 class SweepResult:
@@ -133,6 +162,19 @@ class SweepResult:
             "moved": [str(m.package_id) for m in self.moved],
             "bytes_reclaimed": self.bytes_reclaimed,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepResult:
+        """The result ``to_dict`` describes (what was done is looked up in its plan)."""
+        plan = SweepPlan.from_dict(data["plan"])
+        expired, moved, deleted = set(data["expired"]), set(data["moved"]), set(data["deleted"])
+        return cls(
+            plan,
+            dry_run=data["dry_run"],
+            expired=[p for p in plan.expire if str(p.package_id) in expired],
+            deleted=[d for d in plan.delete if f"{d.backend}:{d.content_address}" in deleted],
+            moved=[m for m in plan.tier_moves if str(m.package_id) in moved],
+        )
 
 
 def _due_packages(conn: sa.Connection, now: dt.datetime, batch: int) -> Iterator[ExpiringPackage]:

@@ -1,0 +1,100 @@
+"""Problem details (RFC 9457) back to the core's typed errors: the inverse of the server's table.
+
+The server answers every failure as ``application/problem+json`` with a stable ``code``
+(http-api.md E3) and extension members carrying the error's attributes; ``error_from``
+rebuilds the core error of that code with the server's one-line ``detail`` as message,
+so a caller catches the same classes remotely as in embedded mode. An unknown code falls
+back to the class of the HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from artifactstore_core import errors as e
+
+#: ``code`` → the core error class it stands for (one row per code the server sends).
+CODES: dict[str, type[e.ArtifactStoreError]] = {
+    "INVALID_INPUT": e.InvalidInputError,
+    "NAME_INVALID": e.InvalidInputError,
+    "UNKNOWN_RETENTION_CLASS": e.UnknownRetentionClassError,
+    "UNKNOWN_KIND": e.UnknownKindError,
+    "SCHEMA_VIOLATION": e.SchemaViolationError,
+    "DIGEST_INVALID": e.DigestInvalidError,
+    "SIZE_INVALID": e.SizeInvalidError,
+    "REFERENCE_AMBIGUOUS": e.AmbiguousReferenceError,
+    "NOT_FOUND": e.NotFoundError,
+    "PACKAGE_UNKNOWN": e.NotFoundError,
+    "BLOB_UNKNOWN": e.BlobUnknownError,
+    "BLOB_UPLOAD_UNKNOWN": e.UploadUnknownError,
+    "CONFLICT": e.ConflictError,
+    "PRECONDITION_FAILED": e.ConflictError,
+    "BLOB_UPLOAD_INVALID": e.UploadRangeError,
+    "IDEMPOTENCY_CONFLICT": e.IdempotencyConflictError,
+    "UNAUTHORIZED": e.AuthenticationError,
+    "DENIED": e.AccessDeniedError,
+    "INTEGRITY_FAILURE": e.IntegrityError,
+    "BLOB_MISSING": e.MissingBlobError,
+    "LOG_TAMPERED": e.EventLogTamperedError,
+    "RETENTION_DENIED": e.RetentionError,
+    "PACKAGE_EXPIRED": e.PackageExpiredError,
+    "ARCHIVED": e.ArchivedError,
+    "BACKEND_UNAVAILABLE": e.BackendUnavailableError,
+    "TOOMANYREQUESTS": e.BackendUnavailableError,
+    "READ_ONLY": e.ReadOnlyRegistryError,
+    "UNSUPPORTED": e.ConfigurationError,
+}
+
+#: Extension members that become attributes of the error (the core classes' own names).
+_ATTRIBUTES: dict[type[e.ArtifactStoreError], dict[str, Callable[[Any], Any]]] = {
+    e.UnknownRetentionClassError: {"name": str, "known": tuple},
+    e.UnknownKindError: {"kind": str, "known": tuple},
+    e.DigestInvalidError: {"expected": str, "actual": str},
+    e.SizeInvalidError: {"expected": int, "actual": int},
+    e.BlobUnknownError: {"addresses": tuple},
+    e.UploadRangeError: {"upload_id": str, "start": int, "received": int},
+    e.AuthenticationError: {"reason": str},
+    e.AccessDeniedError: {"action": str, "name": str},
+    e.EventLogTamperedError: {"sequence": int, "reason": str},
+}
+
+
+def _by_status(status: int) -> type[e.ArtifactStoreError]:
+    if status in (401,):
+        return e.AuthenticationError
+    if status == 403:
+        return e.AccessDeniedError
+    if status in (404, 410):
+        return e.NotFoundError if status == 404 else e.RetentionError
+    if status in (409, 412, 416):
+        return e.ConflictError
+    if status in (400, 413, 422):
+        return e.InvalidInputError
+    if status in (429, 502, 503, 504):
+        return e.BackendUnavailableError
+    return e.ArtifactStoreError
+
+
+def error_from(status: int, problem: Mapping[str, Any] | None, where: str) -> e.ArtifactStoreError:
+    """The core error a problem document stands for; its message is the server's detail
+    (or, without a problem body, the status and ``where``: method and path)."""
+    problem = problem or {}
+    code = problem.get("code")
+    cls = CODES.get(code, _by_status(status)) if isinstance(code, str) else _by_status(status)
+    detail = problem.get("detail") or problem.get("title") or f"HTTP {status} from {where}"
+    error = cls.__new__(cls)
+    Exception.__init__(error, " ".join(str(detail).split()))
+    attributes = _ATTRIBUTES.get(cls, {})
+    errors = problem.get("errors")
+    for name, kind in attributes.items():
+        value = problem.get(name)
+        if value is None and name == "addresses" and isinstance(errors, list):
+            value = [
+                item.get("digest", item) if isinstance(item, dict) else item for item in errors
+            ]
+        setattr(error, name, kind(value) if value is not None else None)
+    error.status = status  # type: ignore[attr-defined]
+    error.code = code  # type: ignore[attr-defined]
+    error.request_id = problem.get("instance")  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,722 @@
+"""``RemoteArtifactStore``: the registry's verbs over the HTTP API (``artifactstore serve``).
+
+The methods have the names, arguments and return types of ``ArtifactStore``'s; the
+server's JSON is parsed back into the core's types and its problem documents into the
+core's errors, so code written against one works against the other. The differences:
+the actor is the token's (``actor=`` arguments are ignored), a ``plan`` handed to
+``sweep`` is planned again by the server at its ``now``, and ``uri_of`` names the file's
+URL on the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from urllib.parse import quote
+
+from artifactstore_core.client._transport import RetryPolicy, Transport
+from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
+from artifactstore_core.domain.events import EVENT_TYPES
+from artifactstore_core.domain.manifest import FileEntry, Provenance
+from artifactstore_core.domain.package import Hold, Package, iso
+from artifactstore_core.domain.references import PackageRef, Reference
+from artifactstore_core.errors import IntegrityError, InvalidInputError
+from artifactstore_core.eventlog.log import RecordedEvent
+from artifactstore_core.export import export_files
+from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, matches
+from artifactstore_core.ingest import PutRequest, parse_expected
+from artifactstore_core.integrity import BlobProblem, VerifyResult
+from artifactstore_core.queries import LineageEdge, PackageFilter
+from artifactstore_core.retention.explain import Explanation
+from artifactstore_core.retention.sweep import SweepPlan, SweepResult
+from artifactstore_core.sources import Files, FileSource, collect
+
+if TYPE_CHECKING:
+    import httpx
+
+PACKAGES = "/v1/packages"
+
+
+def _segment(text: str) -> str:
+    """``text`` as one URL path segment (names hold ``/``; references ``@`` and ``:``)."""
+    return quote(text, safe="")
+
+
+def _ref(reference: Reference) -> str:
+    """The URL path segment of a reference (a ``Package`` by its id)."""
+    if isinstance(reference, Package):
+        return str(reference.id)
+    if isinstance(reference, PackageRef):
+        return _segment(reference.text)
+    return _segment(str(reference))
+
+
+def _ref_text(reference: Reference) -> str:
+    if isinstance(reference, Package):
+        return str(reference.id)
+    return reference.text if isinstance(reference, PackageRef) else str(reference)
+
+
+class RemoteArtifactStore:
+    """The registry at ``url`` (an ``artifactstore serve``), authenticated by ``token``.
+
+    Bytes up to ``single_put_bytes`` are uploaded in one request, larger ones in resumable
+    chunks of ``chunk_size`` (or the server's minimum); reads are verified while streamed.
+    Requests are retried per ``retry`` (idempotent ones on any transient failure).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        single_put_bytes: int = SINGLE_PUT_BYTES,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.transport = Transport(
+            url, token, retry=retry, timeout=timeout, client=client, sleep=sleep
+        )
+        self.uploads = Uploads(
+            self.transport, chunk_size=chunk_size, single_put_bytes=single_put_bytes
+        )
+
+    @property
+    def url(self) -> str:
+        return self.transport.base_url
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.transport.close()
+
+    def __enter__(self) -> RemoteArtifactStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RemoteArtifactStore({self.url!r})"
+
+    # ------------------------------------------------------------------ plumbing
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.transport.request(method, path, **kwargs).json()
+
+    def _package(self, method: str, path: str, **kwargs: Any) -> Package:
+        return Package.from_dict(self._json(method, path, **kwargs))
+
+    def whoami(self) -> dict[str, Any]:
+        """The token's principal as the server sees it (actor, scopes, expiry)."""
+        result: dict[str, Any] = self._json("GET", "/v1/whoami")
+        return result
+
+    # ------------------------------------------------------------------ blobs
+    def stat(self, digest: str) -> BlobHash:
+        """The stored blob with ``digest`` (``blake3:`` or ``sha256:``); else
+        ``BlobUnknownError``."""
+        return self.uploads.stat(Digest.parse(digest))
+
+    def upload(
+        self,
+        stream: BinaryIO,
+        *,
+        upload_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> BlobHash:
+        """Store the bytes of ``stream`` as a blob (resuming session ``upload_id`` if given)."""
+        return self.uploads.upload(stream, upload_id=upload_id, progress=progress)
+
+    def open_upload(self) -> str:
+        """Open an upload session for ``upload(..., upload_id=)``; returns its id."""
+        return self.uploads.open()
+
+    # ------------------------------------------------------------------ writing
+    def put(
+        self,
+        name: str,
+        files: Files,
+        *,
+        kind: str = "output",
+        metadata: Mapping[str, Any] | None = None,
+        retention_class: str | None = None,
+        inputs: Sequence[Reference] = (),
+        provenance: Provenance | Mapping[str, Any] | None = None,
+        expected: Mapping[str, str | Digest | BlobHash] | None = None,
+        actor: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Package:
+        """Upload files and register them as a new version of package ``name``.
+
+        The registration carries ``idempotency_key`` (a new one if not given), so that a
+        retried request never registers a second version.
+        """
+        request = PutRequest(
+            name, files, kind, metadata, retention_class, inputs, provenance, expected
+        )
+        return self._put([request], [idempotency_key], progress)[0]
+
+    def put_many(
+        self,
+        requests: Iterable[PutRequest],
+        *,
+        actor: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Package]:
+        """Upload the files of many packages, then register them all or none."""
+        requests = list(requests)
+        return self._put(requests, [None] * len(requests), progress)
+
+    def _put(
+        self,
+        requests: Sequence[PutRequest],
+        keys: Sequence[str | None],
+        progress: Callable[[int], None] | None,
+    ) -> list[Package]:
+        bodies = []
+        for index, request in enumerate(requests):
+            where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
+            sources = collect(request.files)
+            expected = parse_expected(request.expected or {}, {s.path for s in sources})
+            files = {
+                source.path: self._upload_source(source, expected.get(source.path), progress)
+                for source in sources
+            }
+            bodies.append(self._registration(request, files, where))
+        if len(bodies) == 1:
+            return [self._register(bodies[0], keys[0])]
+        answer = self._json(
+            "POST",
+            f"{PACKAGES}:batch",
+            json={"packages": bodies},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        items = answer["items"] if isinstance(answer, dict) else answer
+        return [Package.from_dict(item) for item in items]
+
+    def _upload_source(
+        self,
+        source: FileSource,
+        expected: Digest | BlobHash | None,
+        progress: Callable[[int], None] | None,
+    ) -> BlobHash:
+        def check(blob: BlobHash) -> None:
+            if expected is not None and not matches(expected, blob):
+                raise IntegrityError(
+                    f"file {source.path!r} hashes to {blob.content_address} ({blob.size} "
+                    f"bytes), not to the expected {expected}; nothing was stored"
+                )
+
+        with source.open() as stream:
+            return self.uploads.upload(stream, expected=check, progress=progress)
+
+    @staticmethod
+    def _registration(
+        request: PutRequest, files: Mapping[str, BlobHash], where: str
+    ) -> dict[str, Any]:
+        if isinstance(request.inputs, str | bytes):
+            raise InvalidInputError(
+                f"{where}: inputs must be a list of package references, got {request.inputs!r:.60}"
+            )
+        provenance = request.provenance
+        return {
+            "name": request.name,
+            "kind": request.kind,
+            "files": {
+                path: {"digest": blob.content_address, "size": blob.size}
+                for path, blob in files.items()
+            },
+            "metadata": dict(request.metadata) if request.metadata is not None else None,
+            "retention_class": request.retention_class,
+            "inputs": [_ref_text(item) for item in request.inputs],
+            "provenance": (
+                provenance.to_dict()
+                if isinstance(provenance, Provenance)
+                else dict(provenance)
+                if provenance is not None
+                else None
+            ),
+        }
+
+    def register(
+        self,
+        name: str,
+        files: Mapping[str, str | BlobHash],
+        *,
+        kind: str = "output",
+        metadata: Mapping[str, Any] | None = None,
+        retention_class: str | None = None,
+        inputs: Sequence[Reference] = (),
+        provenance: Provenance | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Register blobs already stored (``upload``) as a new version of ``name``;
+        ``BlobUnknownError`` lists the missing ones."""
+        blobs = {
+            path: blob if isinstance(blob, BlobHash) else self.stat(blob)
+            for path, blob in files.items()
+        }
+        request = PutRequest(name, {}, kind, metadata, retention_class, inputs, provenance)
+        return self._register(
+            self._registration(request, blobs, f"package {name!r}"), idempotency_key
+        )
+
+    def _register(self, body: Mapping[str, Any], key: str | None) -> Package:
+        headers = {"Idempotency-Key": key or str(uuid.uuid4())}
+        return self._package("POST", PACKAGES, json=body, headers=headers)
+
+    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
+        """Point ``tag`` of the package's name at this package."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        return self._package(
+            "PUT",
+            f"{PACKAGES}/{_segment(package.name)}/tags/{_segment(tag)}",
+            json={"version": package.version},
+        )
+
+    def register_schema(
+        self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None
+    ) -> None:
+        """Require metadata of ``kind`` to satisfy the JSON Schema ``schema`` from now on."""
+        self.transport.request("PUT", f"/v1/schemas/{_segment(kind)}", json=dict(schema))
+
+    # ------------------------------------------------------------------ reading
+    def describe(self, reference: Reference) -> Package:
+        """The package a reference selects, without recording a retrieval."""
+        return self._package("GET", f"{PACKAGES}/{_ref(reference)}")
+
+    def get(
+        self,
+        reference: Reference,
+        *,
+        record: bool = True,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> Package:
+        """The package a reference selects, recording a retrieval unless ``record=False``
+        (``PackageExpiredError`` for an expired one)."""
+        package = self.describe(reference)
+        if package.status == "expired":
+            from artifactstore_core.errors import PackageExpiredError
+
+            raise PackageExpiredError(f"package {package.reference} expired")
+        if record:
+            self.record_retrieval(package, purpose=purpose, run_id=run_id)
+        return package
+
+    def record_retrieval(
+        self,
+        package: Package,
+        *,
+        path: str | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Record that ``package`` (or one file) was read."""
+        self.transport.request(
+            "POST",
+            f"{PACKAGES}/{package.id}/retrievals",
+            json={"path": path, "purpose": purpose, "run_id": run_id},
+            idempotent=False,
+        )
+
+    def open_file(
+        self,
+        reference: Reference,
+        path: str | None = None,
+        *,
+        record: bool = True,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> BinaryIO:
+        """A stream of one file's bytes, verified as it is read (``IntegrityError``)."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        entry = package.file(path)
+        return self._open_entry(package, entry, record=record, purpose=purpose, run_id=run_id)
+
+    def _open_entry(
+        self,
+        package: Package,
+        entry: FileEntry,
+        *,
+        record: bool,
+        purpose: str | None = None,
+        run_id: str | None = None,
+    ) -> BinaryIO:
+        params = {"record": "true" if record else "false"}
+        if purpose is not None:
+            params["purpose"] = purpose
+        if run_id is not None:
+            params["run_id"] = run_id
+        response = self.transport.stream(
+            "GET", f"{PACKAGES}/{package.id}/files/{quote(entry.path)}", params=params
+        )
+        owner = f"package {package.reference}, file {entry.path!r}"
+        verifying = VerifyingReader(
+            cast(BinaryIO, _ResponseReader(response, self.transport, owner)),
+            entry.blob,
+            lambda exc: IntegrityError(f"{owner} read from {self.url}: {exc}"),
+        )
+        return io.BufferedReader(verifying, CHUNK_SIZE)
+
+    def uri_of(self, reference: Reference, path: str | None = None) -> str:
+        """The URL of file ``path`` (or of the only file), else of the package."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        base = f"{self.url}{PACKAGES}/{package.id}"
+        if path is None and len(package.files) != 1:
+            return base
+        return f"{base}/files/{quote(package.file(path).path)}"
+
+    def read_bytes(self, reference: Reference, path: str | None = None, **kwargs: Any) -> bytes:
+        """All bytes of one file, verified."""
+        with self.open_file(reference, path, **kwargs) as stream:
+            return stream.read()
+
+    def export(
+        self,
+        reference: Reference,
+        destination: str | Path,
+        *,
+        force: bool = False,
+        record: bool = True,
+        actor: str | None = None,
+        purpose: str | None = None,
+        run_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Package:
+        """Write every file of a package under ``destination``, verified, all or nothing
+        (as ``ArtifactStore.export``)."""
+        package = reference if isinstance(reference, Package) else self.describe(reference)
+        if package.status == "expired":
+            self.get(package, record=False)
+        export_files(
+            package.files,
+            destination,
+            lambda entry: self._open_entry(package, entry, record=False),
+            package=package.reference,
+            force=force,
+            progress=progress,
+        )
+        if record:
+            self.record_retrieval(package, purpose=purpose, run_id=run_id)
+        return package
+
+    def list_packages(self, where: PackageFilter | None = None, **filters: Any) -> list[Package]:
+        """Packages matching the filters (see ``PackageFilter``), by name and version."""
+        where = where or PackageFilter(**filters)
+        params: dict[str, Any] = {
+            key: value
+            for key, value in {
+                "name": where.name,
+                "prefix": where.name_prefix,
+                "run_id": where.run_id,
+                "kind": where.kind,
+                "tag": where.tag,
+                "retention_class": where.retention_class,
+                "status": where.status,
+                "created_after": iso(where.created_after),
+                "created_before": iso(where.created_before),
+            }.items()
+            if value is not None
+        }
+        found: list[Package] = []
+        for item in self._pages(PACKAGES, params, where.limit):
+            found.append(Package.from_dict(item))
+        return found
+
+    def _pages(
+        self, path: str, params: dict[str, Any], limit: int | None
+    ) -> Iterator[dict[str, Any]]:
+        """Items of a paginated listing, following ``next`` until ``limit`` items."""
+        count, cursor = 0, None
+        while True:
+            page = dict(params)
+            if limit is not None:
+                page["limit"] = min(limit - count, 1000)
+            if cursor is not None:
+                page["after"] = cursor
+            answer = self._json("GET", path, params=page)
+            for item in answer["items"]:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+            cursor = answer.get("next")
+            if not cursor:
+                return
+
+    def lineage(
+        self, reference: Reference, *, downstream: bool = False, depth: int | None = None
+    ) -> list[tuple[LineageEdge, Package]]:
+        """Upstream inputs (or downstream consumers) of a package, with the related package."""
+        if depth is not None and depth < 1:
+            raise InvalidInputError(f"lineage depth must be at least 1, got {depth}")
+        params: dict[str, Any] = {"direction": "down" if downstream else "up"}
+        if depth is not None:
+            params["depth"] = depth
+        answer = self._json("GET", f"{PACKAGES}/{_ref(reference)}/lineage", params=params)
+        return [
+            (
+                LineageEdge(
+                    edge["depth"], uuid.UUID(edge["package_id"]), uuid.UUID(edge["input_id"])
+                ),
+                Package.from_dict(edge["related"]),
+            )
+            for edge in answer["edges"]
+        ]
+
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        """The registered metadata schemas by kind."""
+        answer = self._json("GET", "/v1/schemas")
+        return {kind: dict(schema) for kind, schema in answer.items()}
+
+    # ------------------------------------------------------------------ retention
+    def set_retention(
+        self,
+        reference: Reference,
+        *,
+        retention_class: str | None = None,
+        expires_at: dt.datetime | None = None,
+        never_expires: bool = False,
+        override: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Change a package's class and/or expiry (rules as ``ArtifactStore.set_retention``)."""
+        return self._package(
+            "PUT",
+            f"{PACKAGES}/{_ref(reference)}/retention",
+            json={
+                "retention_class": retention_class,
+                "expires_at": iso(expires_at),
+                "never_expires": never_expires,
+                "override": override,
+                "reason": reason,
+            },
+        )
+
+    def place_hold(
+        self, reference: Reference, *, reason: str, kind: str = "legal", actor: str | None = None
+    ) -> Hold:
+        """Place a hold: the package never expires and keeps its bytes until released."""
+        answer = self._json(
+            "POST", f"{PACKAGES}/{_ref(reference)}/holds", json={"reason": reason, "kind": kind}
+        )
+        return Hold.from_dict(answer)
+
+    def release_hold(
+        self,
+        reference: Reference,
+        hold_id: uuid.UUID | str,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Release one hold of a package; ``NotFoundError`` if it has no such hold."""
+        params = {"reason": reason} if reason is not None else None
+        return self._package(
+            "DELETE",
+            f"{PACKAGES}/{_ref(reference)}/holds/{_segment(str(hold_id))}",
+            params=params,
+        )
+
+    def explain(self, reference: Reference, *, now: dt.datetime | None = None) -> Explanation:
+        """Why a package is kept or when it goes: class, expiry, holds, shared blobs."""
+        package = self.describe(reference)
+        params = {"now": iso(now)} if now is not None else None
+        answer = self._json("GET", f"{PACKAGES}/{package.id}/retention", params=params)
+        return Explanation.from_dict(answer, package)
+
+    def move_tier(self, reference: Reference, tier: str, *, actor: str | None = None) -> Package:
+        """Move a package's bytes to ``tier`` (``hot``, ``cold`` or ``archive``), verified."""
+        return self._package("POST", f"{PACKAGES}/{_ref(reference)}/tier", json={"to": tier})
+
+    def restore(self, reference: Reference, *, actor: str | None = None) -> Package:
+        """Copy an archived package's bytes back to the hot tier so it can be read."""
+        return self._package("POST", f"{PACKAGES}/{_ref(reference)}:restore", idempotent=True)
+
+    def plan_sweep(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        grace: dt.timedelta | None = None,
+        limit: int | None = None,
+        batch_size: int | None = None,
+    ) -> SweepPlan:
+        """Exactly what a sweep at ``now`` does (the server's dry run)."""
+        return self._sweep(now, grace, limit, dry_run=True).plan
+
+    def sweep(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        plan: SweepPlan | None = None,
+        dry_run: bool = False,
+        grace: dt.timedelta | None = None,
+        limit: int | None = None,
+        batch_size: int | None = None,
+        actor: str | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> SweepResult:
+        """Expire due packages, move tiers, collect unneeded blobs (on the server; a
+        ``plan`` is planned again there at its ``now`` and ``grace``)."""
+        if plan is not None:
+            now, grace = plan.now, plan.grace
+        return self._sweep(now, grace, limit, dry_run=dry_run)
+
+    def _sweep(
+        self,
+        now: dt.datetime | None,
+        grace: dt.timedelta | None,
+        limit: int | None,
+        *,
+        dry_run: bool,
+    ) -> SweepResult:
+        body = {
+            "now": iso(now),
+            "grace_seconds": None if grace is None else grace.total_seconds(),
+            "limit": limit,
+            "dry_run": dry_run,
+        }
+        response = self.transport.request(
+            "POST", "/v1/retention/sweeps", json=body, idempotent=dry_run
+        )
+        answer = self._job(response)
+        return SweepResult.from_dict(answer)
+
+    def _job(self, response: httpx.Response) -> Any:
+        """The result of a request the server may answer as a job (202 + ``Location``)."""
+        if response.status_code != 202 or "Location" not in response.headers:
+            return response.json()
+        location, delay = response.headers["Location"], 0.05
+        while True:
+            job = self._json("GET", location)
+            state = job.get("state") or job.get("status")
+            if state in ("succeeded", "done", "completed"):
+                return job["result"]
+            if state in ("failed", "error"):
+                from artifactstore_core.client._problems import error_from
+
+                raise error_from(int(job.get("error", {}).get("status", 500)), job.get("error"),
+                                 location)  # fmt: skip
+            self.transport.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # ------------------------------------------------------------------ integrity
+    def verify(
+        self,
+        reference: Reference | None = None,
+        *,
+        where: PackageFilter | None = None,
+        references: Sequence[Reference] | None = None,
+        rehash: bool = True,
+        repair: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyResult:
+        """Check the stored bytes of one package (or all active ones) on the server."""
+        if where is not None or references is not None:
+            raise InvalidInputError(
+                "verify by filter or reference list is not available remotely; "
+                "verify one package or all"
+            )
+        body = {"rehash": rehash, "repair": repair}
+        if reference is not None:
+            response = self.transport.request(
+                "POST", f"{PACKAGES}/{_ref(reference)}:verify", json=body, idempotent=not repair
+            )
+        else:
+            response = self.transport.request(
+                "POST", "/v1/blobs:verify-all", json=body, idempotent=not repair
+            )
+        return _verify_result(self._job(response))
+
+    def events(
+        self,
+        *,
+        since: int = 0,
+        subject_kind: str | None = None,
+        subject_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Recorded events after ``since``, oldest first."""
+        params: dict[str, Any] = {"since": since}
+        if subject_kind is not None:
+            params["subject"] = f"{subject_kind}:{subject_id or ''}"
+        return [_recorded_event(item) for item in self._pages("/v1/events", params, limit)]
+
+
+def _verify_result(data: Mapping[str, Any]) -> VerifyResult:
+    def problems(key: str) -> tuple[BlobProblem, ...]:
+        return tuple(
+            BlobProblem(
+                p["content_address"], p["backend"], p["problem"], p["detail"], tuple(p["packages"])
+            )
+            for p in data.get(key, ())
+        )
+
+    return VerifyResult(
+        packages=data["packages"],
+        blobs=data["blobs"],
+        bytes_verified=data["bytes_verified"],
+        problems=problems("problems"),
+        repaired=problems("repaired"),
+        references=tuple(data.get("references", ())),
+        expired=tuple(data.get("expired", ())),
+        unknown=tuple(data.get("unknown", ())),
+    )
+
+
+def _recorded_event(data: Mapping[str, Any]) -> RecordedEvent:
+    event_class = EVENT_TYPES[data["event_type"]]
+    return RecordedEvent(
+        sequence=data["sequence"],
+        created_at=dt.datetime.fromisoformat(data["created_at"]),
+        actor=data["actor"],
+        event=event_class.from_payload(dict(data["payload"])),
+        payload_digest=data["payload_digest"],
+        chain_digest=data["chain_digest"],
+    )
+
+
+class _ResponseReader(io.RawIOBase):
+    """A streamed response body as a raw binary stream; closing it closes the response."""
+
+    def __init__(self, response: httpx.Response, transport: Transport, owner: str) -> None:
+        super().__init__()
+        self._response = response
+        self._transport = transport
+        self._owner = owner
+        self._chunks = response.iter_bytes(1024 * 1024)
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if not self._left:
+            try:
+                self._left = next(self._chunks, b"")
+            except self._transport.httpx.TransportError as exc:
+                raise self._transport.unavailable("GET", self._owner, exc) from exc
+        count = min(len(buffer), len(self._left))
+        buffer[:count] = self._left[:count]
+        self._left = self._left[count:]
+        return count
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        finally:
+            super().close()
