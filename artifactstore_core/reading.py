@@ -12,32 +12,14 @@ import sqlalchemy as sa
 from artifactstore_core import queries
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.manifest import FileEntry
-from artifactstore_core.domain.package import Package
+from artifactstore_core.domain.package import Package, check_readable
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import reading_tier
-from artifactstore_core.errors import ArchivedError, MissingBlobError, PackageExpiredError
+from artifactstore_core.errors import MissingBlobError
 from artifactstore_core.export import export_files
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import storage_locations
 from artifactstore_core.tiers import Tiers
-
-
-def check_readable(package: Package) -> None:
-    """``PackageExpiredError`` or ``ArchivedError`` unless the package's bytes can be read."""
-    if package.status == "expired":
-        expired = package.expires_at or package.expired_at
-        raise PackageExpiredError(
-            f"package {package.reference} ({package.id}) of retention class "
-            f"{package.retention_class!r} expired on "
-            f"{expired.isoformat() if expired else 'an unknown date'}; its bytes may be gone "
-            "(its manifest is still shown by `artifactstore show`)"
-        )
-    if package.retrieval_tier == "archive" and package.restore_status != "restored":
-        raise ArchivedError(
-            f"package {package.reference} is in the archive tier "
-            f"(restore status: {package.restore_status or 'not requested'}); "
-            f"restore it first with `artifactstore restore {package.reference}`"
-        )
 
 
 class Reading:

@@ -43,7 +43,12 @@ CODES: dict[str, type[e.ArtifactStoreError]] = {
     "BACKEND_UNAVAILABLE": e.BackendUnavailableError,
     "TOOMANYREQUESTS": e.BackendUnavailableError,
     "READ_ONLY": e.ReadOnlyRegistryError,
+    "CONFIGURATION": e.ConfigurationError,
     "UNSUPPORTED": e.ConfigurationError,
+    "UNAVAILABLE": e.BackendUnavailableError,
+    "TOO_LARGE": e.InvalidInputError,
+    "RANGE_NOT_SATISFIABLE": e.InvalidInputError,
+    "INTERNAL_ERROR": e.ArtifactStoreError,
 }
 
 #: Extension members that become attributes of the error (the core classes' own names).
@@ -85,6 +90,8 @@ def error_from(status: int, problem: Mapping[str, Any] | None, where: str) -> e.
     detail = problem.get("detail") or problem.get("title") or f"HTTP {status} from {where}"
     error = cls.__new__(cls)
     Exception.__init__(error, " ".join(str(detail).split()))
+    if isinstance(error, e.AuthenticationError):
+        problem = {"reason": error.args[0], **problem}
     attributes = _ATTRIBUTES.get(cls, {})
     errors = problem.get("errors")
     for name, kind in attributes.items():

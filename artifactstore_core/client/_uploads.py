@@ -67,6 +67,9 @@ class Uploads:
     def status(self, upload_id: str) -> int:
         """How many bytes the session holds (where the next chunk starts)."""
         response = self.transport.request("GET", f"{UPLOADS}/{upload_id}")
+        offset = response.headers.get("Upload-Offset")
+        if offset is not None and offset.isdigit():
+            return int(offset)
         return _range_end(response.headers.get("Range"))
 
     def cancel(self, upload_id: str) -> None:
@@ -246,13 +249,14 @@ def _digests(blob: BlobHash) -> list[tuple[str, str]]:
 
 
 def _range_end(value: str | None) -> int:
-    """Bytes held, from ``Range: 0-<end>`` (``0-0``… is one byte; no header: none)."""
+    """Bytes held, from ``Range: 0-<end>`` (OCI: ``0-0`` is ambiguous, taken as none;
+    the server's ``Upload-Offset`` is preferred)."""
     if not value:
         return 0
     start, _, end = value.removeprefix("bytes=").partition("-")
     if start != "0" or not end.isdigit():
         raise IntegrityError(f"unexpected upload Range header {value!r}")
-    return int(end) + 1
+    return int(end) + 1 if int(end) else 0
 
 
 def _sha256_of(repr_digest: str) -> str:

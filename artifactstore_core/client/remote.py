@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -23,9 +24,14 @@ from artifactstore_core.client._transport import RetryPolicy, Transport
 from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
 from artifactstore_core.domain.events import EVENT_TYPES
 from artifactstore_core.domain.manifest import FileEntry, Provenance
-from artifactstore_core.domain.package import Hold, Package, iso
+from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
-from artifactstore_core.errors import IntegrityError, InvalidInputError
+from artifactstore_core.errors import (
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    PackageExpiredError,
+)
 from artifactstore_core.eventlog.log import RecordedEvent
 from artifactstore_core.export import export_files
 from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, matches
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
     import httpx
 
 PACKAGES = "/v1/packages"
+PAGE = 1000  # items per page of a listing (the server's maximum)
 
 
 def _segment(text: str) -> str:
@@ -306,10 +313,7 @@ class RemoteArtifactStore:
         """The package a reference selects, recording a retrieval unless ``record=False``
         (``PackageExpiredError`` for an expired one)."""
         package = self.describe(reference)
-        if package.status == "expired":
-            from artifactstore_core.errors import PackageExpiredError
-
-            raise PackageExpiredError(f"package {package.reference} expired")
+        check_readable(package)
         if record:
             self.record_retrieval(package, purpose=purpose, run_id=run_id)
         return package
@@ -323,13 +327,27 @@ class RemoteArtifactStore:
         purpose: str | None = None,
         run_id: str | None = None,
     ) -> None:
-        """Record that ``package`` (or one file) was read."""
-        self.transport.request(
-            "POST",
-            f"{PACKAGES}/{package.id}/retrievals",
-            json={"path": path, "purpose": purpose, "run_id": run_id},
-            idempotent=False,
-        )
+        """Record that ``package`` (or one file) was read.
+
+        A server without ``POST /v1/packages/{ref}/retrievals`` records it through a
+        one-byte read of the file (of the first file for the whole package).
+        """
+        body = {"path": path, "purpose": purpose, "run_id": run_id}
+        try:
+            self.transport.request(
+                "POST", f"{PACKAGES}/{package.id}/retrievals", json=body, idempotent=False
+            )
+        except NotFoundError as missing:
+            if getattr(missing, "code", None) != "NOT_FOUND" or not package.files:
+                raise
+            entry = package.file(path) if path is not None else package.files[0]
+            params = {k: v for k, v in body.items() if k != "path" and v is not None}
+            self.transport.request(
+                "GET",
+                f"{PACKAGES}/{package.id}/files/{quote(entry.path)}",
+                params=params,
+                headers={"Range": "bytes=0-0"} if entry.blob.size else None,
+            )
 
     def open_file(
         self,
@@ -343,6 +361,7 @@ class RemoteArtifactStore:
     ) -> BinaryIO:
         """A stream of one file's bytes, verified as it is read (``IntegrityError``)."""
         package = reference if isinstance(reference, Package) else self.describe(reference)
+        check_readable(package)
         entry = package.file(path)
         return self._open_entry(package, entry, record=record, purpose=purpose, run_id=run_id)
 
@@ -399,8 +418,7 @@ class RemoteArtifactStore:
         """Write every file of a package under ``destination``, verified, all or nothing
         (as ``ArtifactStore.export``)."""
         package = reference if isinstance(reference, Package) else self.describe(reference)
-        if package.status == "expired":
-            self.get(package, record=False)
+        check_readable(package)
         export_files(
             package.files,
             destination,
@@ -416,37 +434,38 @@ class RemoteArtifactStore:
     def list_packages(self, where: PackageFilter | None = None, **filters: Any) -> list[Package]:
         """Packages matching the filters (see ``PackageFilter``), by name and version."""
         where = where or PackageFilter(**filters)
+        if where.name_prefix and where.name and not where.name.startswith(where.name_prefix):
+            return []
         params: dict[str, Any] = {
             key: value
             for key, value in {
-                "name": where.name,
-                "prefix": where.name_prefix,
-                "run_id": where.run_id,
+                "prefix": where.name or where.name_prefix,
                 "kind": where.kind,
                 "tag": where.tag,
                 "retention_class": where.retention_class,
                 "status": where.status,
+                "name": where.name,
+                "run_id": where.run_id,
                 "created_after": iso(where.created_after),
                 "created_before": iso(where.created_before),
             }.items()
-            if value is not None
+            if value
         }
-        found: list[Package] = []
-        for item in self._pages(PACKAGES, params, where.limit):
-            found.append(Package.from_dict(item))
-        return found
+        # The filters a server may not apply are (also) applied here; the limit after them.
+        found = (Package.from_dict(item) for item in self._pages(PACKAGES, params, None))
+        selected = (p for p in found if _selects(where, p))
+        return list(itertools.islice(selected, where.limit))
 
     def _pages(
-        self, path: str, params: dict[str, Any], limit: int | None
+        self, path: str, params: dict[str, Any], limit: int | None, *, cursor_param: str = "after"
     ) -> Iterator[dict[str, Any]]:
         """Items of a paginated listing, following ``next`` until ``limit`` items."""
         count, cursor = 0, None
         while True:
             page = dict(params)
-            if limit is not None:
-                page["limit"] = min(limit - count, 1000)
+            page["limit"] = PAGE if limit is None else min(limit - count, PAGE)
             if cursor is not None:
-                page["after"] = cursor
+                page[cursor_param] = cursor
             answer = self._json("GET", path, params=page)
             for item in answer["items"]:
                 yield item
@@ -474,13 +493,13 @@ class RemoteArtifactStore:
                 ),
                 Package.from_dict(edge["related"]),
             )
-            for edge in answer["edges"]
+            for edge in answer["items"]
         ]
 
     def schemas(self) -> dict[str, dict[str, Any]]:
         """The registered metadata schemas by kind."""
         answer = self._json("GET", "/v1/schemas")
-        return {kind: dict(schema) for kind, schema in answer.items()}
+        return {kind: dict(schema) for kind, schema in answer["schemas"].items()}
 
     # ------------------------------------------------------------------ retention
     def set_retention(
@@ -499,7 +518,7 @@ class RemoteArtifactStore:
             "PUT",
             f"{PACKAGES}/{_ref(reference)}/retention",
             json={
-                "retention_class": retention_class,
+                "class": retention_class,
                 "expires_at": iso(expires_at),
                 "never_expires": never_expires,
                 "override": override,
@@ -570,10 +589,10 @@ class RemoteArtifactStore:
         actor: str | None = None,
         progress: Callable[[str, int], None] | None = None,
     ) -> SweepResult:
-        """Expire due packages, move tiers, collect unneeded blobs (on the server; a
-        ``plan`` is planned again there at its ``now`` and ``grace``)."""
+        """Expire due packages, move tiers, collect unneeded blobs (on the server, with its
+        GC grace; a ``plan`` is planned again there at its ``now``)."""
         if plan is not None:
-            now, grace = plan.now, plan.grace
+            now = plan.now
         return self._sweep(now, grace, limit, dry_run=dry_run)
 
     def _sweep(
@@ -584,35 +603,13 @@ class RemoteArtifactStore:
         *,
         dry_run: bool,
     ) -> SweepResult:
-        body = {
-            "now": iso(now),
-            "grace_seconds": None if grace is None else grace.total_seconds(),
-            "limit": limit,
-            "dry_run": dry_run,
-        }
-        response = self.transport.request(
-            "POST", "/v1/retention/sweeps", json=body, idempotent=dry_run
-        )
-        answer = self._job(response)
+        if grace is not None:
+            raise InvalidInputError(
+                "a sweep's GC grace is the server's setting; it cannot be given remotely"
+            )
+        body = {"now": iso(now), "limit": limit, "dry_run": dry_run}
+        answer = self._json("POST", "/v1/retention/sweeps", json=body, idempotent=dry_run)
         return SweepResult.from_dict(answer)
-
-    def _job(self, response: httpx.Response) -> Any:
-        """The result of a request the server may answer as a job (202 + ``Location``)."""
-        if response.status_code != 202 or "Location" not in response.headers:
-            return response.json()
-        location, delay = response.headers["Location"], 0.05
-        while True:
-            job = self._json("GET", location)
-            state = job.get("state") or job.get("status")
-            if state in ("succeeded", "done", "completed"):
-                return job["result"]
-            if state in ("failed", "error"):
-                from artifactstore_core.client._problems import error_from
-
-                raise error_from(int(job.get("error", {}).get("status", 500)), job.get("error"),
-                                 location)  # fmt: skip
-            self.transport.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     # ------------------------------------------------------------------ integrity
     def verify(
@@ -625,22 +622,47 @@ class RemoteArtifactStore:
         repair: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyResult:
-        """Check the stored bytes of one package (or all active ones) on the server."""
-        if where is not None or references is not None:
-            raise InvalidInputError(
-                "verify by filter or reference list is not available remotely; "
-                "verify one package or all"
-            )
-        body = {"rehash": rehash, "repair": repair}
+        """Check the stored bytes of one package, of those ``where`` selects, of the active
+        ones among ``references`` (expired and unknown ones are listed) or of every active
+        package, on the server, one package per request (``blobs`` counts a blob shared
+        by two packages twice). ``repair`` is not available remotely."""
+        if repair:
+            raise InvalidInputError("verify --repair needs the registry's storage; not remotely")
         if reference is not None:
-            response = self.transport.request(
-                "POST", f"{PACKAGES}/{_ref(reference)}:verify", json=body, idempotent=not repair
-            )
+            selected: list[Reference] = [reference]
+        elif references is not None:
+            selected = list(references)
         else:
-            response = self.transport.request(
-                "POST", "/v1/blobs:verify-all", json=body, idempotent=not repair
-            )
-        return _verify_result(self._job(response))
+            selected = [p.id for p in self.list_packages(where or PackageFilter(status="active"))]
+        totals = {"packages": 0, "blobs": 0, "bytes_verified": 0}
+        problems: list[BlobProblem] = []
+        checked, expired, unknown = [], [], []
+        for item in selected:
+            try:
+                answer = self._json(
+                    "POST", f"{PACKAGES}/{_ref(item)}:verify", json={"rehash": rehash}
+                )
+            except NotFoundError:
+                if reference is not None:
+                    raise
+                unknown.append(_ref_text(item))
+                continue
+            except PackageExpiredError:
+                if reference is not None:
+                    raise
+                expired.append(_ref_text(item))
+                continue
+            checked.append(_ref_text(item))
+            for key in totals:
+                totals[key] += answer[key]
+            problems.extend(_problem(p) for p in answer["problems"])
+            if progress:
+                progress(answer["bytes_verified"])
+        return VerifyResult(
+            totals["packages"], totals["blobs"], totals["bytes_verified"],
+            problems=tuple(problems), references=tuple(checked),
+            expired=tuple(expired), unknown=tuple(unknown) if references is not None else (),
+        )  # fmt: skip
 
     def events(
         self,
@@ -654,28 +676,25 @@ class RemoteArtifactStore:
         params: dict[str, Any] = {"since": since}
         if subject_kind is not None:
             params["subject"] = f"{subject_kind}:{subject_id or ''}"
-        return [_recorded_event(item) for item in self._pages("/v1/events", params, limit)]
+        items = self._pages("/v1/events", params, limit, cursor_param="since")
+        return [_recorded_event(item) for item in items]
 
 
-def _verify_result(data: Mapping[str, Any]) -> VerifyResult:
-    def problems(key: str) -> tuple[BlobProblem, ...]:
-        return tuple(
-            BlobProblem(
-                p["content_address"], p["backend"], p["problem"], p["detail"], tuple(p["packages"])
-            )
-            for p in data.get(key, ())
-        )
-
-    return VerifyResult(
-        packages=data["packages"],
-        blobs=data["blobs"],
-        bytes_verified=data["bytes_verified"],
-        problems=problems("problems"),
-        repaired=problems("repaired"),
-        references=tuple(data.get("references", ())),
-        expired=tuple(data.get("expired", ())),
-        unknown=tuple(data.get("unknown", ())),
+def _selects(where: PackageFilter, package: Package) -> bool:
+    """Whether ``package`` passes the filters a listing may not have applied on the server."""
+    return (
+        (not where.name or package.name == where.name)
+        and (not where.run_id or package.provenance.run_id == where.run_id)
+        and (not where.created_after or package.created_at >= where.created_after)
+        and (not where.created_before or package.created_at < where.created_before)
     )
+
+
+def _problem(data: Mapping[str, Any]) -> BlobProblem:
+    return BlobProblem(
+        data["content_address"], data["backend"], data["problem"], data["detail"],
+        tuple(data["packages"]),
+    )  # fmt: skip
 
 
 def _recorded_event(data: Mapping[str, Any]) -> RecordedEvent:

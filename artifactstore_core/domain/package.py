@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artifactstore_core.domain.manifest import FileEntry, Provenance
-from artifactstore_core.errors import InvalidInputError, NotFoundError
+from artifactstore_core.errors import (
+    ArchivedError,
+    InvalidInputError,
+    NotFoundError,
+    PackageExpiredError,
+)
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -150,4 +155,22 @@ class Package:
             restore_status=data["restore_status"],
             tags=tuple(data["tags"]),
             holds=tuple(Hold.from_dict(hold) for hold in data["holds"]),
+        )
+
+
+def check_readable(package: Package) -> None:
+    """``PackageExpiredError`` or ``ArchivedError`` unless the package's bytes can be read."""
+    if package.status == "expired":
+        expired = package.expires_at or package.expired_at
+        raise PackageExpiredError(
+            f"package {package.reference} ({package.id}) of retention class "
+            f"{package.retention_class!r} expired on "
+            f"{expired.isoformat() if expired else 'an unknown date'}; its bytes may be gone "
+            "(its manifest is still shown by `artifactstore show`)"
+        )
+    if package.retrieval_tier == "archive" and package.restore_status != "restored":
+        raise ArchivedError(
+            f"package {package.reference} is in the archive tier "
+            f"(restore status: {package.restore_status or 'not requested'}); "
+            f"restore it first with `artifactstore restore {package.reference}`"
         )
