@@ -151,7 +151,7 @@ class Uploads:
         except IntegrityError:
             self.cancel(upload_id)
             raise
-        return self._commit(upload_id, blob)
+        return self.commit(upload_id, blob)
 
     # ------------------------------------------------------------------ steps
     def _send(self, upload_id: str, offset: int, chunk: bytes) -> None:
@@ -202,7 +202,7 @@ class Uploads:
             raise UploadRangeError(upload_id, offset, received)
         return received - offset
 
-    def _commit(self, upload_id: str, blob: BlobHash) -> BlobHash:
+    def commit(self, upload_id: str, blob: BlobHash) -> BlobHash:
         """Close the session as ``blob``; a lost commit is confirmed by ``HEAD``."""
         try:
             self.transport.request(
@@ -210,19 +210,16 @@ class Uploads:
                 f"{UPLOADS}/{upload_id}",
                 params=[*_digests(blob), ("size", str(blob.size))],
             )
-        except UploadUnknownError:
-            return self._confirm(blob)
-        except BackendUnavailableError as failure:
+        except (UploadUnknownError, BackendUnavailableError) as failure:
             return self._confirm(blob, failure)
         return blob
 
-    def _confirm(self, blob: BlobHash, failure: Exception | None = None) -> BlobHash:
+    def _confirm(self, blob: BlobHash, failure: Exception) -> BlobHash:
+        """``blob`` if the server holds it after all, else the commit's ``failure``."""
         try:
             stored = self.stat(blob.blake3)
         except BlobUnknownError:
-            if failure is not None:
-                raise failure from None
-            raise
+            raise failure from None
         if stored.size != blob.size:
             raise IntegrityError(
                 f"the server holds {blob.content_address} with {stored.size} bytes, "

@@ -27,6 +27,7 @@ from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
 from artifactstore_core.errors import (
+    BlobUnknownError,
     IntegrityError,
     InvalidInputError,
     NotFoundError,
@@ -34,7 +35,7 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.eventlog.log import RecordedEvent
 from artifactstore_core.export import export_files
-from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, matches
+from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, hash_copy, matches
 from artifactstore_core.ingest import PutRequest, parse_expected
 from artifactstore_core.integrity import BlobProblem, VerifyResult
 from artifactstore_core.queries import LineageEdge, PackageFilter
@@ -222,6 +223,19 @@ class RemoteArtifactStore:
                     f"bytes), not to the expected {expected}; nothing was stored"
                 )
 
+        if source.size_hint is not None and source.size_hint > self.uploads.single_put_bytes:
+            # A large re-readable file: hashing it locally is far cheaper than sending it,
+            # and a blob the server holds already is not sent again.
+            with source.open() as stream:
+                blob = hash_copy(stream)
+            check(blob)
+            try:
+                if self.uploads.stat(blob.blake3).size == blob.size:
+                    if progress:
+                        progress(blob.size)
+                    return blob
+            except BlobUnknownError:
+                pass
         with source.open() as stream:
             return self.uploads.upload(stream, expected=check, progress=progress)
 
