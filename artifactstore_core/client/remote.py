@@ -570,7 +570,13 @@ class RemoteArtifactStore:
         package = self.describe(reference)
         params = {"now": iso(now)} if now is not None else None
         answer = self._json("GET", f"{PACKAGES}/{package.id}/retention", params=params)
-        return Explanation.from_dict(answer, package)
+        explanation = Explanation.from_dict(answer, package)
+        if now is not None and explanation.now != now:
+            raise InvalidInputError(
+                f"the server at {self.url} explains retention as of its own time only, "
+                f"not as of {iso(now)}"
+            )
+        return explanation
 
     def move_tier(self, reference: Reference, tier: str, *, actor: str | None = None) -> Package:
         """Move a package's bytes to ``tier`` (``hot``, ``cold`` or ``archive``), verified."""

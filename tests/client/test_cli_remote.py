@@ -1,0 +1,114 @@
+"""The CLI in remote mode (``ARTIFACTSTORE_SERVER_URL`` / ``--server``) prints what it
+prints in local mode for the same registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.test_cli import SCRIPT
+from tests.client.conftest import LiveServer, issue_token
+
+pytestmark = pytest.mark.integration
+
+
+class Modes:
+    """Runs the console script against the registry directly or through the gateway."""
+
+    def __init__(self, gateway: LiveServer, tmp_path: Path) -> None:
+        store = gateway.store
+        settings_env = {
+            "ARTIFACTSTORE_DATABASE_URL": store.engine.url.render_as_string(hide_password=False),
+            "ARTIFACTSTORE_STORAGE_URL": store.blobs.url,
+        }
+        for name, value in (
+            ("ARTIFACTSTORE_S3_ENDPOINT_URL", getattr(store.blobs, "endpoint_url", None)),
+        ):
+            if value:
+                settings_env[name] = value
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTSTORE_")}
+        self.local_env = {**base, **settings_env}
+        self.remote_env = {
+            **base,
+            "ARTIFACTSTORE_SERVER_URL": gateway.url,
+            "ARTIFACTSTORE_TOKEN": issue_token(store),
+        }
+        self.cwd = tmp_path
+
+    def run(self, *args: str, remote: bool, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        env = self.remote_env if remote else self.local_env
+        result = subprocess.run(
+            [SCRIPT, *args], capture_output=True, text=True, env=env, cwd=self.cwd, check=False
+        )
+        assert result.returncode == expect, (args, remote, result.stdout, result.stderr)
+        return result
+
+    def json(self, *args: str, remote: bool) -> Any:
+        return json.loads(self.run(*args, "--json", remote=remote).stdout)
+
+    def same(self, *args: str) -> Any:
+        """Both modes' JSON for ``args`` (a read): equal."""
+        local, remote = self.json(*args, remote=False), self.json(*args, remote=True)
+        assert remote == local, args
+        return remote
+
+
+@pytest.fixture
+def modes(sqlite_gateway: LiveServer, tmp_path: Path) -> Modes:
+    return Modes(sqlite_gateway, tmp_path)
+
+
+def test_remote_commands_print_what_local_commands_print(
+    modes: Modes, sqlite_gateway: LiveServer, tmp_path: Path
+) -> None:
+    (tmp_path / "bundle" / "sub").mkdir(parents=True)
+    (tmp_path / "bundle" / "report.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "bundle" / "sub" / "log.txt").write_text("log line\n")
+    raw = modes.json("put", "in/raw", str(tmp_path / "bundle" / "report.csv"), remote=True)
+    assert raw == sqlite_gateway.store.describe("in/raw@1").to_dict()
+    put = modes.json(
+        "put", "reports/daily", str(tmp_path / "bundle"), "--input", "in/raw@1",
+        "--metadata", '{"rows": 1}', "--run-id", "r-1", remote=True,
+    )  # fmt: skip
+    assert put == sqlite_gateway.store.describe("reports/daily@1").to_dict()
+    modes.json("put", "reports/daily", str(tmp_path / "bundle"), remote=False)  # version 2
+
+    assert modes.same("show", "reports/daily@1") == put
+    assert len(modes.same("ls")) == 3
+    modes.same("ls", "reports/", "--limit", "1")
+    modes.same("ls", "--run-id", "r-1")
+    modes.same("lineage", "reports/daily@1")
+    modes.same("lineage", "in/raw", "--downstream")
+    tagged = modes.json("tag", "reports/daily@1", "stable", remote=True)
+    assert tagged == modes.json("show", "reports/daily:stable", remote=False)
+    assert modes.same("verify", "reports/daily@1")["ok"] is True
+    explained = [modes.json("retention", "explain", "reports/daily@1", remote=r) for r in (0, 1)]
+    assert [{k: v for k, v in e.items() if k != "now"} for e in explained] == [
+        {k: v for k, v in explained[0].items() if k != "now"}
+    ] * 2
+    modes.same("schema", "ls")
+
+    for remote in (False, True):
+        target = tmp_path / f"out-{remote}"
+        got = modes.json("get", "reports/daily@1", str(target), remote=remote)
+        assert got == modes.json("show", "reports/daily@1", remote=False)
+        assert (target / "sub" / "log.txt").read_text() == "log line\n"
+
+    hold = modes.json("hold", "reports/daily@1", "--reason", "audit", remote=True)
+    assert modes.same("show", "reports/daily@1")["holds"] == [hold]
+    modes.run("release", "reports/daily@1", "--hold", hold["hold_id"], remote=True)
+    assert modes.same("show", "reports/daily@1")["holds"] == []
+    modes.same("events", "--since", "2", "--limit", "5")
+
+
+def test_remote_errors_keep_the_local_exit_codes_and_one_line(modes: Modes) -> None:
+    for remote in (False, True):
+        missing = modes.run("show", "no/such", remote=remote, expect=2)
+        assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
+    local = modes.run("show", "no/such", remote=False, expect=2).stderr
+    assert modes.run("show", "no/such", remote=True, expect=2).stderr == local
