@@ -82,7 +82,7 @@ def test_tokens_expire_on_the_store_clock(store: ArtifactStore, clock: FrozenClo
     clock.advance(DAY - dt.timedelta(seconds=1))
     assert store.tokens.authenticate(issued.secret).token_id == issued.token.id
     clock.advance(dt.timedelta(seconds=1))
-    with pytest.raises(AuthenticationError, match="^token expired$") as raised:
+    with pytest.raises(AuthenticationError, match=r"^token expired$") as raised:
         store.tokens.authenticate(issued.secret)
     assert raised.value.reason == "token expired"
     assert store.tokens.get(issued.token.id).status == "expired"
@@ -91,12 +91,12 @@ def test_tokens_expire_on_the_store_clock(store: ArtifactStore, clock: FrozenClo
 def test_unknown_and_malformed_secrets(store: ArtifactStore) -> None:
     issued = issue(store)
     unknown = "asr_" + ("b" if issued.secret[4] != "b" else "c") + issued.secret[5:]
-    with pytest.raises(AuthenticationError, match="^invalid token$"):
+    with pytest.raises(AuthenticationError, match=r"^invalid token$"):
         store.tokens.authenticate(unknown)
     statements: list[str] = []
     sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     for malformed in ("", "Bearer " + issued.secret, issued.secret.upper(), issued.secret + "a"):
-        with pytest.raises(AuthenticationError, match="^invalid token$"):
+        with pytest.raises(AuthenticationError, match=r"^invalid token$"):
             store.tokens.authenticate(malformed)
     assert statements == []
 
@@ -115,7 +115,7 @@ def test_revoke_is_immediate_idempotent_and_reaches_children(store: ArtifactStor
     assert revoked.revoked_at == store.clock()
     assert event_count(store) == before + 3
     for ended in (root, child, grandchild):
-        with pytest.raises(AuthenticationError, match="^token revoked$"):
+        with pytest.raises(AuthenticationError, match=r"^token revoked$"):
             store.tokens.authenticate(ended.secret)
         assert store.tokens.get(ended.token.id).status == "revoked"
     assert store.tokens.authenticate(sibling.secret).token_id == sibling.token.id
@@ -195,7 +195,7 @@ def test_naive_expiry_is_refused(store: ArtifactStore) -> None:
         store.tokens.issue(
             actor="ci",
             scopes=["package:**:read"],
-            expires_at=dt.datetime(2026, 2, 1),  # noqa: DTZ001
+            expires_at=dt.datetime(2026, 2, 1),
             issued_by="alice",
         )
 
