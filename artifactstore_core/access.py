@@ -93,6 +93,10 @@ class IssuedToken:
     def __repr__(self) -> str:
         return f"IssuedToken(secret='asr_…', token={self.token!r})"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``token create --json``: the secret and the token."""
+        return {"secret": self.secret, "token": self.token.to_dict()}
+
 
 def _info(row: Any, now: dt.datetime) -> TokenInfo:
     status = (
@@ -147,14 +151,15 @@ class Tokens:
         *,
         actor: str,
         scopes: Iterable[str | Scope],
-        expires_at: dt.datetime,
+        expires_at: dt.datetime | dt.timedelta,
         run_id: str | None = None,
         description: str | None = None,
         parent: Principal | None = None,
         issued_by: str,
     ) -> IssuedToken:
         """A new token acting as ``actor`` with ``scopes`` until ``expires_at`` (in the
-        future, at most ``MAX_LIFETIME`` away), optionally bound to ``run_id``.
+        future, at most ``MAX_LIFETIME`` away; a ``timedelta`` counts from the moment the
+        token is recorded), optionally bound to ``run_id``.
 
         With ``parent`` (the principal asking, over the server) the token must stay within
         it (``Principal.excess``: ``AccessDeniedError`` names what exceeds), and the parent
@@ -165,15 +170,17 @@ class Tokens:
         check_optional_text(run_id, "run id", max_length=MAX_ACTOR)
         check_optional_text(description, "token description")
         parsed = parse_scopes(str(s) for s in ([scopes] if isinstance(scopes, str) else scopes))
-        expires = check_time(expires_at, "token expiry")
-        if parent is not None:
-            excess = parent.excess(parsed, expires, run_id)
-            if excess is not None:
-                raise excess
+        if not isinstance(expires_at, dt.timedelta):
+            expires_at = check_time(expires_at, "token expiry")
         secret = new_secret()
         token_id = str(self.new_id())
 
         def decide(conn: sa.Connection, now: dt.datetime) -> Sequence[ev.Event]:
+            expires = _expiry(expires_at, now)
+            if parent is not None:
+                excess = parent.excess(parsed, expires, run_id)
+                if excess is not None:
+                    raise excess
             if expires <= now:
                 raise InvalidInputError(
                     f"token expiry {expires.isoformat()} is not in the future "
@@ -269,6 +276,17 @@ class Tokens:
         check_text(token_id, "token id", max_length=64)
         with self.ledger.reading() as conn:
             return _load(conn, token_id, self.ledger.clock())
+
+
+def _expiry(expires_at: dt.datetime | dt.timedelta, now: dt.datetime) -> dt.datetime:
+    if not isinstance(expires_at, dt.timedelta):
+        return expires_at
+    if expires_at > MAX_LIFETIME:
+        raise InvalidInputError(
+            f"token lifetime {expires_at} is more than {MAX_LIFETIME.days} days; issue a new "
+            "token before this one expires instead"
+        )
+    return now + expires_at
 
 
 def _check_name(value: str, what: str) -> str:

@@ -251,3 +251,20 @@ def test_rebuild_reproduces_the_token_rows(store: ArtifactStore, clock: FrozenCl
     store.rebuild_views()
     assert _views(store) == before
     assert store.tokens.authenticate(root.secret).token_id == root.token.id
+
+
+def test_a_lifetime_counts_from_the_recorded_time(store: ArtifactStore, clock: FrozenClock) -> None:
+    terms = {"actor": "ci", "scopes": ["package:**:read"], "issued_by": "alice"}
+    issued = store.tokens.issue(expires_at=DAY, **terms)  # type: ignore[arg-type]
+    assert issued.token.expires_at == clock.now + DAY == issued.token.issued_at + DAY
+    parent = store.tokens.authenticate(issued.secret)
+    with pytest.raises(AccessDeniedError, match="cannot outlive its parent"):
+        store.tokens.issue(expires_at=2 * DAY, parent=parent, **terms)  # type: ignore[arg-type]
+    for lifetime, message in [
+        (MAX_LIFETIME + dt.timedelta(seconds=1), "more than 400 days"),
+        (dt.timedelta(0), "is not in the future"),
+        (-DAY, "is not in the future"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            store.tokens.issue(expires_at=lifetime, **terms)  # type: ignore[arg-type]
+    assert len(store.tokens.list()) == 1
