@@ -298,10 +298,10 @@ def download(
     entry = package.file(segment(path))
 
     def open_stream(start: int | None, end: int | None) -> BinaryIO:
+        ranged = {} if start is None else {"start": start, "end": end}
         return store.open_file(
-            package, entry.path, start=start, end=end, actor=caller.actor, purpose=purpose,
-            run_id=run_id,
-        )  # fmt: skip
+            package, entry.path, actor=caller.actor, purpose=purpose, run_id=run_id, **ranged
+        )
 
     return bytes_response(request, entry.blob, open_stream)
 

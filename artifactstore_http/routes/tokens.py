@@ -42,12 +42,11 @@ def issue(body: TokenRequest, store: StoreDep, caller: CallerDep) -> Response:
     """Mint a token for the caller's actor whose scopes, run binding and expiry stay
     within the caller's (403 names what exceeds): 201, the secret shown this once."""
     parent = _principal(caller)
+    expires: dt.datetime | dt.timedelta = parent.expires_at
     if body.expires_at is not None:
         expires = body.expires_at
     elif body.ttl_seconds is not None:
-        expires = store.clock() + dt.timedelta(seconds=body.ttl_seconds)
-    else:
-        expires = parent.expires_at
+        expires = dt.timedelta(seconds=body.ttl_seconds)
     run_id = body.run_id if body.run_id is not None else parent.run_id
     issued = store.tokens.issue(
         actor=parent.actor, scopes=body.scopes, expires_at=expires, run_id=run_id,

@@ -151,7 +151,7 @@ def issue_token(
 ) -> str:
     """The secret of a new token (issued with the registry's own authority)."""
     issued = store.tokens.issue(
-        actor=actor, scopes=scopes or (ADMIN,), expires_at=store.clock() + expires_in,
+        actor=actor, scopes=scopes or (ADMIN,), expires_at=expires_in,
         run_id=run_id, issued_by="test",
     )  # fmt: skip
     return issued.secret
