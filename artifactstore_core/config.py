@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(
         3, ge=1, le=10, description="Attempts per S3 request, the first one included"
     )
+    http_anonymous_read: bool = Field(
+        False, description="The HTTP gateway lets requests without a token read"
+    )
     sqlite_synchronous: str = Field(
         "NORMAL",
         pattern="(?i)^(NORMAL|FULL|EXTRA)$",

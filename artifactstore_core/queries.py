@@ -195,6 +195,8 @@ class PackageFilter:
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
     limit: int | None = None
+    #: Keyset position: only packages after this ``(name, version)`` in the listing order.
+    after: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("name", "name_prefix", "run_id", "kind", "tag", "retention_class", "status"):
@@ -204,6 +206,9 @@ class PackageFilter:
                 check_time(getattr(self, name), f"filter {name}")
         if self.limit is not None:
             check_int(self.limit, "filter limit", minimum=1)
+        if self.after is not None:
+            check_optional_text(self.after[0], "filter after name")
+            check_int(self.after[1], "filter after version", minimum=0)
 
 
 def list_ids(conn: sa.Connection, where: PackageFilter) -> list[uuid.UUID]:
@@ -231,6 +236,11 @@ def list_ids(conn: sa.Connection, where: PackageFilter) -> list[uuid.UUID]:
         t = package_tags
         query = query.where(
             sa.exists().where(t.c.package_id == p.c.package_id, t.c.tag == where.tag)
+        )
+    if where.after is not None:
+        name, version = where.after
+        query = query.where(
+            sa.or_(p.c.name > name, sa.and_(p.c.name == name, p.c.version > version))
         )
     query = query.order_by(p.c.name, p.c.version)
     if where.limit:

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import sqlalchemy as sa
 
 from artifactstore_core import queries
+from artifactstore_core.access import Tokens
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.limits import check_time
@@ -69,6 +70,8 @@ class ArtifactStore:
         self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
         self.gc_grace = gc_grace
+        #: Access tokens: issue, authenticate, revoke (the HTTP gateway's principals).
+        self.tokens = Tokens(self.ledger, new_id=new_id)
         self.ingest = Ingest(
             self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class
         )
