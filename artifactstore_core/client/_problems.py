@@ -88,8 +88,11 @@ def error_from(status: int, problem: Mapping[str, Any] | None, where: str) -> e.
     code = problem.get("code")
     cls = CODES.get(code, _by_status(status)) if isinstance(code, str) else _by_status(status)
     detail = problem.get("detail") or problem.get("title") or f"HTTP {status} from {where}"
+    detail = " ".join(str(detail).split())
+    if cls is e.ArtifactStoreError and problem.get("instance"):
+        detail += f" (request {problem['instance']})"  # what the server's log names
     error = cls.__new__(cls)
-    Exception.__init__(error, " ".join(str(detail).split()))
+    Exception.__init__(error, detail)
     if isinstance(error, e.AuthenticationError):
         problem = {"reason": error.args[0], **problem}
     attributes = _ATTRIBUTES.get(cls, {})
