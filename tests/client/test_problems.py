@@ -16,7 +16,8 @@ pytestmark = pytest.mark.unit
 def test_every_code_gives_its_class_with_the_servers_detail(code: str) -> None:
     error = error_from(400, {"code": code, "detail": "one\nline  detail", "instance": "r1"}, "x")
     assert type(error) is CODES[code]
-    assert str(error) == "one line detail"
+    suffix = " (request r1)" if CODES[code] is e.ArtifactStoreError else ""
+    assert str(error) == "one line detail" + suffix
 
 
 def test_extension_members_become_the_errors_attributes() -> None:
