@@ -59,3 +59,20 @@ def test_retry_after_in_seconds_or_as_a_date_and_backoff_bounds() -> None:
     assert all(0.5 <= policy.wait(1, None) <= 1.0 for _ in range(50))
     assert all(2.0 <= policy.wait(9, None) <= 4.0 for _ in range(50))
     assert policy.wait(1, 600.0) == 60.0 and policy.wait(1, 3.0) == 3.0
+
+
+def test_the_table_is_the_inverse_of_the_servers() -> None:
+    """Every code the gateway sends names the class it was made from, or a base of it."""
+    from artifactstore_http.problems import ERROR_TABLE, STATUS_CODES
+
+    for cls, mapping in ERROR_TABLE:
+        assert mapping.code in CODES, mapping
+        assert issubclass(cls, CODES[mapping.code]), (cls, mapping.code)
+        error = error_from(mapping.status, {"code": mapping.code, "detail": "d"}, "")
+        assert isinstance(error, CODES[mapping.code])
+    exact = {cls for cls, mapping in ERROR_TABLE if CODES[mapping.code] is cls}
+    assert exact >= {e.UploadRangeError, e.BlobUnknownError, e.PackageExpiredError,
+                     e.AccessDeniedError, e.EventLogTamperedError}  # fmt: skip
+    for status, (code, _title) in STATUS_CODES.items():
+        error = error_from(status, {"code": code, "detail": "d"}, "")
+        assert isinstance(error, e.ArtifactStoreError), (status, code)
