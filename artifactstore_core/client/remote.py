@@ -398,7 +398,10 @@ class RemoteArtifactStore:
         )
         owner = f"package {package.reference}, file {entry.path!r}"
         verifying = VerifyingReader(
-            cast(BinaryIO, _ResponseReader(response, self.transport, owner)),
+            cast(
+                BinaryIO,
+                _ResponseReader(response, self.transport, owner, entry.blob.content_address),
+            ),
             entry.blob,
             lambda exc: IntegrityError(f"{owner} read from {self.url}: {exc}"),
         )
@@ -730,29 +733,59 @@ def _recorded_event(data: Mapping[str, Any]) -> RecordedEvent:
 
 
 class _ResponseReader(io.RawIOBase):
-    """A streamed response body as a raw binary stream; closing it closes the response."""
+    """A streamed response body as a raw binary stream; closing it closes the response.
 
-    def __init__(self, response: httpx.Response, transport: Transport, owner: str) -> None:
+    A connection lost part-way is resumed from the blob (``GET /v1/blobs/{address}`` with
+    ``Range: bytes=<position>-``), up to the transport's retry attempts; the bytes keep
+    being verified by the reader above this one.
+    """
+
+    def __init__(
+        self, response: httpx.Response, transport: Transport, owner: str, address: str
+    ) -> None:
         super().__init__()
         self._response = response
         self._transport = transport
         self._owner = owner
+        self._address = address
         self._chunks = response.iter_bytes(1024 * 1024)
         self._left = b""
+        self._position = 0
+        self._resumes = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if not self._left:
+        while not self._left:
             try:
                 self._left = next(self._chunks, b"")
+                break
             except self._transport.httpx.TransportError as exc:
-                raise self._transport.unavailable("GET", self._owner, exc) from exc
+                self._resume(exc)
         count = min(len(buffer), len(self._left))
         buffer[:count] = self._left[:count]
         self._left = self._left[count:]
+        self._position += count
         return count
+
+    def _resume(self, failure: Exception) -> None:
+        self._response.close()
+        self._resumes += 1
+        if self._resumes >= self._transport.retry.attempts:
+            raise self._transport.unavailable("GET", self._owner, failure) from failure
+        self._transport.sleep(self._transport.retry.wait(self._resumes, None))
+        response = self._transport.stream(
+            "GET",
+            f"/v1/blobs/{self._address}",
+            headers={"Range": f"bytes={self._position}-"},
+        )
+        content_range = response.headers.get("Content-Range", "")
+        if response.status_code != 206 or not content_range.startswith(f"bytes {self._position}-"):
+            response.close()
+            raise self._transport.unavailable("GET", self._owner, failure) from failure
+        self._response = response
+        self._chunks = response.iter_bytes(1024 * 1024)
 
     def close(self) -> None:
         try:
