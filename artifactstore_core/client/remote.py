@@ -201,11 +201,15 @@ class RemoteArtifactStore:
             bodies.append(self._registration(request, files, where))
         if len(bodies) == 1:
             return [self._register(bodies[0], keys[0])]
+        # The server scopes a key to a name: a batch naming one package twice cannot
+        # carry one, and is then not retried once it may have reached the server.
+        names = [body["name"] for body in bodies]
+        unique = len(set(names)) == len(names)
         answer = self._json(
             "POST",
             f"{PACKAGES}:batch",
             json={"packages": bodies},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
+            headers={"Idempotency-Key": str(uuid.uuid4())} if unique else None,
         )
         items = answer["items"] if isinstance(answer, dict) else answer
         return [Package.from_dict(item) for item in items]
