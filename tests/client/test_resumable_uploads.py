@@ -133,3 +133,15 @@ def test_a_registration_whose_answer_is_lost_is_not_registered_twice(
     assert proxy.stats.resets >= 1
     assert [p.reference for p in gateway.store.list_packages()] == ["once@1"]
     assert package == gateway.store.describe("once@1")
+
+
+def test_a_download_cut_part_way_resumes_and_stays_verified(
+    gateway: LiveServer, proxy: FaultProxy, data: bytes
+) -> None:
+    gateway.store.put("download", {"data.bin": data})
+    with _client(proxy.endpoint_url, issue_token(gateway.store)) as client:
+        package = client.describe("download")
+        proxy.after(SIZE // 2, _cut(proxy), direction="down")
+        assert client.read_bytes(package, "data.bin") == data
+    assert proxy.stats.resets >= 1
+    assert proxy.stats.bytes_down < SIZE * 3 // 2  # the rest only, not the whole again
