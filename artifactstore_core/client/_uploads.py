@@ -136,7 +136,9 @@ class Uploads:
             _skip(stream, offset, hasher, upload_id)
         try:
             while True:
-                chunk = pending or stream.read(self.chunk_size)
+                # Whole chunks (a short read is not the end), so that sessions hold
+                # multiples of the chunk size until the last one.
+                chunk = pending + _read_up_to(stream, self.chunk_size - len(pending))
                 pending = b""
                 if not chunk:
                     break
