@@ -138,7 +138,7 @@ class Uploads:
             while True:
                 # Whole chunks (a short read is not the end), so that sessions hold
                 # multiples of the chunk size until the last one.
-                chunk = pending + _read_up_to(stream, self.chunk_size - len(pending))
+                chunk = pending + _read_up_to(stream, max(0, self.chunk_size - len(pending)))
                 pending = b""
                 if not chunk:
                     break
@@ -273,7 +273,7 @@ def _sha256_of(repr_digest: str) -> str:
 def _read_up_to(stream: BinaryIO, count: int) -> bytes:
     """Up to ``count`` bytes of ``stream`` (fewer only at its end)."""
     parts, left = [], count
-    while left:
+    while left > 0:
         data = stream.read(left)
         if not data:
             break
