@@ -24,6 +24,7 @@ from artifactstore_core.client._transport import RetryPolicy, Transport
 from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
 from artifactstore_core.domain.events import EVENT_TYPES
 from artifactstore_core.domain.manifest import FileEntry, Provenance
+from artifactstore_core.domain.names import validate_file_paths, validate_kind, validate_name
 from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
 from artifactstore_core.errors import (
@@ -36,7 +37,7 @@ from artifactstore_core.errors import (
 from artifactstore_core.eventlog.log import RecordedEvent
 from artifactstore_core.export import export_files
 from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, hash_copy, matches
-from artifactstore_core.ingest import PutRequest, parse_expected
+from artifactstore_core.ingest import PutRequest, naming_request, parse_expected
 from artifactstore_core.integrity import BlobProblem, VerifyResult
 from artifactstore_core.queries import LineageEdge, PackageFilter
 from artifactstore_core.retention.explain import Explanation
@@ -189,11 +190,19 @@ class RemoteArtifactStore:
         keys: Sequence[str | None],
         progress: Callable[[int], None] | None,
     ) -> list[Package]:
-        bodies = []
+        # What can be checked without the server is checked before any byte is sent.
+        prepared = []
         for index, request in enumerate(requests):
+            with naming_request(index, request.name, len(requests)):
+                validate_name(request.name)
+                validate_kind(request.kind)
+                sources = collect(request.files)
+                validate_file_paths(source.path for source in sources)
+                expected = parse_expected(request.expected or {}, {s.path for s in sources})
+            prepared.append((request, sources, expected))
+        bodies = []
+        for index, (request, sources, expected) in enumerate(prepared):
             where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
-            sources = collect(request.files)
-            expected = parse_expected(request.expected or {}, {s.path for s in sources})
             files = {
                 source.path: self._upload_source(source, expected.get(source.path), progress)
                 for source in sources
