@@ -43,7 +43,7 @@ from artifactstore_core.retention.sweep import SweepPlan, SweepResult
 from artifactstore_core.retention.tiering import TierMove
 from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
 from artifactstore_core.tiers import Tiers
-from artifactstore_core.uploads import UploadSession, Uploads
+from artifactstore_core.uploads import Uploads, UploadSession
 
 __all__ = [
     "AccessDeniedError",
