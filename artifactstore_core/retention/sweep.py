@@ -177,6 +177,7 @@ class SweepResult:
             expired=[p for p in plan.expire if str(p.package_id) in expired],
             deleted=[d for d in plan.delete if f"{d.backend}:{d.content_address}" in deleted],
             moved=[m for m in plan.tier_moves if str(m.package_id) in moved],
+            uploads_collected=data.get("uploads_collected", 0),
         )
 
 
