@@ -23,6 +23,7 @@ import os
 import platform
 import queue
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ import blake3
 
 from artifactstore_core.errors import ConfigurationError
 from artifactstore_core.hashing import (
+    CHUNK_SIZE,
     BlobHash,
     Digest,
     DigestError,
@@ -50,6 +52,7 @@ from artifactstore_core.storage.ports import (
     BlobStore,
     BlobWrite,
     StoredBlob,
+    check_staging_name,
     counting,
 )
 
@@ -396,6 +399,56 @@ class LocalBlobStore(BlobStore):
                 if modified <= older_than and _unlink_unless_locked(path):
                     removed += 1
         return removed
+
+    # ------------------------------------------------------------------ upload staging
+    def _upload_dir(self, upload: str) -> str:
+        check_staging_name(upload)
+        return os.path.join(self.root, "uploads", upload)
+
+    def stage_chunk(self, upload: str, name: str, source: BinaryIO) -> int:
+        """See ``BlobStore.stage_chunk``: written to a temporary file, synced, then renamed."""
+        check_staging_name(name)
+        directory = self._upload_dir(upload)
+        made = self._make_directories(directory)
+        final = os.path.join(directory, name)
+        tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}")
+        count = 0
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            while data := source.read(CHUNK_SIZE):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                count += len(data)
+            if self._fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.rename(tmp, final)
+        if self._fsync:
+            _each(_fsync_directory, [directory, *made])
+        return count
+
+    def open_chunk(self, upload: str, name: str) -> BinaryIO:
+        check_staging_name(name)
+        try:
+            return open(os.path.join(self._upload_dir(upload), name), "rb")
+        except FileNotFoundError:
+            raise self.missing_chunk(upload, name) from None
+
+    def drop_upload(self, upload: str) -> None:
+        shutil.rmtree(self._upload_dir(upload), ignore_errors=True)
+
+    def iter_uploads(self) -> Iterator[tuple[str, dt.datetime]]:
+        for entry in _subdirectories(os.path.join(self.root, "uploads")):
+            times = [entry.stat().st_mtime]
+            with contextlib.suppress(FileNotFoundError), os.scandir(entry.path) as chunks:
+                times.extend(chunk.stat().st_mtime for chunk in chunks)
+            yield entry.name, dt.datetime.fromtimestamp(max(times), dt.UTC)
 
     def iter_addresses(self) -> Iterator[Digest]:
         # os.scandir, not pathlib: a sweep lists every blob, and this is its hot loop.
