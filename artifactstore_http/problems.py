@@ -58,7 +58,7 @@ ERROR_TABLE: tuple[tuple[type[core.ArtifactStoreError], Mapping_], ...] = (
     (core.RetentionError, Mapping_(409, "RETENTION_DENIED", "Retention refuses")),
     (core.BackendUnavailableError, Mapping_(503, "BACKEND_UNAVAILABLE", "Backend unavailable")),
     (core.ReadOnlyRegistryError, Mapping_(409, "READ_ONLY", "Registry is read-only")),
-    (core.ConfigurationError, Mapping_(500, "CONFIGURATION", "Server misconfigured")),
+    (core.ConfigurationError, Mapping_(501, "UNSUPPORTED", "Not configured here")),
     (core.ArtifactStoreError, Mapping_(500, "INTERNAL_ERROR", "Internal error")),
 )
 
@@ -168,7 +168,7 @@ def core_error_response(request: Request, error: core.ArtifactStoreError) -> JSO
     elif isinstance(error, core.BackendUnavailableError):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         extra = {"retry_after": RETRY_AFTER_SECONDS}
-    if mapping.status >= 500 and not isinstance(error, core.BackendUnavailableError):
+    if mapping.status == 500:
         log.error("request %s failed: %s", request_id(request), error, exc_info=error)
     return problem_response(
         request, mapping.status, mapping.code, _one_line(str(error)), title=mapping.title,

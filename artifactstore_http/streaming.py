@@ -161,15 +161,20 @@ class Bridge:
                 finally:
                     anyio.from_thread.run(receive.aclose)
 
+        outcome: list[T] = []
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(produce)
             try:
-                result = await anyio.to_thread.run_sync(run, limiter=self.threads)
-            except Exception:
-                if too_large:
-                    raise Problem(413, f"request body over the limit of {limit} bytes") from None
-                raise
-        return result
+                outcome.append(await anyio.to_thread.run_sync(run, limiter=self.threads))
+            except Exception as exc:  # raised below, outside the group: not wrapped
+                failure = exc
+                group.cancel_scope.cancel()
+        if failure is not None:
+            if too_large:
+                raise Problem(413, f"request body over the limit of {limit} bytes") from None
+            raise failure
+        return outcome[0]
 
 
 async def iterate(stream: BinaryIO, *, length: int | None = None) -> AsyncIterator[bytes]:

@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from artifactstore_core.cli import admin, integrity, packages, retention, tokens
+from artifactstore_core.cli import admin, integrity, packages, retention, serve, tokens
 from artifactstore_core.cli._context import CliContext
 from artifactstore_core.cli._exit import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Group, exit_code
 from artifactstore_core.config import load_settings
@@ -61,6 +61,7 @@ for _command in (
     *retention.COMMANDS,
     *integrity.COMMANDS,
     *tokens.COMMANDS,
+    *serve.COMMANDS,
 ):
     cli.add_command(_command)
 

@@ -1,0 +1,139 @@
+"""Write endpoints over both store flavours: the small-file shortcut, tags, holds,
+retention, tiers, verify, sweeps, schemas."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from tests.http.conftest import LiveServer, assert_problem
+
+pytestmark = pytest.mark.integration
+
+
+def content_digest(data: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
+
+
+def test_put_file_registers_a_new_version(gateway: LiveServer, admin_secret: str) -> None:
+    data = b"col\n" + b"1\n" * 100_000
+    with gateway.client(admin_secret) as client:
+        response = client.put(
+            "/v1/packages/reports%2Fdaily/files/out/table.csv?kind=report",
+            content=data, headers={"Content-Digest": content_digest(data)},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["reference"] == "reports/daily@1"
+        assert body["kind"] == "report"
+        assert body["actor"] == "alice"
+        assert response.headers["location"] == "/v1/packages/reports%2Fdaily@1"
+        assert gateway.store.read_bytes("reports/daily@1", "out/table.csv") == data
+        again = client.put("/v1/packages/reports%2Fdaily/files/out/table.csv", content=b"v2")
+        assert again.json()["version"] == 2
+        wrong = client.put(
+            "/v1/packages/reports%2Fdaily/files/t.csv", content=b"abc",
+            headers={"Content-Digest": content_digest(b"abd")},
+        )  # fmt: skip
+        assert wrong.status_code in (400, 500) and wrong.json()["code"] in (
+            "DIGEST_INVALID", "INTEGRITY_FAILURE", "INVALID_INPUT",
+        )  # fmt: skip
+        md5 = {"Content-Digest": "md5=:x:"}
+        assert_problem(
+            client.put("/v1/packages/x/files/a", content=b"a", headers=md5), 400, "DIGEST_INVALID"
+        )
+    assert [p.version for p in gateway.store.list_packages(name="reports/daily")] == [1, 2]
+
+
+def test_tags_with_preconditions(gateway: LiveServer, admin_secret: str) -> None:
+    store = gateway.store
+    first = store.put("tg/p", {"a": b"1"})
+    second = store.put("tg/p", {"a": b"2"})
+    with gateway.client(admin_secret) as client:
+        created = client.put(
+            "/v1/packages/tg%2Fp/tags/prod", json={"version": 1}, headers={"If-None-Match": "*"}
+        )
+        assert created.status_code == 200, created.text
+        assert "prod" in created.json()["tags"]
+        exists = client.put(
+            "/v1/packages/tg%2Fp/tags/prod", json={"version": 2}, headers={"If-None-Match": "*"}
+        )
+        assert_problem(exists, 412, "PRECONDITION_FAILED")
+        stale = client.put(
+            "/v1/packages/tg%2Fp/tags/prod", json={"version": 2},
+            headers={"If-Match": f'"{second.content_address}"'},
+        )  # fmt: skip
+        assert_problem(stale, 412, "PRECONDITION_FAILED")
+        moved = client.put(
+            "/v1/packages/tg%2Fp/tags/prod", json={"version": 2},
+            headers={"If-Match": f'"{first.content_address}"'},
+        )  # fmt: skip
+        assert moved.status_code == 200
+        assert store.describe("tg/p:prod").version == 2
+        assert_problem(
+            client.put("/v1/packages/tg%2Fp/tags/latest", json={"version": 1}), 400, "INVALID_INPUT"
+        )
+        assert_problem(
+            client.put("/v1/packages/tg%2Fp/tags/x", json={"version": 9}), 404, "PACKAGE_UNKNOWN"
+        )
+        assert_problem(client.delete("/v1/packages/tg%2Fp/tags/prod"), 501, "UNSUPPORTED")
+
+
+def test_holds_retention_tier_verify(gateway: LiveServer, admin_secret: str) -> None:
+    store = gateway.store
+    store.put("rt/p", {"a": b"data"}, retention_class="raw-evidence")
+    with gateway.client(admin_secret) as client:
+        placed = client.post("/v1/packages/rt%2Fp@1/holds", json={"reason": "audit 7"})
+        assert placed.status_code == 201, placed.text
+        hold_id = placed.json()["hold_id"]
+        assert placed.headers["location"] == f"/v1/packages/rt%2Fp@1/holds/{hold_id}"
+        assert store.describe("rt/p@1").on_hold
+        released = client.delete(f"/v1/packages/rt%2Fp@1/holds/{hold_id}?reason=done")
+        assert released.status_code == 200
+        assert released.json()["on_hold"] is False
+        assert_problem(
+            client.delete(f"/v1/packages/rt%2Fp@1/holds/{hold_id}"), 404, "PACKAGE_UNKNOWN"
+        )
+        changed = client.put("/v1/packages/rt%2Fp@1/retention", json={"class": "release-evidence"})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["retention_class"] == "release-evidence"
+        refused = client.put("/v1/packages/rt%2Fp@1/retention", json={"class": "raw-evidence"})
+        assert refused.status_code in (400, 409), refused.text
+        assert_problem(
+            client.post("/v1/packages/rt%2Fp@1/tier", json={"to": "archive"}), 501, "UNSUPPORTED"
+        )
+        report = client.post("/v1/packages/rt%2Fp@1:verify", json={})
+        assert report.status_code == 200
+        assert report.json()["ok"] is True
+        assert report.json()["bytes_verified"] == 4
+        assert_problem(client.post("/v1/packages/rt%2Fp@1:restore"), 400, "INVALID_INPUT")
+
+
+def test_sweep_dry_run_then_run(gateway: LiveServer, admin_secret: str) -> None:
+    gateway.store.put("sw/p", {"a": b"x"}, retention_class="transient")
+    later = "2099-01-01T00:00:00Z"
+    with gateway.client(admin_secret) as client:
+        plan = client.post("/v1/retention/sweeps", json={"dry_run": True, "now": later})
+        assert plan.status_code == 200, plan.text
+        assert plan.json()["dry_run"] is True
+        assert [p["reference"] for p in plan.json()["plan"]["expire"]] == ["sw/p@1"]
+        assert gateway.store.describe("sw/p@1").status == "active"
+        done = client.post("/v1/retention/sweeps", json={"dry_run": False, "now": later})
+        assert done.status_code == 200, done.text
+        assert done.json()["expired"] == [str(gateway.store.describe("sw/p@1").id)]
+        assert gateway.store.describe("sw/p@1").status == "expired"
+        gone = client.get("/v1/packages/sw%2Fp@1/files/a")
+        assert_problem(gone, 410, "PACKAGE_EXPIRED")
+
+
+def test_put_schema_then_metadata_is_checked(gateway: LiveServer, admin_secret: str) -> None:
+    schema = {"type": "object", "required": ["rows"], "properties": {"rows": {"type": "integer"}}}
+    with gateway.client(admin_secret) as client:
+        response = client.put("/v1/schemas/metrics", json=schema)
+        assert response.status_code == 200, response.text
+        assert response.json()["kind"] == "metrics"
+        assert_problem(client.put("/v1/schemas/Bad%20Kind", json=schema), 400, "INVALID_INPUT")
+        assert_problem(client.put("/v1/schemas/x", json=[1]), 400, "INVALID_INPUT")
+    assert "metrics" in gateway.store.schemas()
