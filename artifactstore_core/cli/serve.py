@@ -41,6 +41,7 @@ def serve(
     forwarded_allow_ips: str | None,
 ) -> None:
     """Serve the HTTP gateway (docs/http.md) until interrupted."""
+    ctx.require_local()
     for module in ("fastapi", "uvicorn"):
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError("artifactstore serve", "server", module)

@@ -17,7 +17,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize(
     "command",
-    [["migrate"], ["views", "rebuild"], ["views", "check"], ["log", "verify"], ["token", "list"]],
+    [
+        ["migrate"],
+        ["views", "rebuild"],
+        ["views", "check"],
+        ["log", "verify"],
+        ["token", "list"],
+        ["serve"],
+    ],
 )
 def test_commands_without_a_remote_equivalent_exit_2_naming_the_command(
     command: list[str], tmp_path: Path
