@@ -676,7 +676,10 @@ class RemoteArtifactStore:
         for item in selected:
             try:
                 answer = self._json(
-                    "POST", f"{PACKAGES}/{_ref(item)}:verify", json={"rehash": rehash}
+                    "POST",
+                    f"{PACKAGES}/{_ref(item)}:verify",
+                    json={"rehash": rehash},
+                    idempotent=True,  # a check: safe to repeat
                 )
             except NotFoundError:
                 if reference is not None:

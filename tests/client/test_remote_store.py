@@ -33,7 +33,7 @@ def test_put_get_list_tag_lineage_and_holds_match_the_store(
     gateway: LiveServer, remote: RemoteArtifactStore, tmp_path: Path
 ) -> None:
     local = gateway.store
-    raw = remote.put("in/raw", b"raw bytes", kind="dataset", metadata={"rows": 1})
+    raw = remote.put("in/raw", b"raw bytes", kind="snapshot", metadata={"rows": 1})
     assert raw == local.describe("in/raw@1")
     report = remote.put(
         "reports/daily",
@@ -55,7 +55,7 @@ def test_put_get_list_tag_lineage_and_holds_match_the_store(
     assert remote.describe("reports/daily:stable").id == report.id
 
     assert remote.list_packages() == local.list_packages()
-    for filters in ({"name_prefix": "reports/"}, {"tag": "stable"}, {"kind": "dataset"},
+    for filters in ({"name_prefix": "reports/"}, {"tag": "stable"}, {"kind": "snapshot"},
                     {"name": "reports/daily", "limit": 1}, {"run_id": "r-1"}):  # fmt: skip
         assert remote.list_packages(**filters) == local.list_packages(**filters), filters
 
