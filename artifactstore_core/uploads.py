@@ -133,15 +133,21 @@ class Uploads:
         """The session (open or committed); ``UploadUnknownError`` if none is usable."""
         return _session(self._row(upload_id, states=(OPEN, COMMITTED)))
 
-    def append(self, upload_id: str, start: int, stream: BinaryIO) -> UploadSession:
+    def append(
+        self, upload_id: str, start: int, stream: BinaryIO, *, length: int | None = None
+    ) -> UploadSession:
         """Stage the bytes of ``stream`` as the next chunk, which must begin at ``start``
-        (``UploadRangeError`` names the resume offset otherwise)."""
+        (``UploadRangeError`` names the resume offset otherwise). With ``length``, a stream
+        that gives another number of bytes (a cut connection) raises ``SizeInvalidError``
+        and leaves the session where it was."""
         upload = self._row(upload_id, states=(OPEN,))["upload_id"].hex
         with self._hot.staging_lock(upload):
             row = self._row(upload_id, states=(OPEN,))
             if start != row["received"]:
                 raise UploadRangeError(upload_id, start, row["received"])
             name, count = self._hot.stage_chunk(upload, start, stream)
+            if length is not None and count != length:
+                raise SizeInvalidError(length, count)
             if count == 0:
                 return _session(row)
             changes = {
