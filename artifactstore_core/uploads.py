@@ -16,9 +16,7 @@ the sweep (``Uploads.collect``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,31 +133,38 @@ class Uploads:
         """The session (open or committed); ``UploadUnknownError`` if none is usable."""
         return _session(self._row(upload_id, states=(OPEN, COMMITTED)))
 
-    def append(self, upload_id: str, start: int, stream: BinaryIO) -> UploadSession:
+    def append(
+        self, upload_id: str, start: int, stream: BinaryIO, *, length: int | None = None
+    ) -> UploadSession:
         """Stage the bytes of ``stream`` as the next chunk, which must begin at ``start``
-        (``UploadRangeError`` names the resume offset otherwise)."""
-        row = self._row(upload_id, states=(OPEN,))
-        if start != row["received"]:
-            raise UploadRangeError(upload_id, start, row["received"])
-        name = f"{start:016x}-{uuid.uuid4().hex[:12]}"
-        count = self._hot.stage_chunk(row["upload_id"].hex, name, stream)
-        if count == 0:
-            return _session(row)
-        changes = {
-            "received": start + count,
-            "chunks": [*row["chunks"], [start, name]],
-            "updated_at": self.ledger.clock(),
-        }
-        with self.ledger.engine.begin() as conn:
-            moved = conn.execute(
-                sa.update(upload_sessions)
-                .where(
-                    upload_sessions.c.upload_id == row["upload_id"],
-                    upload_sessions.c.state == OPEN,
-                    upload_sessions.c.received == start,
-                )
-                .values(changes)
-            ).rowcount
+        (``UploadRangeError`` names the resume offset otherwise). With ``length``, a stream
+        that gives another number of bytes (a cut connection) raises ``SizeInvalidError``
+        and leaves the session where it was."""
+        upload = self._row(upload_id, states=(OPEN,))["upload_id"].hex
+        with self._hot.staging_lock(upload):
+            row = self._row(upload_id, states=(OPEN,))
+            if start != row["received"]:
+                raise UploadRangeError(upload_id, start, row["received"])
+            name, count = self._hot.stage_chunk(upload, start, stream)
+            if length is not None and count != length:
+                raise SizeInvalidError(length, count)
+            if count == 0:
+                return _session(row)
+            changes = {
+                "received": start + count,
+                "chunks": [*row["chunks"], [start, name, count]],
+                "updated_at": self.ledger.clock(),
+            }
+            with self.ledger.engine.begin() as conn:
+                moved = conn.execute(
+                    sa.update(upload_sessions)
+                    .where(
+                        upload_sessions.c.upload_id == row["upload_id"],
+                        upload_sessions.c.state == OPEN,
+                        upload_sessions.c.received == start,
+                    )
+                    .values(changes)
+                ).rowcount
         if moved != 1:  # another request extended (or ended) the session meanwhile
             current = self._row(upload_id, states=(OPEN,))
             raise UploadRangeError(upload_id, start, current["received"])
@@ -192,7 +197,8 @@ class Uploads:
         try:
             if size is not None and row["received"] != size:
                 raise SizeInvalidError(size, row["received"])
-            blob = self._record(lambda: self._read_chunks(row), expected, size, row, actor)
+            with self._hot.staging_lock(row["upload_id"].hex):
+                blob = self._record(self._staged_writer(row), expected, size, row, actor)
         except (DigestInvalidError, SizeInvalidError):
             self._end(row["upload_id"])
             raise
@@ -211,16 +217,16 @@ class Uploads:
         expected = parse_digests(digests)
         streams = iter([stream])
 
-        def source() -> contextlib.AbstractContextManager[BinaryIO]:
+        def write() -> StoredBlob:
             again = next(streams, None)
             if again is None:
                 raise ConflictError(
                     "the uploaded blob was deleted before it could be recorded, and its "
                     "bytes cannot be read again; nothing was recorded, upload it again"
                 )
-            return contextlib.nullcontext(again)  # the caller's stream: not ours to close
+            return self._hot.write(again)
 
-        return self._record(source, expected, size, None, actor)
+        return self._record(write, expected, size, None, actor)
 
     def cancel(self, upload_id: str) -> None:
         """End an open session and remove its chunks (``UploadUnknownError`` if none)."""
@@ -286,9 +292,10 @@ class Uploads:
             )
         return dict(row)
 
-    def _read_chunks(self, row: Mapping[str, Any]) -> contextlib.AbstractContextManager[BinaryIO]:
-        names = [name for _, name in row["chunks"]]
-        return _Concatenated(self._hot, row["upload_id"].hex, names)  # type: ignore[return-value]
+    def _staged_writer(self, row: Mapping[str, Any]) -> Callable[[], StoredBlob]:
+        """Writes the session's staged parts as one blob (``BlobStore.write_staged``)."""
+        parts = [(name, count) for _, name, count in row["chunks"]]
+        return lambda: self._hot.write_staged(row["upload_id"].hex, parts)
 
     def _stored(self, content_address: str) -> BlobHash:
         with self.ledger.reading() as conn:
@@ -311,19 +318,18 @@ class Uploads:
 
     def _record(
         self,
-        source: Callable[[], contextlib.AbstractContextManager[BinaryIO]],
+        write_blob: Callable[[], StoredBlob],
         expected: Sequence[Digest],
         size: int | None,
         row: Mapping[str, Any] | None,
         actor: str | None,
     ) -> BlobHash:
-        """Write the blob ``source()`` gives, check it, record ``BlobStored`` (and the
+        """Write the blob with ``write_blob``, check it, record ``BlobStored`` (and the
         session's commit) under the chain lock, healing a blob a sweep deleted meanwhile."""
         hot = self._hot
 
         def write(_gone: Collection[str]) -> list[StoredBlob]:
-            with source() as stream:
-                stored = hot.write(stream)
+            stored = write_blob()
             try:
                 check_blob(stored.hash, expected, size)
             except (DigestInvalidError, SizeInvalidError):
@@ -370,37 +376,3 @@ def _session(row: Mapping[str, Any]) -> UploadSession:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
     )
-
-
-class _Concatenated(io.RawIOBase):
-    """The staged chunks of an upload read as one stream, each opened when reached."""
-
-    def __init__(self, backend: BlobStore, upload: str, names: Sequence[str]) -> None:
-        super().__init__()
-        self._backend = backend
-        self._upload = upload
-        self._names = list(names)
-        self._current: BinaryIO | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        while True:
-            if self._current is None:
-                if not self._names:
-                    return 0
-                self._current = self._backend.open_chunk(self._upload, self._names.pop(0))
-            data = self._current.read(len(view))
-            if data:
-                view[: len(data)] = data
-                return len(data)
-            self._current.close()
-            self._current = None
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
-        super().close()
