@@ -76,9 +76,8 @@ def test_remote_commands_print_what_local_commands_print(
         "--metadata", '{"rows": 1}', "--run-id", "r-1", remote=True,
     )  # fmt: skip
     assert put == sqlite_gateway.store.describe("reports/daily@1").to_dict()
-    modes.json("put", "reports/daily", str(tmp_path / "bundle"), remote=False)  # version 2
-
     assert modes.same("show", "reports/daily@1") == put
+    modes.json("put", "reports/daily", str(tmp_path / "bundle"), remote=False)  # version 2
     assert len(modes.same("ls")) == 3
     modes.same("ls", "reports/", "--limit", "1")
     modes.same("ls", "--run-id", "r-1")
