@@ -280,22 +280,26 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         release.wait(30)
         yield b"b" * 1000
 
-    with live_server(sqlite_store, limits=Limits(upload_concurrency=1)) as server:
-        with server.client(secret) as first, server.client(secret) as second:
-            location = first.post("/v1/blobs/uploads").headers["location"]
-            result: dict[str, httpx.Response] = {}
-            worker = threading.Thread(
-                target=lambda: result.setdefault("r", first.patch(location, content=slow()))
-            )
-            worker.start()
-            assert started.wait(30)
-            busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
-            body = assert_problem(busy, 429, "TOOMANYREQUESTS")
-            assert busy.headers["retry-after"] == "1"
-            assert body["retry_after"] == 1
-            release.set()
-            worker.join(30)
-            assert result["r"].status_code == 202
-            assert result["r"].headers["range"] == "0-1999"
-            ok = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
-            assert ok.status_code == 201
+    limits = Limits(upload_concurrency=1)
+    with (
+        live_server(sqlite_store, limits=limits) as server,
+        server.client(secret) as first,
+        server.client(secret) as second,
+    ):
+        location = first.post("/v1/blobs/uploads").headers["location"]
+        result: dict[str, httpx.Response] = {}
+        worker = threading.Thread(
+            target=lambda: result.setdefault("r", first.patch(location, content=slow()))
+        )
+        worker.start()
+        assert started.wait(30)
+        busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
+        body = assert_problem(busy, 429, "TOOMANYREQUESTS")
+        assert busy.headers["retry-after"] == "1"
+        assert body["retry_after"] == 1
+        release.set()
+        worker.join(30)
+        assert result["r"].status_code == 202
+        assert result["r"].headers["range"] == "0-1999"
+        ok = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
+        assert ok.status_code == 201
