@@ -214,10 +214,11 @@ class Tokens:
         )
         return IssuedToken(secret, info)
 
-    def authenticate(self, secret: str) -> Principal:
+    def authenticate(self, secret: str, *, allow_expired: bool = False) -> Principal:
         """The principal a secret stands for; ``AuthenticationError`` with the reason
         ``invalid token`` (malformed or unknown: refused without a query for the former),
-        ``token revoked`` or ``token expired``."""
+        ``token revoked`` or ``token expired``. With ``allow_expired`` an expired (never a
+        revoked) token still answers: upload sessions it opened outlive it."""
         if not is_secret(secret):
             raise AuthenticationError("invalid token")
         with self.ledger.reading() as conn:
@@ -226,7 +227,7 @@ class Tokens:
             raise AuthenticationError("invalid token")
         if row.revoked_at is not None:
             raise AuthenticationError("token revoked")
-        if row.expires_at <= self.ledger.clock():
+        if row.expires_at <= self.ledger.clock() and not allow_expired:
             raise AuthenticationError("token expired")
         return Principal(
             token_id=row.token_id,

@@ -71,8 +71,6 @@ class ArtifactStore:
         self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
         self.gc_grace = gc_grace
-        #: Access tokens: issue, authenticate, revoke (the HTTP gateway's principals).
-        self.tokens = Tokens(self.ledger, new_id=new_id)
         self.ingest = Ingest(
             self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class
         )
@@ -80,6 +78,9 @@ class ArtifactStore:
         self.integrity = Integrity(self.ledger, self.tiers)
         #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
         self.uploads = Uploads(self.ledger, self.tiers)
+        #: Access tokens: issue, authenticate, revoke (the HTTP gateway's principals);
+        #: revoking a token ends the upload sessions it opened.
+        self.tokens = Tokens(self.ledger, new_id=new_id, on_revoke=self.uploads.cancel_for_token)
 
     @property
     def blobs(self) -> BlobStore:

@@ -47,9 +47,13 @@ def get_bridge(request: Request) -> Bridge:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who calls: a token's principal, or anonymous (``principal`` is None: read only)."""
+    """Who calls: a token's principal, or anonymous (``principal`` is None: read only).
+
+    ``expired``: the token has expired, which only the upload session it opened accepts.
+    """
 
     principal: Principal | None
+    expired: bool = False
 
     @property
     def actor(self) -> str:
@@ -97,7 +101,10 @@ class Caller:
             raise AccessDeniedError(action, None, detail=f"the token has no {action!r} scope")
 
 
-def authenticate(request: Request, store: ArtifactStore, settings: Settings) -> Caller:
+def authenticate(
+    request: Request, store: ArtifactStore, settings: Settings, *, allow_expired: bool = False
+) -> Caller:
+    """The caller a request's ``Authorization`` header names (see the module docstring)."""
     header = request.headers.get("authorization")
     if header is None:
         if settings.http_anonymous_read and request.method in ("GET", "HEAD"):
@@ -106,7 +113,8 @@ def authenticate(request: Request, store: ArtifactStore, settings: Settings) -> 
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationError("the Authorization header is not 'Bearer <token>'")
-    return Caller(store.tokens.authenticate(secret.strip()))
+    principal = store.tokens.authenticate(secret.strip(), allow_expired=allow_expired)
+    return Caller(principal, expired=principal.expires_at <= store.clock())
 
 
 def get_caller(
@@ -117,7 +125,18 @@ def get_caller(
     return authenticate(request, store, settings)
 
 
+def get_session_caller(
+    request: Request,
+    store: Annotated[ArtifactStore, Depends(get_store)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Caller:
+    """The caller of a request on an open upload session: its token may have expired
+    since it opened the session (never been revoked)."""
+    return authenticate(request, store, settings, allow_expired=True)
+
+
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+SessionCallerDep = Annotated[Caller, Depends(get_session_caller)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]

@@ -83,6 +83,12 @@ STATUS_CODES: Mapping[int, tuple[str, str]] = {
     503: ("UNAVAILABLE", "Service unavailable"),
 }
 
+_TITLES = {mapping.code: mapping.title for _cls, mapping in ERROR_TABLE} | {
+    "RANGE_NOT_SATISFIABLE": "Range not satisfiable",
+    "TOOMANYREQUESTS": "Too many requests",
+    "PRECONDITION_FAILED": "Precondition failed",
+}
+
 WWW_AUTHENTICATE = 'Bearer realm="artifactstore", error="invalid_token"'
 
 
@@ -131,7 +137,7 @@ def problem_response(
     """The ``application/problem+json`` response for one problem."""
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code.lower(),
-        "title": title or STATUS_CODES.get(status, (code, code.title()))[1],
+        "title": title or _TITLES.get(code) or STATUS_CODES.get(status, (code, code))[1],
         "status": status,
         "detail": detail,
         "code": code,

@@ -24,7 +24,7 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 from starlette.requests import ClientDisconnect, Request
 
-from artifactstore_http.problems import Problem
+from artifactstore_http.problems import Problem, log
 
 CHUNK = 1024 * 1024
 DEPTH = 4
@@ -179,8 +179,14 @@ class Bridge:
 
 async def iterate(stream: BinaryIO, *, length: int | None = None) -> AsyncIterator[bytes]:
     """The bytes of a sync stream (``length`` of them at most), read in worker threads;
-    the stream is closed at the end or when the client goes away."""
+    the stream is closed at the end or when the client goes away.
+
+    Each piece is sent only once the next read succeeded: a verifying stream raises at
+    its end, and the last piece held back then leaves the response visibly incomplete
+    (the server aborts it), so no client takes corrupt bytes for a complete body.
+    """
     remaining = length
+    held: bytes | None = None
     try:
         while remaining is None or remaining > 0:
             size = CHUNK if remaining is None else min(CHUNK, remaining)
@@ -189,7 +195,14 @@ async def iterate(stream: BinaryIO, *, length: int | None = None) -> AsyncIterat
                 break
             if remaining is not None:
                 remaining -= len(data)
-            yield data
+            if held is not None:
+                yield held
+            held = data
+        if held is not None:
+            yield held
+    except Exception:
+        log.error("aborting a response body", exc_info=True)
+        raise
     finally:
         await anyio.to_thread.run_sync(stream.close)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from artifactstore_core.domain.names import validate_file_path, validate_name
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import AccessDeniedError, BlobUnknownError, NotFoundError
+from artifactstore_core.ingest import RegisterRequest
 from artifactstore_core.queries import PackageFilter
 from artifactstore_core.store import ArtifactStore
 from artifactstore_http.deps import BridgeDep, Caller, CallerDep, LimitsDep, StoreDep
@@ -155,9 +156,9 @@ def _provenance(caller: Caller, body: Registration) -> dict[str, Any] | None:
     return provenance
 
 
-def _request(store: ArtifactStore, caller: Caller, body: Registration, key: str | None) -> Any:
-    from artifactstore_core.ingest import RegisterRequest  # TEMP until main has it
-
+def _request(
+    store: ArtifactStore, caller: Caller, body: Registration, key: str | None
+) -> RegisterRequest:
     validate_name(body.name)
     caller.require("write", body.name)
     return RegisterRequest(
@@ -167,7 +168,7 @@ def _request(store: ArtifactStore, caller: Caller, body: Registration, key: str 
     )  # fmt: skip
 
 
-def _register(store: ArtifactStore, requests: list[Any], actor: str) -> list[Package]:
+def _register(store: ArtifactStore, requests: list[RegisterRequest], actor: str) -> list[Package]:
     try:
         return store.register_many(requests, actor=actor)
     except BlobUnknownError as exc:
@@ -231,10 +232,11 @@ async def put_file(
     provenance = _provenance(caller, Registration(name=name, files={}))
 
     def consume(body: BinaryIO) -> Package:
-        return store.put(
-            name, {path: body}, kind=kind, retention_class=retention_class,
-            provenance=provenance, expected={path: expected} if expected else None,
-            actor=caller.actor,
+        blob = store.uploads.put_blob(body, digests=[expected] if expected else (),
+                                      actor=caller.actor)  # fmt: skip
+        return store.register(
+            name, {path: blob}, kind=kind, retention_class=retention_class,
+            provenance=provenance, idempotency_key=idempotency_key, actor=caller.actor,
         )  # fmt: skip
 
     package = await bridge.consume(request, consume, limit=limits.max_single_put_bytes)
@@ -298,10 +300,10 @@ def download(
     entry = package.file(segment(path))
 
     def open_stream(start: int | None, end: int | None) -> BinaryIO:
-        ranged = {} if start is None else {"start": start, "end": end}
         return store.open_file(
-            package, entry.path, actor=caller.actor, purpose=purpose, run_id=run_id, **ranged
-        )
+            package, entry.path, actor=caller.actor, purpose=purpose, run_id=run_id,
+            start=start, end=end,
+        )  # fmt: skip
 
     return bytes_response(request, entry.blob, open_stream)
 

@@ -7,6 +7,7 @@ the bytes in the blob backend's staging, so any worker can take the next chunk.
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Annotated, Any, BinaryIO
 
@@ -14,10 +15,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from artifactstore_core.errors import UploadUnknownError
+from artifactstore_core.errors import AuthenticationError, SizeInvalidError, UploadUnknownError
 from artifactstore_core.hashing import BlobHash
 from artifactstore_core.store import ArtifactStore
-from artifactstore_http.deps import BridgeDep, Caller, CallerDep, StoreDep
+from artifactstore_core.uploads import UploadSession
+from artifactstore_http.deps import BridgeDep, Caller, CallerDep, SessionCallerDep, StoreDep
 from artifactstore_http.middleware import segment
 from artifactstore_http.problems import Problem
 from artifactstore_http.routes.blobs import blob_json, blob_url
@@ -35,7 +37,7 @@ _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}
 Digests = Annotated[list[str], Query(alias="digest", max_length=2)]
 
 
-def _session_headers(session: Any) -> dict[str, str]:
+def _session_headers(session: UploadSession) -> dict[str, str]:
     end = max(session.received - 1, 0)
     return {
         "Location": f"/v1/blobs/uploads/{session.id}",
@@ -46,15 +48,46 @@ def _session_headers(session: Any) -> dict[str, str]:
     }
 
 
-def _owned(store: ArtifactStore, caller: Caller, upload_id: str) -> Any:
-    """The session if the caller opened it (its token, or a token of the same actor);
-    anyone else is told it does not exist."""
+def _owned(store: ArtifactStore, caller: Caller, upload_id: str) -> UploadSession:
+    """The session if the caller opened it (its token, even expired since, or another
+    live token of the same actor); anyone else is told it does not exist."""
     session = store.uploads.status(upload_id)
-    if caller.principal is None or not (
-        session.token_id == caller.token_id or session.actor == caller.actor
-    ):
-        raise UploadUnknownError(f"no open upload session has id {upload_id!r}")
+    same_token = caller.token_id is not None and session.token_id == caller.token_id
+    same_actor = caller.principal is not None and session.actor == caller.actor
+    if not same_token and not same_actor:
+        raise UploadUnknownError(f"no open upload session {upload_id!r:.80}")
+    if caller.expired and not same_token:
+        raise AuthenticationError("token expired")
     return session
+
+
+class _Exactly(io.RawIOBase):
+    """A body that must hold exactly ``length`` bytes: ``SizeInvalidError`` from the read
+    that shows otherwise, so the core stages nothing."""
+
+    def __init__(self, body: BinaryIO, length: int) -> None:
+        self._body = body
+        self._left = length
+        self._length = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._body.read(len(buffer))
+        if not data and self._left > 0:
+            raise SizeInvalidError(self._length, self._length - self._left)
+        if len(data) > self._left:
+            raise SizeInvalidError(self._length, self._length - self._left + len(data))
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def _exactly(body: BinaryIO, length: int | None) -> BinaryIO:
+    if length is None:
+        return body
+    return io.BufferedReader(_Exactly(body, length), buffer_size=1024 * 1024)
 
 
 def _has_body(request: Request) -> bool:
@@ -111,7 +144,7 @@ async def append(
     upload_id: str,
     request: Request,
     store: StoreDep,
-    caller: CallerDep,
+    caller: SessionCallerDep,
     bridge: BridgeDep,
     content_range: Annotated[str | None, Header(alias="Content-Range", max_length=100)] = None,
 ) -> Response:
@@ -136,15 +169,15 @@ async def append(
                 f"{content_range[:60]!r} ({length} bytes)", code="SIZE_INVALID",
             )  # fmt: skip
 
-    def consume(body: BinaryIO) -> Any:
-        return store.uploads.append(upload_id, start, body, length=length)
+    def consume(body: BinaryIO) -> UploadSession:
+        return store.uploads.append(upload_id, start, _exactly(body, length))
 
     updated = await bridge.consume(request, consume)
     return Response(status_code=202, headers=_session_headers(updated))
 
 
 @router.get("/v1/blobs/uploads/{upload_id}", status_code=204)
-def upload_status(upload_id: str, store: StoreDep, caller: CallerDep) -> Response:
+def upload_status(upload_id: str, store: StoreDep, caller: SessionCallerDep) -> Response:
     """Where the session stands: 204 + ``Range: 0-<end>`` (resume at ``end + 1``)."""
     session = _owned(store, caller, segment(upload_id))
     return Response(status_code=204, headers=_session_headers(session))
@@ -160,7 +193,7 @@ async def commit(
     upload_id: str,
     request: Request,
     store: StoreDep,
-    caller: CallerDep,
+    caller: SessionCallerDep,
     bridge: BridgeDep,
     digest: Digests = [],  # noqa: B006 - FastAPI copies query defaults
     size: Annotated[int | None, Query(ge=0)] = None,
@@ -168,9 +201,9 @@ async def commit(
     """Close the session with the whole blob's ``digest`` (``blake3:`` and/or ``sha256:``)
     and an optional last chunk: 201 + ``Location``; a repeat answers the same."""
     upload_id = segment(upload_id)
+    await anyio.to_thread.run_sync(lambda: _owned(store, caller, upload_id))
     if not digest:
         raise Problem(400, "closing an upload needs ?digest=", code="DIGEST_INVALID")
-    await anyio.to_thread.run_sync(lambda: _owned(store, caller, upload_id))
 
     def close(last: BinaryIO | None) -> BlobHash:
         return store.uploads.commit(
@@ -185,7 +218,7 @@ async def commit(
 
 
 @router.delete("/v1/blobs/uploads/{upload_id}", status_code=204)
-def cancel(upload_id: str, store: StoreDep, caller: CallerDep) -> Response:
+def cancel(upload_id: str, store: StoreDep, caller: SessionCallerDep) -> Response:
     """Cancel the session and remove its staged bytes."""
     upload_id = segment(upload_id)
     _owned(store, caller, upload_id)

@@ -5,47 +5,39 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
-from tests.cli.test_cli import SCRIPT
+from artifactstore_core.cli import cli
 from tests.client.conftest import LiveServer, issue_token
 
 pytestmark = pytest.mark.integration
 
 
 class Modes:
-    """Runs the console script against the registry directly or through the gateway."""
+    """Runs the CLI against the registry directly or through the gateway (in this process,
+    with click's runner: the console script itself is run in test_remote_mode_offline)."""
 
-    def __init__(self, gateway: LiveServer, tmp_path: Path) -> None:
+    def __init__(self, gateway: LiveServer) -> None:
         store = gateway.store
-        settings_env = {
+        unset = {k: None for k in os.environ if k.startswith("ARTIFACTSTORE_")}
+        self.local_env = unset | {
             "ARTIFACTSTORE_DATABASE_URL": store.engine.url.render_as_string(hide_password=False),
             "ARTIFACTSTORE_STORAGE_URL": store.blobs.url,
         }
-        for name, value in (
-            ("ARTIFACTSTORE_S3_ENDPOINT_URL", getattr(store.blobs, "endpoint_url", None)),
-        ):
-            if value:
-                settings_env[name] = value
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTSTORE_")}
-        self.local_env = {**base, **settings_env}
-        self.remote_env = {
-            **base,
+        self.remote_env = unset | {
             "ARTIFACTSTORE_SERVER_URL": gateway.url,
             "ARTIFACTSTORE_TOKEN": issue_token(store),
         }
-        self.cwd = tmp_path
 
-    def run(self, *args: str, remote: bool, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        env = self.remote_env if remote else self.local_env
-        result = subprocess.run(
-            [SCRIPT, *args], capture_output=True, text=True, env=env, cwd=self.cwd, check=False
+    def run(self, *args: str, remote: bool, expect: int = 0) -> Result:
+        result = CliRunner().invoke(
+            cli, list(args), env=self.remote_env if remote else self.local_env
         )
-        assert result.returncode == expect, (args, remote, result.stdout, result.stderr)
+        assert result.exit_code == expect, (args, remote, result.output, result.exception)
         return result
 
     def json(self, *args: str, remote: bool) -> Any:
@@ -59,8 +51,8 @@ class Modes:
 
 
 @pytest.fixture
-def modes(sqlite_gateway: LiveServer, tmp_path: Path) -> Modes:
-    return Modes(sqlite_gateway, tmp_path)
+def modes(sqlite_gateway: LiveServer) -> Modes:
+    return Modes(sqlite_gateway)
 
 
 def test_remote_commands_print_what_local_commands_print(
@@ -76,9 +68,8 @@ def test_remote_commands_print_what_local_commands_print(
         "--metadata", '{"rows": 1}', "--run-id", "r-1", remote=True,
     )  # fmt: skip
     assert put == sqlite_gateway.store.describe("reports/daily@1").to_dict()
-    modes.json("put", "reports/daily", str(tmp_path / "bundle"), remote=False)  # version 2
-
     assert modes.same("show", "reports/daily@1") == put
+    modes.json("put", "reports/daily", str(tmp_path / "bundle"), remote=False)  # version 2
     assert len(modes.same("ls")) == 3
     modes.same("ls", "reports/", "--limit", "1")
     modes.same("ls", "--run-id", "r-1")

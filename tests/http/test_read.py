@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import urllib.parse
+from pathlib import Path
 
+import httpx
 import pytest
 
 from artifactstore_core import ArtifactStore
-from tests.http.conftest import LiveServer, assert_problem
+from tests.http.conftest import LiveServer, assert_problem, issue_token
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +156,24 @@ def test_events_page_by_sequence(gateway: LiveServer, admin_secret: str) -> None
         only = client.get("/v1/events", params={"subject": subject}).json()["items"]
         assert {e["subject_id"] for e in only} == {registered["subject_id"]}
         assert_problem(client.get("/v1/events?subject=nocolon"), 400, "INVALID_INPUT")
+
+
+def test_a_corrupt_blob_aborts_the_download(sqlite_gateway: LiveServer) -> None:
+    store = sqlite_gateway.store
+    data = bytes(range(256)) * 8192  # 2 MiB: more than one piece
+    package = store.put("bad/blob", {"f.bin": data})
+    blob = package.files[0].blob
+    path = Path(store.blobs.uri(blob.blake3).removeprefix("file://"))
+    corrupt = bytearray(path.read_bytes())
+    corrupt[-1] ^= 0xFF  # same size: only the digest at the end can tell
+    path.chmod(0o644)
+    path.write_bytes(bytes(corrupt))
+    secret = issue_token(store)
+    with sqlite_gateway.client(secret) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get("/v1/packages/bad%2Fblob/files/f.bin")
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(f"/v1/blobs/{blob.content_address}")
+        # A range is not verified (a part has no digest) and is served.
+        part = client.get(f"/v1/blobs/{blob.content_address}", headers={"Range": "bytes=0-9"})
+        assert part.content == data[:10]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import httpx
 import pytest
 
@@ -75,3 +78,115 @@ def test_serve_with_two_workers(served: tuple[str, str, subprocess.Popen[bytes]]
         assert put.status_code == 201, put.text
         assert client.get("/v1/packages/served/files/a.txt").content == b"over two workers"
         assert client.get("/v1/whoami", headers={"Authorization": "Bearer x"}).status_code == 401
+
+
+def _workers(manager: int) -> list[int]:
+    """Pids of the uvicorn worker processes under the manager process ``manager``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            # Workers are spawned processes (not multiprocessing's resource tracker).
+            if int(stat.rpartition(")")[2].split()[1]) == manager and b"spawn_main" in command:
+                found.append(int(entry.name))
+    return found
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def _pieces(seed: int, size: int, piece: int = 1024 * 1024) -> Iterator[bytes]:
+    """``size`` pseudo-random bytes in pieces, never all in memory."""
+    block = random.Random(seed).randbytes(piece)
+    for offset in range(0, size, piece):
+        n = min(piece, size - offset)
+        yield (offset.to_bytes(8, "big") + block)[:n]
+
+
+def _transfer(url: str, secret: str, size: int, chunk: int) -> dict[str, float]:
+    """Upload ``size`` bytes in ``chunk``-sized PATCHes, each on a new connection (so they
+    spread over the workers), commit, register, download; the seconds each step took."""
+    expected_sha, expected_b3 = hashlib.sha256(), blake3.blake3()
+    for piece in _pieces(1, size):
+        expected_sha.update(piece)
+        expected_b3.update(piece)
+    headers = {"Authorization": f"Bearer {secret}"}
+    began = time.monotonic()
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        location = client.post("/v1/blobs/uploads").headers["location"]
+    stream = _pieces(1, size)
+    for start in range(0, size, chunk):
+        length = min(chunk, size - start)
+
+        def body(count: int = length) -> Iterator[bytes]:
+            sent = 0
+            while sent < count:
+                piece = next(stream)
+                sent += len(piece)
+                yield piece
+
+        with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+            response = client.patch(
+                location, content=body(),
+                headers={"Content-Range": f"{start}-{start + length - 1}"},
+            )  # fmt: skip
+            assert response.status_code == 202, response.text
+    uploaded = time.monotonic()
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        done = client.put(
+            location,
+            params=[("digest", f"sha256:{expected_sha.hexdigest()}"),
+                    ("digest", f"blake3:{expected_b3.hexdigest()}")],
+        )  # fmt: skip
+        assert done.status_code == 201, done.text
+        committed = time.monotonic()
+        address = done.json()["content_address"]
+        registered = client.post("/v1/packages", json={"name": "big/file", "files": {"f": address}})
+        assert registered.status_code == 201, registered.text
+        got = hashlib.sha256()
+        with client.stream("GET", "/v1/packages/big%2Ffile/files/f") as download:
+            assert download.status_code == 200
+            for piece in download.iter_bytes():
+                got.update(piece)
+        assert got.hexdigest() == expected_sha.hexdigest()
+    downloaded = time.monotonic()
+    return {
+        "upload_s": uploaded - began,
+        "commit_s": committed - uploaded,
+        "download_s": downloaded - committed,
+    }
+
+
+def test_64_mib_in_chunks_across_two_workers(
+    served: tuple[str, str, subprocess.Popen[bytes]],
+) -> None:
+    url, database_url, process = served
+    with ArtifactStore.open(database_url, migrate=False) as store:
+        secret = issue_token(store, "package:**:read,write", actor="ci")
+    assert len(_workers(process.pid)) == 2
+    timings = _transfer(url, secret, 64 * 1024 * 1024, 8 * 1024 * 1024)
+    print(f"64 MiB through 2 workers: {timings}")
+
+
+@pytest.mark.skipif(
+    os.environ.get("ARTIFACTSTORE_HTTP_LONG") != "1", reason="long form: ARTIFACTSTORE_HTTP_LONG=1"
+)
+def test_1_gib_through_two_workers_in_bounded_memory(
+    served: tuple[str, str, subprocess.Popen[bytes]],
+) -> None:
+    url, database_url, process = served
+    with ArtifactStore.open(database_url, migrate=False) as store:
+        secret = issue_token(store, "package:**:read,write", actor="ci")
+    size = 1024 * 1024 * 1024
+    timings = _transfer(url, secret, size, 256 * 1024 * 1024)
+    peaks = {pid: _peak_rss_mib(pid) for pid in _workers(process.pid)}
+    print(f"1 GiB through 2 workers: {timings}, worker peak RSS MiB: {peaks}")
+    assert max(peaks.values()) < 200, peaks
