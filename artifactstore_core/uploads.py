@@ -17,10 +17,12 @@ the sweep (``Uploads.collect``).
 from __future__ import annotations
 
 import datetime as dt
+import io
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import sqlalchemy as sa
 
@@ -36,7 +38,7 @@ from artifactstore_core.errors import (
     UploadUnknownError,
 )
 from artifactstore_core.eventlog import RecordedEvent
-from artifactstore_core.hashing import BlobHash, Digest, DigestError, matches
+from artifactstore_core.hashing import BlobHash, Digest, DigestError, HashingWriter, matches
 from artifactstore_core.ledger import Ledger, blob_stored_events
 from artifactstore_core.schema import upload_sessions
 from artifactstore_core.storage import BlobStore, StoredBlob
@@ -104,6 +106,7 @@ class Uploads:
         self.ledger = ledger
         self.tiers = tiers
         self.ttl = ttl
+        self._hashes = _RunningHashes()
 
     @property
     def _hot(self) -> BlobStore:
@@ -145,7 +148,9 @@ class Uploads:
             row = self._row(upload_id, states=(OPEN,))
             if start != row["received"]:
                 raise UploadRangeError(upload_id, start, row["received"])
-            name, count = self._hot.stage_chunk(upload, start, stream)
+            hasher = self._hashes.take(upload, start)
+            hashed = cast(BinaryIO, _Hashed(stream, hasher))
+            name, count = self._hot.stage_chunk(upload, start, hashed)
             if length is not None and count != length:
                 raise SizeInvalidError(length, count)
             if count == 0:
@@ -165,6 +170,8 @@ class Uploads:
                     )
                     .values(changes)
                 ).rowcount
+            if moved == 1:
+                self._hashes.keep(upload, start + count, hasher)
         if moved != 1:  # another request extended (or ended) the session meanwhile
             current = self._row(upload_id, states=(OPEN,))
             raise UploadRangeError(upload_id, start, current["received"])
@@ -294,8 +301,11 @@ class Uploads:
 
     def _staged_writer(self, row: Mapping[str, Any]) -> Callable[[], StoredBlob]:
         """Writes the session's staged parts as one blob (``BlobStore.write_staged``)."""
+        upload = row["upload_id"].hex
         parts = [(name, count) for _, name, count in row["chunks"]]
-        return lambda: self._hot.write_staged(row["upload_id"].hex, parts)
+        hasher = self._hashes.take(upload, row["received"])
+        known = None if hasher is _UNKNOWN else hasher.result()
+        return lambda: self._hot.write_staged(upload, parts, known=known)
 
     def _stored(self, content_address: str) -> BlobHash:
         with self.ledger.reading() as conn:
@@ -376,3 +386,64 @@ def _session(row: Mapping[str, Any]) -> UploadSession:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
     )
+
+
+class _Hashed(io.RawIOBase):
+    """``stream``, feeding what is read from it to ``hasher``."""
+
+    def __init__(self, stream: BinaryIO, hasher: HashingWriter) -> None:
+        super().__init__()
+        self._stream = stream
+        self._hasher = hasher
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._hasher.write(data)
+        return data
+
+
+class _RunningHashes:
+    """The hash of each upload's parts so far, kept by the process that received them:
+    a commit in the same process then adopts the staged bytes without reading them again
+    (hash state cannot be handed to another process; one that lacks it re-reads)."""
+
+    LIMIT = 1024
+    """Sessions remembered at once (the oldest are forgotten first)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, tuple[int, HashingWriter]] = {}
+
+    def take(self, upload: str, offset: int) -> HashingWriter:
+        """The hasher of ``upload`` if it has hashed exactly ``offset`` bytes, else a new
+        one (which is right only for ``offset`` 0: see ``keep``)."""
+        with self._lock:
+            state = self._states.pop(upload, None)
+        if state is not None and state[0] == offset:
+            return state[1]
+        return HashingWriter() if offset == 0 else _UNKNOWN
+
+    def keep(self, upload: str, offset: int, hasher: HashingWriter) -> None:
+        if hasher is _UNKNOWN:
+            return
+        with self._lock:
+            self._states[upload] = (offset, hasher)
+            while len(self._states) > self.LIMIT:
+                del self._states[next(iter(self._states))]
+
+
+class _UnknownHash(HashingWriter):
+    """Stands for a hash this process cannot know (parts it did not receive)."""
+
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
+
+    def result(self) -> BlobHash:
+        raise AssertionError("the hash of parts received elsewhere is unknown")
+
+
+_UNKNOWN = _UnknownHash()

@@ -459,9 +459,12 @@ class LocalBlobStore(BlobStore):
         upload: str,
         parts: Sequence[tuple[str, int]],
         expected: BlobHash | Digest | None = None,
+        *,
+        known: BlobHash | None = None,
     ) -> StoredBlob:
         """See ``BlobStore.write_staged``: the data file, cut to the recorded parts, is
-        hashed and renamed under its address (its bytes were synced as they arrived)."""
+        hashed (unless ``known``: hashed as it was written) and renamed under its address
+        (its bytes were synced as they arrived)."""
         path = os.path.join(self._upload_dir(upload), _UPLOAD_DATA)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -470,9 +473,13 @@ class LocalBlobStore(BlobStore):
                 raise self.missing_chunk(upload, _UPLOAD_DATA) from None
             return self.write(io.BytesIO(b""), expected)
         try:
-            os.ftruncate(fd, sum(length for _, length in parts))
-            with io.FileIO(fd, closefd=False) as reader:
-                actual = self._checked(hash_copy(cast(BinaryIO, reader)), expected)
+            total = sum(length for _, length in parts)
+            os.ftruncate(fd, total)
+            if known is not None and known.size == total:
+                actual = self._checked(known, expected)
+            else:
+                with io.FileIO(fd, closefd=False) as reader:
+                    actual = self._checked(hash_copy(cast(BinaryIO, reader)), expected)
         except BaseException:
             os.close(fd)
             raise

@@ -220,11 +220,15 @@ class BlobStore(ABC):
         upload: str,
         parts: Sequence[tuple[str, int]],
         expected: BlobHash | Digest | None = None,
+        *,
+        known: BlobHash | None = None,
     ) -> StoredBlob:
         """Store the staged ``parts`` (name, byte count), in order, as one blob, as ``write``
-        does. This default reads them back; a backend that can adopt them in place does so."""
+        does. ``known`` is their hash as they were staged (by this process), if known.
+        This default reads them back (and checks them against ``known``); a backend that
+        can adopt them in place does so."""
         with _Concatenated(self, upload, [name for name, _ in parts]) as stream:
-            return self.write(stream, expected)  # type: ignore[arg-type]
+            return self.write(stream, expected or known)  # type: ignore[arg-type]
 
     def drop_upload(self, upload: str) -> None:
         """Remove every staged part of ``upload`` (none there is fine)."""
