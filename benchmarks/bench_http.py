@@ -218,7 +218,11 @@ def one_per_package(url: str, token: str, per_client: int) -> tuple[float, list[
             for n in range(per_client):
                 body = os.urandom(1024)
                 start = time.perf_counter()
-                answer = http.put(f"/v1/packages/small%2Fc{index}/files/p{n}.bin", content=body)
+                while True:  # as any client: a busy server's 429 says when to come back
+                    answer = http.put(f"/v1/packages/small-c{index}/files/p{n}.bin", content=body)
+                    if answer.status_code != 429:
+                        break
+                    time.sleep(float(answer.headers.get("Retry-After", "1")))
                 latencies.append(time.perf_counter() - start)
                 answer.raise_for_status()
         return latencies
@@ -233,7 +237,7 @@ def batches(url: str, token: str, per_client: int) -> tuple[float, list[float]]:
             for start in range(0, per_client, BATCH):
                 count = min(BATCH, per_client - start)
                 requests = [
-                    _put_request(f"batch/c{index}/p{start + n}", os.urandom(1024))
+                    _put_request(f"batch-c{index}-p{start + n}", os.urandom(1024))
                     for n in range(count)
                 ]
                 began = time.perf_counter()
