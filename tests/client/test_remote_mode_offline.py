@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,15 @@ def test_the_resource_refuses_a_server_and_a_database_together(tmp_path: Path) -
     )
     with pytest.raises(ConfigurationError, match=r"either url .* or database_url"):
         resource.get_store()
+
+
+def test_without_httpx_the_client_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['httpx'] = None\n"
+        "from artifactstore_core.client import RemoteArtifactStore\n"
+        "RemoteArtifactStore('http://127.0.0.1:9')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "MissingExtraError: the remote client needs the Python package 'httpx'" in result.stderr
+    assert "pip install 'artifact-store[client]'" in result.stderr
