@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from artifactstore_core import ArtifactStore, PackageFilter
-from artifactstore_core.errors import AuthenticationError, InvalidInputError, UploadUnknownError
+from artifactstore_core.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    PreconditionFailedError,
+    UploadUnknownError,
+)
 from artifactstore_core.testing.clock import FrozenClock
 
 pytestmark = pytest.mark.integration
@@ -60,3 +65,17 @@ def test_revoking_a_token_ends_the_sessions_it_opened(store: ArtifactStore) -> N
     with pytest.raises(UploadUnknownError):
         store.uploads.status(session.id)
     assert store.uploads.status(other.id).state == "open"
+
+
+def test_conditional_tag_moves(store: ArtifactStore) -> None:
+    first = store.put("t", {"f": b"1"})
+    second = store.put("t", {"f": b"2"})
+    store.tag("t@1", "prod", current=None)
+    with pytest.raises(PreconditionFailedError, match="points at blake3:"):
+        store.tag("t@2", "prod", current=None)
+    with pytest.raises(PreconditionFailedError):
+        store.tag("t@2", "prod", current=second.content_address)
+    assert store.tag("t@2", "prod", current=first.content_address).version == 2
+    with pytest.raises(PreconditionFailedError, match="points at nothing"):
+        store.tag("t@2", "beta", current=first.content_address)
+    assert store.describe("t:prod").version == 2
