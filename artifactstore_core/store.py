@@ -12,7 +12,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import sqlalchemy as sa
 
@@ -25,7 +25,7 @@ from artifactstore_core.domain.manifest import Provenance, normalize_json_object
 from artifactstore_core.domain.names import validate_kind, validate_tag
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
-from artifactstore_core.errors import InvalidInputError
+from artifactstore_core.errors import InvalidInputError, PreconditionFailedError
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
@@ -244,8 +244,20 @@ class ArtifactStore:
         inclusive byte range ``start``..``end``, unverified (a part has no digest)."""
         return self.reading.open_blob(digest, start=start, end=end)
 
-    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
-        """Point ``tag`` of the package's name at this package (``latest`` moves itself)."""
+    def tag(
+        self,
+        reference: Reference,
+        tag: str,
+        *,
+        current: str | Literal[False] | None = False,
+        actor: str | None = None,
+    ) -> Package:
+        """Point ``tag`` of the package's name at this package (``latest`` moves itself).
+
+        ``current`` makes the move conditional, checked under the chain lock: ``None``
+        means the tag must not exist yet, a package digest (``blake3:<hex>``) that the tag
+        must point at a package with that digest; ``PreconditionFailedError`` otherwise.
+        """
         validate_tag(tag)
         if tag == "latest":
             raise InvalidInputError(
@@ -257,6 +269,13 @@ class ArtifactStore:
             previous = conn.execute(
                 sa.select(t.c.package_id).where(t.c.name == package.name, t.c.tag == tag)
             ).scalar()
+            if current is not False:
+                found = queries.load_package(conn, previous).content_address if previous else None
+                if found != current:
+                    raise PreconditionFailedError(
+                        f"tag {tag!r} of {package.name!r} points at {found or 'nothing'}, "
+                        f"not at {current or 'nothing'}"
+                    )
             return [
                 ev.TagMoved(
                     package_id=str(package.id),

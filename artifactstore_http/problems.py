@@ -48,6 +48,7 @@ ERROR_TABLE: tuple[tuple[type[core.ArtifactStoreError], Mapping_], ...] = (
     (core.NotFoundError, Mapping_(404, "PACKAGE_UNKNOWN", "Not found")),
     (core.UploadRangeError, Mapping_(416, "BLOB_UPLOAD_INVALID", "Chunk out of order")),
     (core.IdempotencyConflictError, Mapping_(409, "IDEMPOTENCY_CONFLICT", "Key reused")),
+    (core.PreconditionFailedError, Mapping_(412, "PRECONDITION_FAILED", "Precondition failed")),
     (core.ConflictError, Mapping_(409, "CONFLICT", "Conflict")),
     (core.AuthenticationError, Mapping_(401, "UNAUTHORIZED", "Authentication required")),
     (core.AccessDeniedError, Mapping_(403, "DENIED", "Access denied")),

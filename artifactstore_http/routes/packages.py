@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from artifactstore_core.domain.names import validate_file_path, validate_name
 from artifactstore_core.domain.package import Package
-from artifactstore_core.errors import AccessDeniedError, BlobUnknownError, NotFoundError
+from artifactstore_core.errors import AccessDeniedError, BlobUnknownError
 from artifactstore_core.ingest import RegisterRequest
 from artifactstore_core.queries import PackageFilter
 from artifactstore_core.store import ArtifactStore
@@ -371,19 +371,15 @@ def put_tag(
     the current target's digest; ``If-None-Match: *`` creates only (412 otherwise)."""
     name, tag = validate_name(segment(name)), segment(tag)
     target = load_package(store, caller, f"{name}@{body.version}", "tag")
-    if if_match is not None or if_none_match is not None:
-        try:
-            current: str | None = f'"{store.describe(f"{name}:{tag}").content_address}"'
-        except NotFoundError:
-            current = None
-        if if_none_match is not None and if_none_match.strip() == "*" and current is not None:
-            raise Problem(412, f"tag {tag!r} of {name!r} exists", code="PRECONDITION_FAILED")
-        if if_match is not None and (current is None or not matches_any(if_match, current)):
-            raise Problem(
-                412, f"tag {tag!r} of {name!r} points at {current or 'nothing'}, not {if_match}",
-                code="PRECONDITION_FAILED",
-            )  # fmt: skip
-    return package_response(store.tag(str(target.id), tag, actor=caller.actor))
+    current: str | Literal[False] | None = False
+    if if_none_match is not None:
+        if if_none_match.strip() != "*":
+            raise Problem(400, "a tag takes If-None-Match: * (create only)")
+        current = None
+    elif if_match is not None:
+        current = if_match.strip().removeprefix("W/").strip('"')
+    moved = store.tag(str(target.id), tag, current=current, actor=caller.actor)
+    return package_response(moved)
 
 
 @router.delete("/v1/packages/{name}/tags/{tag}", status_code=501)

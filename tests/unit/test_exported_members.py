@@ -72,6 +72,7 @@ def test_the_core_api_is_these_names() -> None:
         "Package",
         "PackageExpiredError",
         "PackageFilter",
+        "PreconditionFailedError",
         "Provenance",
         "PutRequest",
         "ReadOnlyRegistryError",
