@@ -29,7 +29,7 @@ CODES: dict[str, type[e.ArtifactStoreError]] = {
     "BLOB_UNKNOWN": e.BlobUnknownError,
     "BLOB_UPLOAD_UNKNOWN": e.UploadUnknownError,
     "CONFLICT": e.ConflictError,
-    "PRECONDITION_FAILED": e.ConflictError,
+    "PRECONDITION_FAILED": e.PreconditionFailedError,
     "BLOB_UPLOAD_INVALID": e.UploadRangeError,
     "IDEMPOTENCY_CONFLICT": e.IdempotencyConflictError,
     "UNAUTHORIZED": e.AuthenticationError,
