@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from urllib.parse import quote
 
 from artifactstore_core.client._transport import RetryPolicy, Transport
@@ -308,13 +308,27 @@ class RemoteArtifactStore:
         headers = {"Idempotency-Key": key or str(uuid.uuid4())}
         return self._package("POST", PACKAGES, json=body, headers=headers)
 
-    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
-        """Point ``tag`` of the package's name at this package."""
+    def tag(
+        self,
+        reference: Reference,
+        tag: str,
+        *,
+        current: str | Literal[False] | None = False,
+        actor: str | None = None,
+    ) -> Package:
+        """Point ``tag`` of the package's name at this package; ``current`` makes the move
+        conditional as in ``ArtifactStore.tag`` (``If-None-Match: *`` / ``If-Match``)."""
         package = reference if isinstance(reference, Package) else self.describe(reference)
+        headers = (
+            None if current is False
+            else {"If-None-Match": "*"} if current is None
+            else {"If-Match": f'"{current}"'}
+        )  # fmt: skip
         return self._package(
             "PUT",
             f"{PACKAGES}/{_segment(package.name)}/tags/{_segment(tag)}",
             json={"version": package.version},
+            headers=headers,
         )
 
     def register_schema(

@@ -53,6 +53,13 @@ def test_put_get_list_tag_lineage_and_holds_match_the_store(
     assert second.version == 2
     assert remote.tag(report.id, "stable") == local.describe("reports/daily@1")
     assert remote.describe("reports/daily:stable").id == report.id
+    with pytest.raises(e.PreconditionFailedError):
+        remote.tag(second.id, "stable", current=None)  # exists already
+    with pytest.raises(e.PreconditionFailedError):
+        remote.tag(second.id, "stable", current=second.content_address)
+    moved = remote.tag(second.id, "stable", current=report.content_address)
+    assert moved == local.describe("reports/daily:stable") and moved.id == second.id
+    remote.tag(report.id, "stable")
 
     assert remote.list_packages() == local.list_packages()
     for filters in ({"name_prefix": "reports/"}, {"tag": "stable"}, {"kind": "snapshot"},
