@@ -4,8 +4,8 @@ The methods have the names, arguments and return types of ``ArtifactStore``'s; t
 server's JSON is parsed back into the core's types and its problem documents into the
 core's errors, so code written against one works against the other. The differences:
 the actor is the token's (``actor=`` arguments are ignored), a ``plan`` handed to
-``sweep`` is planned again by the server at its ``now``, and ``uri_of`` names the file's
-URL on the server.
+``sweep`` is planned again by the server at its ``now``, ``verify`` asks per package, and
+``uri_of`` names the file's URL on the server (docs/http.md lists them all).
 """
 
 from __future__ import annotations
@@ -56,19 +56,16 @@ def _segment(text: str) -> str:
     return quote(text, safe="")
 
 
-def _ref(reference: Reference) -> str:
-    """The URL path segment of a reference (a ``Package`` by its id)."""
-    if isinstance(reference, Package):
-        return str(reference.id)
-    if isinstance(reference, PackageRef):
-        return _segment(reference.text)
-    return _segment(str(reference))
-
-
 def _ref_text(reference: Reference) -> str:
+    """The text of a reference (a ``Package`` by its id)."""
     if isinstance(reference, Package):
         return str(reference.id)
     return reference.text if isinstance(reference, PackageRef) else str(reference)
+
+
+def _ref(reference: Reference) -> str:
+    """The URL path segment of a reference."""
+    return _segment(_ref_text(reference))
 
 
 class RemoteArtifactStore:
@@ -254,7 +251,7 @@ class RemoteArtifactStore:
 
     @staticmethod
     def _registration(
-        request: PutRequest, files: Mapping[str, BlobHash], where: str
+        request: PutRequest, files: Mapping[str, str | BlobHash], where: str
     ) -> dict[str, Any]:
         if isinstance(request.inputs, str | bytes):
             raise InvalidInputError(
@@ -266,6 +263,8 @@ class RemoteArtifactStore:
             "kind": request.kind,
             "files": {
                 path: {"digest": blob.content_address, "size": blob.size}
+                if isinstance(blob, BlobHash)
+                else {"digest": str(blob)}
                 for path, blob in files.items()
             },
             "metadata": dict(request.metadata) if request.metadata is not None else None,
@@ -295,13 +294,9 @@ class RemoteArtifactStore:
     ) -> Package:
         """Register blobs already stored (``upload``) as a new version of ``name``;
         ``BlobUnknownError`` lists the missing ones."""
-        blobs = {
-            path: blob if isinstance(blob, BlobHash) else self.stat(blob)
-            for path, blob in files.items()
-        }
         request = PutRequest(name, {}, kind, metadata, retention_class, inputs, provenance)
         return self._register(
-            self._registration(request, blobs, f"package {name!r}"), idempotency_key
+            self._registration(request, files, f"package {name!r}"), idempotency_key
         )
 
     def _register(self, body: Mapping[str, Any], key: str | None) -> Package:
@@ -415,14 +410,12 @@ class RemoteArtifactStore:
         purpose: str | None = None,
         run_id: str | None = None,
     ) -> BinaryIO:
-        params = {"record": "true" if record else "false"}
-        if purpose is not None:
-            params["purpose"] = purpose
-        if run_id is not None:
-            params["run_id"] = run_id
-        response = self.transport.stream(
-            "GET", f"{PACKAGES}/{package.id}/files/{quote(entry.path)}", params=params
-        )
+        if record:  # the server records a retrieval of the file as it serves it
+            params = {k: v for k, v in (("purpose", purpose), ("run_id", run_id)) if v}
+            path = f"{PACKAGES}/{package.id}/files/{quote(entry.path)}"
+        else:  # the same bytes by their address: nothing recorded
+            params, path = {}, f"/v1/blobs/{entry.blob.content_address}"
+        response = self.transport.stream("GET", path, params=params)
         owner = f"package {package.reference}, file {entry.path!r}"
         verifying = VerifyingReader(
             cast(
