@@ -74,3 +74,16 @@ def test_without_httpx_the_client_names_the_extra() -> None:
     assert result.returncode == 1
     assert "MissingExtraError: the remote client needs the Python package 'httpx'" in result.stderr
     assert "pip install 'artifact-store[client]'" in result.stderr
+
+
+def test_from_environment_needs_the_server_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from artifactstore_core.client import from_environment
+
+    monkeypatch.delenv("ARTIFACTSTORE_SERVER_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="ARTIFACTSTORE_SERVER_URL is not set"):
+        from_environment()
+    monkeypatch.setenv("ARTIFACTSTORE_SERVER_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("ARTIFACTSTORE_TOKEN", "asr_secret")
+    with from_environment() as client:
+        assert client.url == "http://127.0.0.1:9"
+        assert client.transport.client.headers["Authorization"] == "Bearer asr_secret"
