@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from urllib.parse import quote
@@ -72,7 +74,8 @@ class RemoteArtifactStore:
     """The registry at ``url`` (an ``artifactstore serve``), authenticated by ``token``.
 
     Bytes up to ``single_put_bytes`` are uploaded in one request, larger ones in resumable
-    chunks of ``chunk_size`` (or the server's minimum); reads are verified while streamed.
+    chunks of ``chunk_size`` (or the server's minimum), ``upload_threads`` files at a time;
+    reads are verified while streamed.
     Requests are retried per ``retry`` (idempotent ones on any transient failure).
     """
 
@@ -85,9 +88,13 @@ class RemoteArtifactStore:
         retry: RetryPolicy | None = None,
         chunk_size: int = CHUNK_SIZE,
         single_put_bytes: int = SINGLE_PUT_BYTES,
+        upload_threads: int = 4,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if upload_threads < 1:
+            raise InvalidInputError(f"upload_threads must be at least 1, got {upload_threads}")
+        self.upload_threads = upload_threads
         self.transport = Transport(
             url, token, retry=retry, timeout=timeout, client=client, sleep=sleep
         )
@@ -197,14 +204,23 @@ class RemoteArtifactStore:
                 validate_file_paths(source.path for source in sources)
                 expected = parse_expected(request.expected or {}, {s.path for s in sources})
             prepared.append((request, sources, expected))
-        bodies = []
-        for index, (request, sources, expected) in enumerate(prepared):
-            where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
-            files = {
-                source.path: self._upload_source(source, expected.get(source.path), progress)
-                for source in sources
-            }
-            bodies.append(self._registration(request, files, where))
+        report = _locked(progress)
+        with ThreadPoolExecutor(self.upload_threads, thread_name_prefix="upload") as pool:
+            uploads = [
+                [pool.submit(self._upload_source, s, expected.get(s.path), report) for s in sources]
+                for _request, sources, expected in prepared
+            ]
+            bodies = []
+            try:
+                for index, ((request, sources, _), done) in enumerate(
+                    zip(prepared, uploads, strict=True)
+                ):
+                    where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
+                    files = {s.path: f.result() for s, f in zip(sources, done, strict=True)}
+                    bodies.append(self._registration(request, files, where))
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # the first failure stops the rest
+                raise
         if len(bodies) == 1:
             return [self._register(bodies[0], keys[0])]
         # The server scopes a key to a name: a batch naming one package twice cannot
@@ -724,6 +740,19 @@ class RemoteArtifactStore:
             params["subject"] = f"{subject_kind}:{subject_id or ''}"
         items = self._pages("/v1/events", params, limit, cursor_param="since")
         return [_recorded_event(item) for item in items]
+
+
+def _locked(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """``progress`` called under a lock (uploads report from several threads)."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(count: int) -> None:
+        with lock:
+            progress(count)
+
+    return report
 
 
 def _selects(where: PackageFilter, package: Package) -> bool:

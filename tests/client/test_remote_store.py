@@ -146,3 +146,26 @@ def test_a_corrupt_blob_on_the_server_fails_the_remote_read_and_verify(
             remote.read_bytes(package)
         result = remote.verify(package.id)
         assert not result.ok and [p.problem for p in result.problems] == ["corrupt"]
+
+
+def test_many_files_upload_together_and_a_failing_one_registers_nothing(
+    remote: RemoteArtifactStore, tmp_path: Path
+) -> None:
+    files = {f"part/{i:02}.bin": bytes([i]) * (i * 1000) for i in range(40)}
+    seen: list[int] = []
+    package = remote.put("many", files, progress=seen.append)
+    assert sum(seen) == sum(len(v) for v in files.values())
+    assert {e.path: e.blob for e in package.files} == {
+        path: hash_bytes(data) for path, data in files.items()
+    }
+
+    class Failing(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+            raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="went away"):
+        remote.put("broken", {**files, "z": Failing()})  # type: ignore[dict-item]
+    assert [p.name for p in remote.list_packages()] == ["many"]
