@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,11 @@ from artifactstore_core.testing.clock import FrozenClock
 from artifactstore_http import Limits
 from tests.http.conftest import LiveServer, assert_problem, issue_token, live_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # An abandoned chunk must be disposed of cleanly (no error from a finaliser later).
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
 
 CHUNK = 1024 * 1024
 
@@ -293,6 +298,10 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         )
         worker.start()
         assert started.wait(30)
+        admission = server.app.state.bridge.admission
+        deadline = time.monotonic() + 30
+        while admission.borrowed_tokens < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first upload is past authentication, inside the bridge
         busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
         body = assert_problem(busy, 429, "TOOMANYREQUESTS")
         assert busy.headers["retry-after"] == "1"
