@@ -161,9 +161,11 @@ def _request(
 ) -> RegisterRequest:
     validate_name(body.name)
     caller.require("write", body.name)
+    # Inputs the caller may not read do not exist for it (naming one must not probe).
+    inputs = tuple(str(load_package(store, caller, ref, "read").id) for ref in body.inputs)
     return RegisterRequest(
         body.name, _files(store, body.files), kind=body.kind, metadata=body.metadata,
-        retention_class=body.retention_class, inputs=tuple(body.inputs),
+        retention_class=body.retention_class, inputs=inputs,
         provenance=_provenance(caller, body), idempotency_key=key,
     )  # fmt: skip
 

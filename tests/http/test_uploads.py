@@ -206,6 +206,7 @@ def test_registration_errors_and_batches(gateway: LiveServer, admin_secret: str)
 
 
 def test_run_bound_registration(gateway: LiveServer) -> None:
+    gateway.store.put("secret/x", {"f": b"not yours"})
     secret = issue_token(gateway.store, "package:runs/**:read,write", run_id="run-7")
     with gateway.client(secret) as client:
         address = upload(client, b"bound")
@@ -220,6 +221,16 @@ def test_run_bound_registration(gateway: LiveServer) -> None:
         assert own.json()["provenance"]["run_id"] == "run-7"
         outside = client.post("/v1/packages", json={"name": "elsewhere", "files": {"f": address}})
         assert_problem(outside, 404, "PACKAGE_UNKNOWN")
+        hidden = client.post(
+            "/v1/packages", json={"name": "runs/b", "files": {"f": address}, "inputs": ["secret/x"]}
+        )
+        missing = client.post(
+            "/v1/packages", json={"name": "runs/b", "files": {"f": address}, "inputs": ["secret/y"]}
+        )
+        assert_problem(hidden, 404, "PACKAGE_UNKNOWN")
+        assert assert_problem(missing, 404, "PACKAGE_UNKNOWN")["detail"] == hidden.json()[
+            "detail"
+        ].replace("secret/x", "secret/y")
     assert gateway.store.list_packages(name="elsewhere") == []
 
 
