@@ -323,3 +323,15 @@ def test_malformed_secrets_are_recognised(text: object) -> None:
 
 def test_actions_are_the_documented_ones() -> None:
     assert ACTIONS == ("read", "write", "tag", "hold", "retention-admin", "attest", "admin")
+
+
+def test_run_binding() -> None:
+    principal("package:**:write").require_run(None)
+    principal("package:**:write").require_run("any")
+    bound = principal("package:**:write", run_id="run-1")
+    bound.require_run("run-1")
+    for other, shown in (("run-2", "run 'run-2'"), (None, "no run")):
+        with pytest.raises(
+            AccessDeniedError, match=f"bound to run 'run-1'; it cannot act for {shown}"
+        ):
+            bound.require_run(other)
