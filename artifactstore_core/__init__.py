@@ -10,13 +10,18 @@ from artifactstore_core.domain.access import Principal, Scope
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.errors import (
+    AccessDeniedError,
     AmbiguousReferenceError,
     ArchivedError,
     ArtifactStoreError,
+    AuthenticationError,
     BackendUnavailableError,
+    BlobUnknownError,
     ConfigurationError,
     ConflictError,
+    DigestInvalidError,
     EventLogTamperedError,
+    IdempotencyConflictError,
     IntegrityError,
     InvalidInputError,
     MissingBlobError,
@@ -26,32 +31,41 @@ from artifactstore_core.errors import (
     ReadOnlyRegistryError,
     RetentionError,
     SchemaViolationError,
+    SizeInvalidError,
     UnknownKindError,
     UnknownRetentionClassError,
+    UploadRangeError,
+    UploadUnknownError,
 )
 from artifactstore_core.hashing import BlobHash, Digest
-from artifactstore_core.ingest import PutRequest
+from artifactstore_core.ingest import PutRequest, RegisterRequest
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.queries import PackageFilter
 from artifactstore_core.retention.sweep import SweepPlan, SweepResult
 from artifactstore_core.retention.tiering import TierMove
 from artifactstore_core.store import ArtifactStore, BlobProblem, VerifyResult
 from artifactstore_core.tiers import Tiers
+from artifactstore_core.uploads import Uploads, UploadSession
 
 __all__ = [
+    "AccessDeniedError",
     "AmbiguousReferenceError",
     "ArchivedError",
     "ArtifactStore",
     "ArtifactStoreError",
+    "AuthenticationError",
     "BackendUnavailableError",
     "BlobHash",
     "BlobProblem",
+    "BlobUnknownError",
     "ConfigurationError",
     "ConflictError",
     "Digest",
+    "DigestInvalidError",
     "EventLogTamperedError",
     "FileEntry",
     "Hold",
+    "IdempotencyConflictError",
     "IntegrityError",
     "InvalidInputError",
     "Ledger",
@@ -65,10 +79,12 @@ __all__ = [
     "Provenance",
     "PutRequest",
     "ReadOnlyRegistryError",
+    "RegisterRequest",
     "RetentionError",
     "SchemaViolationError",
     "Scope",
     "Settings",
+    "SizeInvalidError",
     "SweepPlan",
     "SweepResult",
     "TierMove",
@@ -76,6 +92,10 @@ __all__ = [
     "TokenInfo",
     "UnknownKindError",
     "UnknownRetentionClassError",
+    "UploadRangeError",
+    "UploadSession",
+    "UploadUnknownError",
+    "Uploads",
     "VerifyResult",
     "load_settings",
 ]

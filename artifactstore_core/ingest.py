@@ -46,7 +46,9 @@ from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOT
 from artifactstore_core.errors import (
+    BlobUnknownError,
     ConflictError,
+    IdempotencyConflictError,
     InvalidInputError,
     UnknownKindError,
     add_context,
@@ -87,6 +89,26 @@ class PutRequest:
     inputs: Sequence[Reference] = ()
     provenance: Provenance | Mapping[str, Any] | None = None
     expected: Mapping[str, str | Digest | BlobHash] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    """One package for ``ArtifactStore.register_many``: files are blobs already stored,
+    given by address (``blake3:<hex>`` or ``sha256:<hex>``) per path."""
+
+    name: str
+    files: Mapping[str, str | Digest | BlobHash]
+    kind: str = "output"
+    metadata: Mapping[str, Any] | None = None
+    retention_class: str | None = None
+    inputs: Sequence[Reference] = ()
+    provenance: Provenance | Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+MAX_IDEMPOTENCY_KEY = 255
+"""Characters in an idempotency key."""
 
 
 # ---------------------------------------------------------------------------- 1. validate
@@ -102,9 +124,19 @@ class ValidatedPut:
     sources: tuple[FileSource, ...]
     expected: Mapping[str, Digest | BlobHash]
     inputs: tuple[Reference, ...]
+    idempotency_key: str | None = None
+    #: For a registration: the stored blob of each path (``sources`` is then empty).
+    blobs: tuple[tuple[str, Digest], ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The package's file paths, in request order."""
+        if self.blobs:
+            return tuple(path for path, _ in self.blobs)
+        return tuple(source.path for source in self.sources)
 
 
-def validate(request: PutRequest, default_class: str) -> ValidatedPut:
+def validate(request: PutRequest | RegisterRequest, default_class: str) -> ValidatedPut:
     """``request`` checked on its own; ``InvalidInputError`` names the offending value."""
     validate_name(request.name)
     validate_kind(request.kind)
@@ -112,8 +144,16 @@ def validate(request: PutRequest, default_class: str) -> ValidatedPut:
         raise InvalidInputError(
             f"inputs must be a list of package references, got {request.inputs!r:.60}"
         )
-    sources = tuple(collect(request.files))
-    validate_file_paths(source.path for source in sources)
+    if isinstance(request, RegisterRequest):
+        sources: tuple[FileSource, ...] = ()
+        blobs = stored_files(request.files)
+        paths = [path for path, _ in blobs]
+        expected: Mapping[str, Digest | BlobHash] = {}
+    else:
+        sources, blobs = tuple(collect(request.files)), ()
+        paths = [source.path for source in sources]
+        expected = parse_expected(request.expected or {}, set(paths))
+    validate_file_paths(paths)
     return ValidatedPut(
         name=request.name,
         kind=request.kind,
@@ -121,9 +161,33 @@ def validate(request: PutRequest, default_class: str) -> ValidatedPut:
         provenance=checked_provenance(request.provenance),
         class_name=validate_class_name(request.retention_class or default_class),
         sources=sources,
-        expected=parse_expected(request.expected or {}, {s.path for s in sources}),
+        expected=expected,
         inputs=tuple(request.inputs),
+        idempotency_key=check_optional_text(
+            request.idempotency_key, "idempotency key", max_length=MAX_IDEMPOTENCY_KEY
+        ),
+        blobs=blobs,
     )
+
+
+def stored_files(files: Mapping[str, str | Digest | BlobHash]) -> tuple[tuple[str, Digest], ...]:
+    """The ``path → blob address`` mapping of a registration, each address parsed."""
+    if not isinstance(files, Mapping):
+        raise InvalidInputError(
+            f"files of a registration must map paths to blob digests, got {files!r:.60}"
+        )
+    result = []
+    for path, value in files.items():
+        check_text(path, "file path")
+        try:
+            if isinstance(value, BlobHash):
+                digest = value.blake3
+            else:
+                digest = value if isinstance(value, Digest) else Digest.parse(value)
+        except DigestError as exc:
+            raise InvalidInputError(f"blob digest of file {path!r}: {exc}") from exc
+        result.append((path, digest))
+    return tuple(result)
 
 
 def parse_expected(
@@ -280,7 +344,7 @@ def registration_event(
 ) -> ev.PackageRegistered:
     """The event that registers ``resolved`` as ``version`` of its name at ``now``."""
     put = resolved.put
-    entries = [FileEntry(s.path, b.hash) for s, b in zip(put.sources, blobs, strict=True)]
+    entries = [FileEntry(path, b.hash) for path, b in zip(put.paths, blobs, strict=True)]
     document = manifest_document(put.kind, entries, put.metadata, resolved.provenance)
     digest = package_digest(document)
     expires = None if resolved.duration is None else now + resolved.duration
@@ -297,7 +361,46 @@ def registration_event(
         provenance=resolved.provenance.to_dict(),
         retention_class=put.class_name,
         expires_at=expires.isoformat() if expires else None,
+        idempotency_key=put.idempotency_key,
     )
+
+
+_BY_IDEMPOTENCY_KEY = sa.select(
+    artifact_packages.c.package_id, artifact_packages.c.content_address
+).where(
+    artifact_packages.c.name == sa.bindparam("name"),
+    artifact_packages.c.idempotency_key == sa.bindparam("key"),
+)
+
+
+def _registered_with_key(conn: sa.Connection, name: str, key: str) -> _KeyedRegistration | None:
+    """The registration of ``name`` with idempotency ``key``, if any."""
+    row = conn.execute(_BY_IDEMPOTENCY_KEY, {"name": name, "key": key}).first()
+    if row is None:
+        return None
+    return _KeyedRegistration(str(row.package_id), row.content_address)
+
+
+@dataclass(frozen=True)
+class _KeyedRegistration:
+    """A registration made with an idempotency key: its package and that package's digest."""
+
+    package_id: str
+    content_address: str
+
+
+def _same_request(
+    earlier: _KeyedRegistration, retry: ev.PackageRegistered, key: str
+) -> _KeyedRegistration:
+    """``earlier`` if ``retry`` would register the same package, else
+    ``IdempotencyConflictError``: a key stands for one request."""
+    if earlier.content_address != retry.content_address:
+        raise IdempotencyConflictError(
+            f"idempotency key {key!r} already registered package {retry.name!r} with "
+            f"digest {earlier.content_address}; this request's differs "
+            f"({retry.content_address}): use a new key for a new version"
+        )
+    return earlier
 
 
 class Ingest:
@@ -333,25 +436,94 @@ class Ingest:
                 validated.append(validate(request, self.default_retention_class))
         resolved = self._resolve(validated, actor or self.ledger.actor)
         blobs = PutBlobs(self.tiers.hot, resolved, progress)
+        return self._register(resolved, blobs.write, blobs.per_put, actor, "this put")
 
-        def register(conn: sa.Connection, now: dt.datetime, _: object) -> list[ev.Event]:
+    def register_many(
+        self, requests: Iterable[RegisterRequest], *, actor: str | None = None
+    ) -> list[Package]:
+        """Register packages of blobs already stored in the hot tier, all or none
+        (``BlobUnknownError`` lists the blobs that are not there)."""
+        batch = list(requests)
+        validated = []
+        for index, request in enumerate(batch):
+            with naming_request(index, request.name, len(batch)):
+                validated.append(validate(request, self.default_retention_class))
+        resolved = self._resolve(validated, actor or self.ledger.actor)
+        hot = self.tiers.hot
+        with self.ledger.reading() as conn:
+            found = {
+                digest: queries.stored_blob(conn, digest, HOT)
+                for item in validated
+                for _, digest in item.blobs
+            }
+        missing = sorted(str(d) for d, blob in found.items() if blob is None)
+        if missing:
+            raise BlobUnknownError(missing)
+        stored = [
+            StoredBlob(blob, hot.uri(blob.blake3), created=False)
+            for blob in (found[digest] for item in validated for _, digest in item.blobs)
+            if blob is not None
+        ]
+
+        def confirmed(gone: Collection[str]) -> list[StoredBlob]:
+            if gone:
+                raise BlobUnknownError(sorted(gone))
+            return stored
+
+        def per_put() -> Iterator[list[StoredBlob]]:
+            start = 0
+            for item in validated:
+                yield stored[start : start + len(item.blobs)]
+                start += len(item.blobs)
+
+        return self._register(resolved, confirmed, per_put, actor, "this registration")
+
+    def _register(
+        self,
+        resolved: Sequence[ResolvedPut],
+        write: Callable[[Collection[str]], list[StoredBlob]],
+        per_put: Callable[[], Iterator[list[StoredBlob]]],
+        actor: str | None,
+        what: str,
+    ) -> list[Package]:
+        """Record the packages of ``resolved`` (files as ``per_put`` gives them, once
+        ``write`` stored them) as consecutive versions of their names; a request whose
+        name and idempotency key were registered before answers that package instead."""
+        ids = [item.package_id for item in resolved]
+
+        def register(
+            conn: sa.Connection, now: dt.datetime, stored: list[StoredBlob]
+        ) -> list[ev.Event]:
             versions: dict[str, int] = {}
+            keys: dict[tuple[str, str], _KeyedRegistration] = {}
             events: list[ev.Event] = []
-            for item, stored in zip(resolved, blobs.per_put(), strict=True):
-                name = item.put.name
+            for index, (item, blobs) in enumerate(zip(resolved, per_put(), strict=True)):
+                name, key = item.put.name, item.put.idempotency_key
+                event = registration_event(item, blobs, 0, now)
+                if key is not None:
+                    earlier = keys.get((name, key)) or _registered_with_key(conn, name, key)
+                    if earlier is not None:
+                        ids[index] = uuid.UUID(_same_request(earlier, event, key).package_id)
+                        continue
                 if name not in versions:
                     versions[name] = int(
                         conn.execute(_LATEST_VERSION, {"name": name}).scalar() or 0
                     )
                 versions[name] += 1
-                events.append(registration_event(item, stored, versions[name], now))
-            return events + blob_stored_events(conn, blobs.stored, HOT)
+                event = replace(event, version=versions[name])
+                if key is not None:
+                    keys[(name, key)] = _KeyedRegistration(event.package_id, event.content_address)
+                events.append(event)
+            return events + blob_stored_events(conn, stored, HOT)
 
-        def registered(_conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:
-            return queries.registered_packages(recorded)
+        def registered(conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:
+            packages = {p.id: p for p in queries.registered_packages(recorded)}
+            earlier = [i for i in dict.fromkeys(ids) if i not in packages]
+            packages.update((p.id, p) for p in queries.load_packages(conn, earlier))
+            return [packages[i] for i in ids]
 
         return self.ledger.record_stored(
-            self.tiers.hot, blobs.write, register, registered, actor=actor, what="this put"
+            self.tiers.hot, write, register, registered, actor=actor, what=what
         )
 
     def _resolve(self, validated: Sequence[ValidatedPut], actor: str) -> list[ResolvedPut]:

@@ -17,7 +17,7 @@ from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import PackageRef, parse_reference
 from artifactstore_core.errors import AmbiguousReferenceError, NotFoundError
 from artifactstore_core.eventlog import RecordedEvent
-from artifactstore_core.hashing import BlobHash
+from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.projections import project
 from artifactstore_core.projections.ops import Insert, Row, Upsert
 from artifactstore_core.schema import (
@@ -27,6 +27,7 @@ from artifactstore_core.schema import (
     package_tags,
     retention_holds,
     retention_state,
+    storage_locations,
 )
 
 _IN_CHUNK = 500
@@ -65,6 +66,20 @@ def resolve(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | Packa
 
 def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
     return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
+
+
+def stored_blob(conn: sa.Connection, digest: Digest, tier: str) -> BlobHash | None:
+    """The hash of the blob ``digest`` (BLAKE3 or SHA-256) names, if ``tier`` records a
+    copy of it."""
+    sl = storage_locations
+    column = sl.c.content_address if digest.algorithm == "blake3" else sl.c.digest_sha256
+    value = str(digest) if digest.algorithm == "blake3" else digest.hex
+    row = conn.execute(
+        sa.select(sl.c.digest_primary, sl.c.digest_sha256, sl.c.size)
+        .where(column == value, sl.c.backend == tier)
+        .limit(1)
+    ).first()
+    return None if row is None else BlobHash.from_hex(row[0], row[1], row[2])
 
 
 def load_package(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | Package) -> Package:

@@ -14,9 +14,16 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.manifest import FileEntry
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.references import Reference
-from artifactstore_core.domain.retention import reading_tier
-from artifactstore_core.errors import ArchivedError, MissingBlobError, PackageExpiredError
+from artifactstore_core.domain.retention import HOT, reading_tier
+from artifactstore_core.errors import (
+    ArchivedError,
+    BlobUnknownError,
+    InvalidInputError,
+    MissingBlobError,
+    PackageExpiredError,
+)
 from artifactstore_core.export import export_files
+from artifactstore_core.hashing import BlobHash, Digest, DigestError
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import storage_locations
 from artifactstore_core.tiers import Tiers
@@ -38,6 +45,23 @@ def check_readable(package: Package) -> None:
             f"(restore status: {package.restore_status or 'not requested'}); "
             f"restore it first with `artifactstore restore {package.reference}`"
         )
+
+
+def byte_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:
+    """The inclusive range ``start``..``end`` of ``size`` bytes (unset: from the first,
+    to the last); ``InvalidInputError`` unless it is non-empty and inside them."""
+    first = 0 if start is None else start
+    last = size - 1 if end is None else min(end, size - 1)
+    if first < 0 or first > last:
+        raise InvalidInputError(f"byte range {start}-{end} is not satisfiable for {size} byte(s)")
+    return first, last
+
+
+def _digest(value: str | Digest) -> Digest:
+    try:
+        return value if isinstance(value, Digest) else Digest.parse(value)
+    except DigestError as exc:
+        raise InvalidInputError(f"invalid blob digest {value!r:.100}: {exc}") from exc
 
 
 class Reading:
@@ -90,6 +114,33 @@ class Reading:
                 f"{exc}; the registry recorded it at {recorded}, but tier {tier!r} now reads "
                 f"from {store.url}: point the tier back there, or put the bytes again"
             ) from exc
+
+    def open_entry_range(
+        self, package: Package, entry: FileEntry, start: int | None, end: int | None
+    ) -> BinaryIO:
+        """The bytes ``start``..``end`` (inclusive) of one file, unverified."""
+        first, last = byte_range(entry.blob.size, start, end)
+        store = self.tiers.for_reading(package)
+        return store.open_range(entry.blob.blake3, first, last - first + 1)
+
+    def stat(self, digest: str | Digest) -> BlobHash:
+        """See ``ArtifactStore.stat``."""
+        parsed = _digest(digest)
+        with self.ledger.reading() as conn:
+            blob = queries.stored_blob(conn, parsed, HOT)
+        if blob is None or not self.tiers.hot.exists(blob.blake3):
+            raise BlobUnknownError([str(parsed)])
+        return blob
+
+    def open_blob(
+        self, digest: str | Digest, *, start: int | None = None, end: int | None = None
+    ) -> BinaryIO:
+        """See ``ArtifactStore.open_blob``."""
+        blob = self.stat(digest)
+        if start is None and end is None:
+            return self.tiers.hot.open(blob)
+        first, last = byte_range(blob.size, start, end)
+        return self.tiers.hot.open_range(blob.blake3, first, last - first + 1)
 
     def _recorded_uri(self, address: str, tier: str) -> str | None:
         sl = storage_locations

@@ -28,7 +28,7 @@ from artifactstore_core.domain.references import Reference
 from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import BlobHash, Digest
-from artifactstore_core.ingest import Ingest, PutRequest
+from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
 from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
 from artifactstore_core.ledger import Clock, Ledger, utcnow
 from artifactstore_core.projections import check_views, rebuild_views
@@ -41,6 +41,7 @@ from artifactstore_core.schema import metadata_schemas, package_tags
 from artifactstore_core.sources import Files
 from artifactstore_core.storage import BlobStore, open_blob_store
 from artifactstore_core.tiers import Tiers
+from artifactstore_core.uploads import Uploads
 from artifactstore_core.validation import check_schema
 
 __all__ = ["ArtifactStore", "BlobProblem", "VerifyResult", "utcnow"]
@@ -70,13 +71,15 @@ class ArtifactStore:
         self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
         self.gc_grace = gc_grace
-        #: Access tokens: issue, authenticate, revoke (the HTTP gateway's principals).
-        self.tokens = Tokens(self.ledger, new_id=new_id)
         self.ingest = Ingest(
             self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class
         )
         self.reading = Reading(self.ledger, self.tiers)
         self.integrity = Integrity(self.ledger, self.tiers)
+        #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
+        self.uploads = Uploads(self.ledger, self.tiers)
+        #: Access tokens (the HTTP gateway's principals); revoking one ends its uploads.
+        self.tokens = Tokens(self.ledger, new_id=new_id, on_revoke=self.uploads.cancel_for_token)
 
     @property
     def blobs(self) -> BlobStore:
@@ -166,17 +169,20 @@ class ArtifactStore:
         inputs: Sequence[Reference] = (),
         provenance: Provenance | Mapping[str, Any] | None = None,
         expected: Mapping[str, str | Digest | BlobHash] | None = None,
+        idempotency_key: str | None = None,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Package:
         """Store files as a new version of package ``name`` and register it.
 
         Everything is validated before any byte is written; on failure no event is
-        recorded. ``expected`` maps file paths to digests their bytes must match.
+        recorded. ``expected`` maps file paths to digests their bytes must match. A put
+        retried with the same ``idempotency_key`` returns the package it registered.
         """
         request = PutRequest(
-            name, files, kind, metadata, retention_class, inputs, provenance, expected
-        )
+            name, files, kind, metadata, retention_class, inputs, provenance, expected,
+            idempotency_key,
+        )  # fmt: skip
         return self.put_many([request], actor=actor, progress=progress)[0]
 
     def put_many(
@@ -196,6 +202,46 @@ class ArtifactStore:
         receives byte counts.
         """
         return self.ingest.put_many(requests, actor=actor, progress=progress)
+
+    def register(
+        self,
+        name: str,
+        files: Mapping[str, str | Digest | BlobHash],
+        *,
+        kind: str = "output",
+        metadata: Mapping[str, Any] | None = None,
+        retention_class: str | None = None,
+        inputs: Sequence[Reference] = (),
+        provenance: Provenance | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Register a new version of ``name`` whose files are blobs already stored (by an
+        earlier put or an upload session): ``files`` maps each path to a blob address,
+        ``blake3:<hex>`` or ``sha256:<hex>``. ``BlobUnknownError`` lists blobs not stored.
+        A retry with the same ``idempotency_key`` returns the package it registered."""
+        request = RegisterRequest(
+            name, files, kind, metadata, retention_class, inputs, provenance, idempotency_key
+        )
+        return self.register_many([request], actor=actor)[0]
+
+    def register_many(
+        self, requests: Iterable[RegisterRequest], *, actor: str | None = None
+    ) -> list[Package]:
+        """``register`` for many packages in one transaction: all or none, in order."""
+        return self.ingest.register_many(requests, actor=actor)
+
+    def stat(self, digest: str | Digest) -> BlobHash:
+        """The hash (BLAKE3, SHA-256, size) of a blob stored in the hot tier, by either
+        digest; ``BlobUnknownError`` if it is not recorded there or not in the backend."""
+        return self.reading.stat(digest)
+
+    def open_blob(
+        self, digest: str | Digest, *, start: int | None = None, end: int | None = None
+    ) -> BinaryIO:
+        """A stored blob's bytes: whole, verified as read (``IntegrityError``); or the
+        inclusive byte range ``start``..``end``, unverified (a part has no digest)."""
+        return self.reading.open_blob(digest, start=start, end=end)
 
     def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
         """Point ``tag`` of the package's name at this package (``latest`` moves itself)."""
@@ -276,14 +322,20 @@ class ArtifactStore:
         actor: str | None = None,
         purpose: str | None = None,
         run_id: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
     ) -> BinaryIO:
-        """A stream of one file's bytes, verified as it is read (``IntegrityError``).
+        """A stream of one file's bytes, verified as it is read (``IntegrityError``); with
+        ``start``/``end``, the inclusive byte range, unverified.
 
         A ``Package`` passed as the reference is used as given, without reloading it.
         """
         package = self.reading.readable(reference)
         entry = package.file(path)
-        stream = self.reading.open_entry(package, entry)
+        if start is None and end is None:
+            stream = self.reading.open_entry(package, entry)
+        else:
+            stream = self.reading.open_entry_range(package, entry, start, end)
         if record:
             self.record_retrieval(
                 package, path=entry.path, actor=actor, purpose=purpose, run_id=run_id
@@ -422,7 +474,8 @@ class ArtifactStore:
         actor: str | None = None,
         progress: sweeping.Progress | None = None,
     ) -> sweeping.SweepResult:
-        """Expire due packages, move tiers by class rules, then collect unneeded blobs.
+        """Expire due packages, move tiers by class rules, then collect unneeded blobs and
+        expired upload sessions.
 
         With ``dry_run`` nothing changes and the result's ``plan`` is exactly what a
         sweep at the same ``now`` does; a ``plan`` (from ``plan_sweep``) is carried out
@@ -433,10 +486,12 @@ class ArtifactStore:
         liveness = sweeping.check_plan(self.ledger, plan)
         if dry_run:
             return sweeping.SweepResult(plan, dry_run=True)
-        return sweeping.execute_sweep(
+        result = sweeping.execute_sweep(
             self.ledger, self.tiers, plan, liveness, actor=actor, batch_size=batch_size,
             progress=progress,
         )  # fmt: skip
+        result.uploads_collected = self.uploads.collect(plan.now)
+        return result
 
     def plan_tier_moves(
         self,

@@ -119,6 +119,8 @@ class SweepResult:
     expired: list[ExpiringPackage] = field(default_factory=list)
     deleted: list[BlobDeletion] = field(default_factory=list)
     moved: list[TierMove] = field(default_factory=list)
+    #: Upload sessions past their expiry (and chunks of no session) removed.
+    uploads_collected: int = 0
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -132,6 +134,7 @@ class SweepResult:
             "deleted": [f"{d.backend}:{d.content_address}" for d in self.deleted],
             "moved": [str(m.package_id) for m in self.moved],
             "bytes_reclaimed": self.bytes_reclaimed,
+            "uploads_collected": self.uploads_collected,
         }
 
 

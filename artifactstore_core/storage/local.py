@@ -18,11 +18,13 @@ import ctypes
 import datetime as dt
 import errno
 import fcntl
+import io
 import itertools
 import os
 import platform
 import queue
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ import blake3
 
 from artifactstore_core.errors import ConfigurationError
 from artifactstore_core.hashing import (
+    CHUNK_SIZE,
     BlobHash,
     Digest,
     DigestError,
@@ -43,17 +46,25 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.hashing.digest import ALGORITHMS
-from artifactstore_core.storage.filecopy import copy_and_hash, libc_function, start_write_back
+from artifactstore_core.storage.filecopy import (
+    copy_and_hash,
+    libc_function,
+    start_range_write_back,
+    start_write_back,
+)
 from artifactstore_core.storage.layout import key_for
 from artifactstore_core.storage.ports import (
     WRITE_THREADS,
     BlobStore,
     BlobWrite,
     StoredBlob,
+    check_staging_name,
     counting,
 )
 
 _TMP_PREFIX = ".tmp-"
+_UPLOAD_DATA = "data"
+"""The one file an upload's parts are written into (``uploads/<upload>/data``)."""
 SMALL_SIZE = 1024 * 1024
 """Files of at most this size (by their size hint) are read whole and hashed on the calling
 thread, and a stored copy is compared byte for byte, before any temporary file is made."""
@@ -396,6 +407,90 @@ class LocalBlobStore(BlobStore):
                 if modified <= older_than and _unlink_unless_locked(path):
                     removed += 1
         return removed
+
+    # ------------------------------------------------------------------ upload staging
+    def _upload_dir(self, upload: str) -> str:
+        check_staging_name(upload)
+        return os.path.join(self.root, "uploads", upload)
+
+    @contextlib.contextmanager
+    def staging_lock(self, upload: str) -> Iterator[None]:
+        """An exclusive ``flock`` on the upload's lock file: its parts share one data file."""
+        directory = self._upload_dir(upload)
+        self._make_directories(directory)
+        fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        """See ``BlobStore.stage_chunk``: written at offset ``start`` of the upload's one
+        data file (under ``staging_lock``) and synced, so that committing adopts the file
+        as the blob without copying it. Bytes past the last recorded part are ignored."""
+        path = os.path.join(self._upload_dir(upload), _UPLOAD_DATA)
+        count = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while data := source.read(CHUNK_SIZE):
+                view = memoryview(data)
+                while view:
+                    written = os.pwrite(fd, view, start + count)
+                    view = view[written:]
+                    count += written
+                if self._fsync:
+                    start_range_write_back(fd, start + count - len(data), len(data))
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return _UPLOAD_DATA, count
+
+    def open_chunk(self, upload: str, name: str) -> BinaryIO:
+        check_staging_name(name)
+        try:
+            return open(os.path.join(self._upload_dir(upload), name), "rb")
+        except FileNotFoundError:
+            raise self.missing_chunk(upload, name) from None
+
+    def write_staged(
+        self,
+        upload: str,
+        parts: Sequence[tuple[str, int]],
+        expected: BlobHash | Digest | None = None,
+    ) -> StoredBlob:
+        """See ``BlobStore.write_staged``: the data file, cut to the recorded parts, is
+        hashed and renamed under its address (its bytes were synced as they arrived)."""
+        path = os.path.join(self._upload_dir(upload), _UPLOAD_DATA)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if sum(length for _, length in parts):
+                raise self.missing_chunk(upload, _UPLOAD_DATA) from None
+            return self.write(io.BytesIO(b""), expected)
+        try:
+            os.ftruncate(fd, sum(length for _, length in parts))
+            with io.FileIO(fd, closefd=False) as reader:
+                actual = self._checked(hash_copy(cast(BinaryIO, reader)), expected)
+        except BaseException:
+            os.close(fd)
+            raise
+        staged = _Staged(actual, self._target(actual.blake3), fd, path)
+        if _intact(staged.target, actual):
+            staged.discard()
+            return self._stored([staged])[0]
+        return self._commit([staged], None)[0]
+
+    def drop_upload(self, upload: str) -> None:
+        shutil.rmtree(self._upload_dir(upload), ignore_errors=True)
+
+    def iter_uploads(self) -> Iterator[tuple[str, dt.datetime]]:
+        for entry in _subdirectories(os.path.join(self.root, "uploads")):
+            times = [entry.stat().st_mtime]
+            with contextlib.suppress(FileNotFoundError), os.scandir(entry.path) as chunks:
+                times.extend(chunk.stat().st_mtime for chunk in chunks)
+            yield entry.name, dt.datetime.fromtimestamp(max(times), dt.UTC)
 
     def iter_addresses(self) -> Iterator[Digest]:
         # os.scandir, not pathlib: a sweep lists every blob, and this is its hot loop.

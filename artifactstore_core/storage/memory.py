@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import io
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -18,7 +19,7 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.storage.layout import address_from_key, key_for
-from artifactstore_core.storage.ports import BlobStore, StoredBlob
+from artifactstore_core.storage.ports import BlobStore, StoredBlob, check_staging_name
 
 
 class MemoryBlobStore(BlobStore):
@@ -28,6 +29,7 @@ class MemoryBlobStore(BlobStore):
         self.url = f"memory://{name}"
         self.blobs: dict[str, bytes] = {}
         self.written_at: dict[str, dt.datetime] = {}
+        self.chunks: dict[str, dict[str, bytes]] = {}
         self._lock = threading.Lock()
 
     def uri(self, address: Digest) -> str:
@@ -66,6 +68,32 @@ class MemoryBlobStore(BlobStore):
 
     def size_of(self, address: Digest) -> int:
         return len(self.blobs.get(key_for(address), b""))
+
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        name = f"{start:016x}-{uuid.uuid4().hex[:12]}"
+        check_staging_name(upload, name)
+        data = source.read()
+        with self._lock:
+            self.chunks.setdefault(upload, {})[name] = data
+            self.written_at[f"uploads/{upload}"] = dt.datetime.now(dt.UTC)
+        return name, len(data)
+
+    def open_chunk(self, upload: str, name: str) -> BinaryIO:
+        check_staging_name(upload, name)
+        data = self.chunks.get(upload, {}).get(name)
+        if data is None:
+            raise self.missing_chunk(upload, name)
+        return io.BytesIO(data)
+
+    def drop_upload(self, upload: str) -> None:
+        check_staging_name(upload)
+        with self._lock:
+            self.chunks.pop(upload, None)
+            self.written_at.pop(f"uploads/{upload}", None)
+
+    def iter_uploads(self) -> Iterator[tuple[str, dt.datetime]]:
+        for upload in list(self.chunks):
+            yield upload, self.written_at[f"uploads/{upload}"]
 
     def iter_addresses(self) -> Iterator[Digest]:
         for key in list(self.blobs):

@@ -7,7 +7,10 @@ idempotent and deduplicated. Reads verify the digest as they stream.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO, cast
 
-from artifactstore_core.errors import IntegrityError, MissingBlobError
+from artifactstore_core.errors import ConfigurationError, IntegrityError, MissingBlobError
 from artifactstore_core.hashing import (
     BlobHash,
     Digest,
@@ -25,6 +28,8 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.sources import CountingReader
+
+_STAGING_NAME = re.compile(r"[0-9a-f][0-9a-f-]{0,79}")
 
 HEAL_ATTEMPTS = 3
 """Times a write path stores again blobs deleted between its write and its commit."""
@@ -178,5 +183,130 @@ class BlobStore(ABC):
         """The error for written bytes that do not match the expected hash."""
         return IntegrityError(f"refused to store bytes at {self.url}: {error}")
 
+    def open_range(self, address: Digest, start: int, length: int) -> BinaryIO:
+        """``length`` stored bytes from offset ``start``, unverified (a part cannot be
+        checked against the whole blob's digest); the caller keeps the range in bounds."""
+        raw = self.open_raw(address)
+        try:
+            raw.seek(start)
+        except BaseException:
+            raw.close()
+            raise
+        return LimitedReader(raw, length)  # type: ignore[return-value]
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has none."""
+
+    # -------------------------------------------------------------- upload staging
+    # The parts of an upload session (``uploads.Uploads``) are kept in the backend itself,
+    # outside the blob layout, so that any server process can continue or commit a session.
+    @contextlib.contextmanager
+    def staging_lock(self, upload: str) -> Iterator[None]:
+        """Held while a part of ``upload`` is staged and recorded, and while it is committed.
+        This default takes none: each part is an object of its own."""
+        yield
+
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        """Store all bytes of ``source`` as the part of ``upload`` that begins at byte
+        ``start``, whole or not at all; returns the part's name and its byte count."""
+        raise self.no_staging()
+
+    def open_chunk(self, upload: str, name: str) -> BinaryIO:
+        """The bytes of a staged part; ``MissingBlobError`` if it is not there."""
+        raise self.no_staging()
+
+    def write_staged(
+        self,
+        upload: str,
+        parts: Sequence[tuple[str, int]],
+        expected: BlobHash | Digest | None = None,
+    ) -> StoredBlob:
+        """Store the staged ``parts`` (name, byte count), in order, as one blob, as ``write``
+        does. This default reads them back; a backend that can adopt them in place does so."""
+        with _Concatenated(self, upload, [name for name, _ in parts]) as stream:
+            return self.write(stream, expected)  # type: ignore[arg-type]
+
+    def drop_upload(self, upload: str) -> None:
+        """Remove every staged part of ``upload`` (none there is fine)."""
+        raise self.no_staging()
+
+    def iter_uploads(self) -> Iterator[tuple[str, dt.datetime]]:
+        """Each upload with staged parts, and when its latest part was written."""
+        return iter(())
+
+    def no_staging(self) -> ConfigurationError:
+        """The error of a backend that cannot stage chunked uploads."""
+        return ConfigurationError(f"blob backend {self.url} cannot stage chunked uploads")
+
+    def missing_chunk(self, upload: str, name: str) -> MissingBlobError:
+        """The error for a staged part that is not there."""
+        return MissingBlobError(f"part {name} of upload {upload} is missing from {self.url}")
+
+
+def check_staging_name(*names: str) -> None:
+    """Refuse upload and chunk names that are not plain lowercase hex ids (``ValueError``):
+    they become file names and object keys."""
+    for name in names:
+        if not _STAGING_NAME.fullmatch(name):
+            raise ValueError(f"invalid upload staging name {name!r}")
+
+
+class _Concatenated(io.RawIOBase):
+    """The staged parts of an upload read as one stream, each opened when reached."""
+
+    def __init__(self, backend: BlobStore, upload: str, names: Sequence[str]) -> None:
+        super().__init__()
+        self._backend = backend
+        self._upload = upload
+        self._names = list(names)
+        self._current: BinaryIO | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        while True:
+            if self._current is None:
+                if not self._names:
+                    return 0
+                self._current = self._backend.open_chunk(self._upload, self._names.pop(0))
+            data = self._current.read(len(view))
+            if data:
+                view[: len(data)] = data
+                return len(data)
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        super().close()
+
+
+class LimitedReader(io.RawIOBase):
+    """At most ``remaining`` bytes of ``raw``, which it closes when closed."""
+
+    def __init__(self, raw: BinaryIO, remaining: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._remaining = remaining
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")[: self._remaining]
+        if not view:
+            return 0
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        self._remaining -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()

@@ -171,6 +171,18 @@ class S3Reader(io.RawIOBase):
         view[: len(data)] = data
         return len(data)
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the next read to ``offset`` (s3fs then asks for the bytes from there)."""
+        position: int = self._handle.seek(offset, whence)
+        return position
+
+    def tell(self) -> int:
+        position: int = self._handle.tell()
+        return position
+
     def close(self) -> None:
         try:
             self._handle.close()

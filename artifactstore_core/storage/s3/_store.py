@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from artifactstore_core.errors import ConfigurationError, IntegrityError, InvalidInputError
 from artifactstore_core.hashing import (
+    CHUNK_SIZE,
     BlobHash,
     Digest,
     DigestError,
@@ -22,7 +23,7 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.storage.layout import address_from_key, key_for
-from artifactstore_core.storage.ports import BlobStore, StoredBlob
+from artifactstore_core.storage.ports import BlobStore, StoredBlob, check_staging_name
 from artifactstore_core.storage.s3._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
@@ -313,6 +314,59 @@ class S3BlobStore(BlobStore):
             with contextlib.suppress(Exception):
                 self._fs.close_session(self._fs.loop, creator)
             self._fs = self._new_filesystem()
+
+    # --- chunks of upload sessions (BlobStore.stage_chunk) ------------------------------
+
+    def _chunk_key(self, upload: str, name: str = "") -> str:
+        check_staging_name(upload, *([name] if name else []))
+        return f"{self._root}uploads/{upload}/{name}"
+
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        """See ``BlobStore.stage_chunk``: one object, visible once its upload completes."""
+        self._ensure_bucket()
+        name = f"{start:016x}-{uuid.uuid4().hex[:12]}"
+        key = self._chunk_key(upload, name)
+        count = 0
+        where = f"staging s3://{self.bucket}/{key}"
+        with self._errors.translated(where):
+            target = self._fs.open(self._path(key), "wb", block_size=self.part_size)
+        try:
+            while data := source.read(CHUNK_SIZE):
+                with self._errors.translated(where):
+                    target.write(data)
+                count += len(data)
+        except BaseException:
+            # Closing would complete the upload: a partial chunk must never be visible.
+            with contextlib.suppress(Exception):
+                target.discard()
+            raise
+        with self._errors.translated(where):
+            target.close()
+        return name, count
+
+    def open_chunk(self, upload: str, name: str) -> BinaryIO:
+        self._ensure_bucket()
+        key = self._chunk_key(upload, name)
+        try:
+            handle = self._fs.open(self._path(key), "rb", block_size=self.read_block_size)
+        except FileNotFoundError:
+            raise self.missing_chunk(upload, name) from None
+        except Exception as exc:
+            self._errors.reraise(exc, f"opening s3://{self.bucket}/{key}")
+        return S3Reader(handle, f"s3://{self.bucket}/{key}", self._errors.reraise)  # type: ignore[return-value]
+
+    def drop_upload(self, upload: str) -> None:
+        self._ensure_bucket()
+        for key, _ in list(self._list(self._chunk_key(upload))):
+            self._delete_quietly(key)
+
+    def iter_uploads(self) -> Iterator[tuple[str, datetime]]:
+        self._ensure_bucket()
+        latest: dict[str, datetime] = {}
+        for key, modified in self._list(f"{self._root}uploads/"):
+            upload = key[len(self._root) :].split("/")[1]
+            latest[upload] = max(modified, latest.get(upload, modified))
+        yield from latest.items()
 
     # --- staging objects, for garbage collection --------------------------------------
 
