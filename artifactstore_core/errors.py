@@ -164,9 +164,9 @@ class AuthenticationError(ArtifactStoreError):
 class AccessDeniedError(ArtifactStoreError):
     """The access token has no scope allowing ``action`` on package name ``name``."""
 
-    def __init__(self, action: str, name: str | None) -> None:
+    def __init__(self, action: str, name: str | None, *, detail: str | None = None) -> None:
         target = f"package {name!r}" if name is not None else "this registry"
-        super().__init__(f"the token lacks the {action!r} scope for {target}")
+        super().__init__(detail or f"the token lacks the {action!r} scope for {target}")
         self.action = action
         self.name = name
 

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import sqlalchemy as sa
 
 from artifactstore_core import queries
+from artifactstore_core.access import Tokens
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.limits import check_time
@@ -77,6 +78,8 @@ class ArtifactStore:
         self.integrity = Integrity(self.ledger, self.tiers)
         #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
         self.uploads = Uploads(self.ledger, self.tiers)
+        #: Access tokens (the HTTP gateway's principals); revoking one ends its uploads.
+        self.tokens = Tokens(self.ledger, new_id=new_id, on_revoke=self.uploads.cancel_for_token)
 
     @property
     def blobs(self) -> BlobStore:

@@ -6,8 +6,9 @@ maps errors to them (``exit_code``, in ``_exit``), and every error is one ``erro
 
 The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lineage,
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
-log, views, events) and ``admin`` (migrate); ``_output`` prints (``emit`` chooses JSON or
-text), ``_input`` reads options and files, ``_spec`` parses the put-many spec.
+log, views, events), ``admin`` (migrate) and ``tokens`` (token create, list, revoke);
+``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
+``_spec`` parses the put-many spec.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 import click
 
-from artifactstore_core.cli import admin, integrity, packages, retention
+from artifactstore_core.cli import admin, integrity, packages, retention, tokens
 from artifactstore_core.cli._context import CliContext
 from artifactstore_core.cli._exit import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Group, exit_code
 from artifactstore_core.config import load_settings
@@ -40,7 +41,13 @@ def cli(
     ctx.call_on_close(context.close)
 
 
-for _command in (*admin.COMMANDS, *packages.COMMANDS, *retention.COMMANDS, *integrity.COMMANDS):
+for _command in (
+    *admin.COMMANDS,
+    *packages.COMMANDS,
+    *retention.COMMANDS,
+    *integrity.COMMANDS,
+    *tokens.COMMANDS,
+):
     cli.add_command(_command)
 
 

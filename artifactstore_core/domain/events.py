@@ -359,6 +359,40 @@ class RetentionClassDefined(Event):
         return self.name
 
 
+@dataclass(frozen=True, kw_only=True)
+class _TokenEvent(Event):
+    subject_kind: ClassVar[str] = "token"
+    token_id: str
+
+    @property
+    def subject_id(self) -> str:
+        return self.token_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenIssued(_TokenEvent):
+    """An access token was issued to ``actor`` (the envelope's actor issued it).
+
+    Only the SHA-256 of its secret is recorded; the secret itself is never stored.
+    """
+
+    event_type: ClassVar[str] = "TokenIssued"
+    secret_sha256: str
+    actor: str
+    scopes: list[str]
+    expires_at: str
+    run_id: str | None = None
+    parent_id: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRevoked(_TokenEvent):
+    """An access token was revoked: it no longer authenticates, from now on."""
+
+    event_type: ClassVar[str] = "TokenRevoked"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -374,5 +408,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BlobPurged,
         MetadataSchemaRegistered,
         RetentionClassDefined,
+        TokenIssued,
+        TokenRevoked,
     )
 }

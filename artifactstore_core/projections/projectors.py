@@ -252,3 +252,33 @@ def _class_defined(rec: RecordedEvent, event: ev.Event) -> list[Op]:
             },
         )
     ]
+
+
+@_projector(ev.TokenIssued)
+def _token_issued(rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.TokenIssued)
+    return [
+        Insert(
+            "access_tokens",
+            {
+                "token_id": event.token_id,
+                "secret_sha256": event.secret_sha256,
+                "actor": event.actor,
+                "scopes": event.scopes,
+                "run_id": event.run_id,
+                "parent_id": event.parent_id,
+                "description": event.description,
+                "issued_by": rec.actor,
+                "issued_at": rec.created_at,
+                "expires_at": parse_time(event.expires_at),
+                "revoked_at": None,
+                "event_sequence": rec.sequence,
+            },
+        )
+    ]
+
+
+@_projector(ev.TokenRevoked)
+def _token_revoked(rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.TokenRevoked)
+    return [Update("access_tokens", {"token_id": event.token_id}, {"revoked_at": rec.created_at})]
