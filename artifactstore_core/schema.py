@@ -268,7 +268,7 @@ upload_sessions = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     # Bytes received so far, in order: the next chunk starts here.
     sa.Column("received", sa.BigInteger, nullable=False),
-    # The starting offsets of the staged chunks, in order (JSON list of integers).
+    # The staged parts, in order: JSON list of [start offset, part name, byte count].
     sa.Column("chunks", JSONType, nullable=False),
     sa.Column("content_address", sa.String(DIGEST_LEN), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),

@@ -16,13 +16,13 @@ the sweep (``Uploads.collect``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import sqlalchemy as sa
 
@@ -38,7 +38,7 @@ from artifactstore_core.errors import (
     UploadUnknownError,
 )
 from artifactstore_core.eventlog import RecordedEvent
-from artifactstore_core.hashing import BlobHash, Digest, DigestError, matches
+from artifactstore_core.hashing import BlobHash, Digest, DigestError, HashingWriter, matches
 from artifactstore_core.ledger import Ledger, blob_stored_events
 from artifactstore_core.schema import upload_sessions
 from artifactstore_core.storage import BlobStore, StoredBlob
@@ -106,6 +106,7 @@ class Uploads:
         self.ledger = ledger
         self.tiers = tiers
         self.ttl = ttl
+        self._hashes = _RunningHashes()
 
     @property
     def _hot(self) -> BlobStore:
@@ -135,31 +136,42 @@ class Uploads:
         """The session (open or committed); ``UploadUnknownError`` if none is usable."""
         return _session(self._row(upload_id, states=(OPEN, COMMITTED)))
 
-    def append(self, upload_id: str, start: int, stream: BinaryIO) -> UploadSession:
+    def append(
+        self, upload_id: str, start: int, stream: BinaryIO, *, length: int | None = None
+    ) -> UploadSession:
         """Stage the bytes of ``stream`` as the next chunk, which must begin at ``start``
-        (``UploadRangeError`` names the resume offset otherwise)."""
-        row = self._row(upload_id, states=(OPEN,))
-        if start != row["received"]:
-            raise UploadRangeError(upload_id, start, row["received"])
-        name = f"{start:016x}-{uuid.uuid4().hex[:12]}"
-        count = self._hot.stage_chunk(row["upload_id"].hex, name, stream)
-        if count == 0:
-            return _session(row)
-        changes = {
-            "received": start + count,
-            "chunks": [*row["chunks"], [start, name]],
-            "updated_at": self.ledger.clock(),
-        }
-        with self.ledger.engine.begin() as conn:
-            moved = conn.execute(
-                sa.update(upload_sessions)
-                .where(
-                    upload_sessions.c.upload_id == row["upload_id"],
-                    upload_sessions.c.state == OPEN,
-                    upload_sessions.c.received == start,
-                )
-                .values(changes)
-            ).rowcount
+        (``UploadRangeError`` names the resume offset otherwise). With ``length``, a stream
+        that gives another number of bytes (a cut connection) raises ``SizeInvalidError``
+        and leaves the session where it was."""
+        upload = self._row(upload_id, states=(OPEN,))["upload_id"].hex
+        with self._hot.staging_lock(upload):
+            row = self._row(upload_id, states=(OPEN,))
+            if start != row["received"]:
+                raise UploadRangeError(upload_id, start, row["received"])
+            hasher = self._hashes.take(upload, start)
+            hashed = cast(BinaryIO, _Hashed(stream, hasher))
+            name, count = self._hot.stage_chunk(upload, start, hashed)
+            if length is not None and count != length:
+                raise SizeInvalidError(length, count)
+            if count == 0:
+                return _session(row)
+            changes = {
+                "received": start + count,
+                "chunks": [*row["chunks"], [start, name, count]],
+                "updated_at": self.ledger.clock(),
+            }
+            with self.ledger.engine.begin() as conn:
+                moved = conn.execute(
+                    sa.update(upload_sessions)
+                    .where(
+                        upload_sessions.c.upload_id == row["upload_id"],
+                        upload_sessions.c.state == OPEN,
+                        upload_sessions.c.received == start,
+                    )
+                    .values(changes)
+                ).rowcount
+            if moved == 1:
+                self._hashes.keep(upload, start + count, hasher)
         if moved != 1:  # another request extended (or ended) the session meanwhile
             current = self._row(upload_id, states=(OPEN,))
             raise UploadRangeError(upload_id, start, current["received"])
@@ -192,7 +204,8 @@ class Uploads:
         try:
             if size is not None and row["received"] != size:
                 raise SizeInvalidError(size, row["received"])
-            blob = self._record(lambda: self._read_chunks(row), expected, size, row, actor)
+            with self._hot.staging_lock(row["upload_id"].hex):
+                blob = self._record(self._staged_writer(row), expected, size, row, actor)
         except (DigestInvalidError, SizeInvalidError):
             self._end(row["upload_id"])
             raise
@@ -211,16 +224,16 @@ class Uploads:
         expected = parse_digests(digests)
         streams = iter([stream])
 
-        def source() -> contextlib.AbstractContextManager[BinaryIO]:
+        def write() -> StoredBlob:
             again = next(streams, None)
             if again is None:
                 raise ConflictError(
                     "the uploaded blob was deleted before it could be recorded, and its "
                     "bytes cannot be read again; nothing was recorded, upload it again"
                 )
-            return contextlib.nullcontext(again)  # the caller's stream: not ours to close
+            return self._hot.write(again)
 
-        return self._record(source, expected, size, None, actor)
+        return self._record(write, expected, size, None, actor)
 
     def cancel(self, upload_id: str) -> None:
         """End an open session and remove its chunks (``UploadUnknownError`` if none)."""
@@ -286,9 +299,13 @@ class Uploads:
             )
         return dict(row)
 
-    def _read_chunks(self, row: Mapping[str, Any]) -> contextlib.AbstractContextManager[BinaryIO]:
-        names = [name for _, name in row["chunks"]]
-        return _Concatenated(self._hot, row["upload_id"].hex, names)  # type: ignore[return-value]
+    def _staged_writer(self, row: Mapping[str, Any]) -> Callable[[], StoredBlob]:
+        """Writes the session's staged parts as one blob (``BlobStore.write_staged``)."""
+        upload = row["upload_id"].hex
+        parts = [(name, count) for _, name, count in row["chunks"]]
+        hasher = self._hashes.take(upload, row["received"])
+        known = None if hasher is _UNKNOWN else hasher.result()
+        return lambda: self._hot.write_staged(upload, parts, known=known)
 
     def _stored(self, content_address: str) -> BlobHash:
         with self.ledger.reading() as conn:
@@ -311,19 +328,18 @@ class Uploads:
 
     def _record(
         self,
-        source: Callable[[], contextlib.AbstractContextManager[BinaryIO]],
+        write_blob: Callable[[], StoredBlob],
         expected: Sequence[Digest],
         size: int | None,
         row: Mapping[str, Any] | None,
         actor: str | None,
     ) -> BlobHash:
-        """Write the blob ``source()`` gives, check it, record ``BlobStored`` (and the
+        """Write the blob with ``write_blob``, check it, record ``BlobStored`` (and the
         session's commit) under the chain lock, healing a blob a sweep deleted meanwhile."""
         hot = self._hot
 
         def write(_gone: Collection[str]) -> list[StoredBlob]:
-            with source() as stream:
-                stored = hot.write(stream)
+            stored = write_blob()
             try:
                 check_blob(stored.hash, expected, size)
             except (DigestInvalidError, SizeInvalidError):
@@ -372,35 +388,62 @@ def _session(row: Mapping[str, Any]) -> UploadSession:
     )
 
 
-class _Concatenated(io.RawIOBase):
-    """The staged chunks of an upload read as one stream, each opened when reached."""
+class _Hashed(io.RawIOBase):
+    """``stream``, feeding what is read from it to ``hasher``."""
 
-    def __init__(self, backend: BlobStore, upload: str, names: Sequence[str]) -> None:
+    def __init__(self, stream: BinaryIO, hasher: HashingWriter) -> None:
         super().__init__()
-        self._backend = backend
-        self._upload = upload
-        self._names = list(names)
-        self._current: BinaryIO | None = None
+        self._stream = stream
+        self._hasher = hasher
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        while True:
-            if self._current is None:
-                if not self._names:
-                    return 0
-                self._current = self._backend.open_chunk(self._upload, self._names.pop(0))
-            data = self._current.read(len(view))
-            if data:
-                view[: len(data)] = data
-                return len(data)
-            self._current.close()
-            self._current = None
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._hasher.write(data)
+        return data
 
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
-        super().close()
+
+class _RunningHashes:
+    """The hash of each upload's parts so far, kept by the process that received them:
+    a commit in the same process then adopts the staged bytes without reading them again
+    (hash state cannot be handed to another process; one that lacks it re-reads)."""
+
+    LIMIT = 1024
+    """Sessions remembered at once (the oldest are forgotten first)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, tuple[int, HashingWriter]] = {}
+
+    def take(self, upload: str, offset: int) -> HashingWriter:
+        """The hasher of ``upload`` if it has hashed exactly ``offset`` bytes, else a new
+        one (which is right only for ``offset`` 0: see ``keep``)."""
+        with self._lock:
+            state = self._states.pop(upload, None)
+        if state is not None and state[0] == offset:
+            return state[1]
+        return HashingWriter() if offset == 0 else _UNKNOWN
+
+    def keep(self, upload: str, offset: int, hasher: HashingWriter) -> None:
+        if hasher is _UNKNOWN:
+            return
+        with self._lock:
+            self._states[upload] = (offset, hasher)
+            while len(self._states) > self.LIMIT:
+                del self._states[next(iter(self._states))]
+
+
+class _UnknownHash(HashingWriter):
+    """Stands for a hash this process cannot know (parts it did not receive)."""
+
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
+
+    def result(self) -> BlobHash:
+        raise AssertionError("the hash of parts received elsewhere is unknown")
+
+
+_UNKNOWN = _UnknownHash()

@@ -56,6 +56,13 @@ def start_write_back(fd: int) -> None:
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
+def start_range_write_back(fd: int, offset: int, count: int) -> None:
+    """Start writing bytes ``offset``..``offset + count`` of ``fd`` to disk (no wait), so
+    that a later ``fsync`` finds little left to write."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, count, _SYNC_FILE_RANGE_WRITE)
+
+
 def source_file(source: BinaryIO) -> tuple[int, int] | None:
     """``(fd, offset)`` when ``source`` is a regular file with at least ``MIN_SIZE`` bytes
     left to read, else ``None``."""

@@ -18,6 +18,7 @@ import ctypes
 import datetime as dt
 import errno
 import fcntl
+import io
 import itertools
 import os
 import platform
@@ -45,7 +46,12 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.hashing.digest import ALGORITHMS
-from artifactstore_core.storage.filecopy import copy_and_hash, libc_function, start_write_back
+from artifactstore_core.storage.filecopy import (
+    copy_and_hash,
+    libc_function,
+    start_range_write_back,
+    start_write_back,
+)
 from artifactstore_core.storage.layout import key_for
 from artifactstore_core.storage.ports import (
     WRITE_THREADS,
@@ -57,6 +63,8 @@ from artifactstore_core.storage.ports import (
 )
 
 _TMP_PREFIX = ".tmp-"
+_UPLOAD_DATA = "data"
+"""The one file an upload's parts are written into (``uploads/<upload>/data``)."""
 SMALL_SIZE = 1024 * 1024
 """Files of at most this size (by their size hint) are read whole and hashed on the calling
 thread, and a stored copy is compared byte for byte, before any temporary file is made."""
@@ -405,33 +413,39 @@ class LocalBlobStore(BlobStore):
         check_staging_name(upload)
         return os.path.join(self.root, "uploads", upload)
 
-    def stage_chunk(self, upload: str, name: str, source: BinaryIO) -> int:
-        """See ``BlobStore.stage_chunk``: written to a temporary file, synced, then renamed."""
-        check_staging_name(name)
+    @contextlib.contextmanager
+    def staging_lock(self, upload: str) -> Iterator[None]:
+        """An exclusive ``flock`` on the upload's lock file: its parts share one data file."""
         directory = self._upload_dir(upload)
-        made = self._make_directories(directory)
-        final = os.path.join(directory, name)
-        tmp = os.path.join(directory, f"{_TMP_PREFIX}{name}")
+        self._make_directories(directory)
+        fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        """See ``BlobStore.stage_chunk``: written at offset ``start`` of the upload's one
+        data file (under ``staging_lock``) and synced, so that committing adopts the file
+        as the blob without copying it. Bytes past the last recorded part are ignored."""
+        path = os.path.join(self._upload_dir(upload), _UPLOAD_DATA)
         count = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             while data := source.read(CHUNK_SIZE):
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view) :]
-                count += len(data)
+                    written = os.pwrite(fd, view, start + count)
+                    view = view[written:]
+                    count += written
+                if self._fsync:
+                    start_range_write_back(fd, start + count - len(data), len(data))
             if self._fsync:
                 os.fsync(fd)
-        except BaseException:
+        finally:
             os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.rename(tmp, final)
-        if self._fsync:
-            _each(_fsync_directory, [directory, *made])
-        return count
+        return _UPLOAD_DATA, count
 
     def open_chunk(self, upload: str, name: str) -> BinaryIO:
         check_staging_name(name)
@@ -439,6 +453,41 @@ class LocalBlobStore(BlobStore):
             return open(os.path.join(self._upload_dir(upload), name), "rb")
         except FileNotFoundError:
             raise self.missing_chunk(upload, name) from None
+
+    def write_staged(
+        self,
+        upload: str,
+        parts: Sequence[tuple[str, int]],
+        expected: BlobHash | Digest | None = None,
+        *,
+        known: BlobHash | None = None,
+    ) -> StoredBlob:
+        """See ``BlobStore.write_staged``: the data file, cut to the recorded parts, is
+        hashed (unless ``known``: hashed as it was written) and renamed under its address
+        (its bytes were synced as they arrived)."""
+        path = os.path.join(self._upload_dir(upload), _UPLOAD_DATA)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if sum(length for _, length in parts):
+                raise self.missing_chunk(upload, _UPLOAD_DATA) from None
+            return self.write(io.BytesIO(b""), expected)
+        try:
+            total = sum(length for _, length in parts)
+            os.ftruncate(fd, total)
+            if known is not None and known.size == total:
+                actual = self._checked(known, expected)
+            else:
+                with io.FileIO(fd, closefd=False) as reader:
+                    actual = self._checked(hash_copy(cast(BinaryIO, reader)), expected)
+        except BaseException:
+            os.close(fd)
+            raise
+        staged = _Staged(actual, self._target(actual.blake3), fd, path)
+        if _intact(staged.target, actual):
+            staged.discard()
+            return self._stored([staged])[0]
+        return self._commit([staged], None)[0]
 
     def drop_upload(self, upload: str) -> None:
         shutil.rmtree(self._upload_dir(upload), ignore_errors=True)

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import io
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -68,13 +69,14 @@ class MemoryBlobStore(BlobStore):
     def size_of(self, address: Digest) -> int:
         return len(self.blobs.get(key_for(address), b""))
 
-    def stage_chunk(self, upload: str, name: str, source: BinaryIO) -> int:
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        name = f"{start:016x}-{uuid.uuid4().hex[:12]}"
         check_staging_name(upload, name)
         data = source.read()
         with self._lock:
             self.chunks.setdefault(upload, {})[name] = data
             self.written_at[f"uploads/{upload}"] = dt.datetime.now(dt.UTC)
-        return len(data)
+        return name, len(data)
 
     def open_chunk(self, upload: str, name: str) -> BinaryIO:
         check_staging_name(upload, name)

@@ -7,6 +7,7 @@ idempotent and deduplicated. Reads verify the digest as they stream.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import re
@@ -197,23 +198,44 @@ class BlobStore(ABC):
         """Release connections; the default has none."""
 
     # -------------------------------------------------------------- upload staging
-    # The chunks of an upload session (``uploads.Uploads``) are kept in the backend itself,
+    # The parts of an upload session (``uploads.Uploads``) are kept in the backend itself,
     # outside the blob layout, so that any server process can continue or commit a session.
-    def stage_chunk(self, upload: str, name: str, source: BinaryIO) -> int:
-        """Store all bytes of ``source`` as chunk ``name`` of ``upload``, whole or not at
-        all (a chunk is visible only once complete); returns how many bytes it had."""
+    @contextlib.contextmanager
+    def staging_lock(self, upload: str) -> Iterator[None]:
+        """Held while a part of ``upload`` is staged and recorded, and while it is committed.
+        This default takes none: each part is an object of its own."""
+        yield
+
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
+        """Store all bytes of ``source`` as the part of ``upload`` that begins at byte
+        ``start``, whole or not at all; returns the part's name and its byte count."""
         raise self.no_staging()
 
     def open_chunk(self, upload: str, name: str) -> BinaryIO:
-        """The bytes of a staged chunk; ``MissingBlobError`` if it is not there."""
+        """The bytes of a staged part; ``MissingBlobError`` if it is not there."""
         raise self.no_staging()
 
+    def write_staged(
+        self,
+        upload: str,
+        parts: Sequence[tuple[str, int]],
+        expected: BlobHash | Digest | None = None,
+        *,
+        known: BlobHash | None = None,
+    ) -> StoredBlob:
+        """Store the staged ``parts`` (name, byte count), in order, as one blob, as ``write``
+        does. ``known`` is their hash as they were staged (by this process), if known.
+        This default reads them back (and checks them against ``known``); a backend that
+        can adopt them in place does so."""
+        with _Concatenated(self, upload, [name for name, _ in parts]) as stream:
+            return self.write(stream, expected or known)  # type: ignore[arg-type]
+
     def drop_upload(self, upload: str) -> None:
-        """Remove every staged chunk of ``upload`` (none there is fine)."""
+        """Remove every staged part of ``upload`` (none there is fine)."""
         raise self.no_staging()
 
     def iter_uploads(self) -> Iterator[tuple[str, dt.datetime]]:
-        """Each upload with staged chunks, and when its latest chunk was written."""
+        """Each upload with staged parts, and when its latest part was written."""
         return iter(())
 
     def no_staging(self) -> ConfigurationError:
@@ -221,8 +243,8 @@ class BlobStore(ABC):
         return ConfigurationError(f"blob backend {self.url} cannot stage chunked uploads")
 
     def missing_chunk(self, upload: str, name: str) -> MissingBlobError:
-        """The error for a staged chunk that is not there."""
-        return MissingBlobError(f"chunk {name} of upload {upload} is missing from {self.url}")
+        """The error for a staged part that is not there."""
+        return MissingBlobError(f"part {name} of upload {upload} is missing from {self.url}")
 
 
 def check_staging_name(*names: str) -> None:
@@ -231,6 +253,40 @@ def check_staging_name(*names: str) -> None:
     for name in names:
         if not _STAGING_NAME.fullmatch(name):
             raise ValueError(f"invalid upload staging name {name!r}")
+
+
+class _Concatenated(io.RawIOBase):
+    """The staged parts of an upload read as one stream, each opened when reached."""
+
+    def __init__(self, backend: BlobStore, upload: str, names: Sequence[str]) -> None:
+        super().__init__()
+        self._backend = backend
+        self._upload = upload
+        self._names = list(names)
+        self._current: BinaryIO | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        while True:
+            if self._current is None:
+                if not self._names:
+                    return 0
+                self._current = self._backend.open_chunk(self._upload, self._names.pop(0))
+            data = self._current.read(len(view))
+            if data:
+                view[: len(data)] = data
+                return len(data)
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        super().close()
 
 
 class LimitedReader(io.RawIOBase):

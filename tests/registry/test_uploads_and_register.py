@@ -121,6 +121,18 @@ def test_a_chunk_with_a_gap_or_an_overlap_is_refused_and_changes_nothing(
     assert blob == hash_bytes(DATA)
 
 
+def test_a_chunk_shorter_than_announced_leaves_the_session_where_it_was(
+    store: ArtifactStore,
+) -> None:
+    session = store.uploads.open(actor="a")
+    store.uploads.append(session.id, 0, io.BytesIO(DATA[:100]), length=100)
+    with pytest.raises(SizeInvalidError):  # the connection was cut after 50 of 200 bytes
+        store.uploads.append(session.id, 100, io.BytesIO(b"x" * 50), length=200)
+    assert store.uploads.status(session.id).received == 100
+    store.uploads.append(session.id, 100, io.BytesIO(DATA[100:]), length=len(DATA) - 100)
+    assert store.uploads.commit(session.id) == hash_bytes(DATA)
+
+
 def test_a_digest_or_size_mismatch_stores_and_registers_nothing(store: ArtifactStore) -> None:
     events = event_count(store)
     wrong = hash_bytes(b"something else")

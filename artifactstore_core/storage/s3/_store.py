@@ -321,9 +321,10 @@ class S3BlobStore(BlobStore):
         check_staging_name(upload, *([name] if name else []))
         return f"{self._root}uploads/{upload}/{name}"
 
-    def stage_chunk(self, upload: str, name: str, source: BinaryIO) -> int:
+    def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
         """See ``BlobStore.stage_chunk``: one object, visible once its upload completes."""
         self._ensure_bucket()
+        name = f"{start:016x}-{uuid.uuid4().hex[:12]}"
         key = self._chunk_key(upload, name)
         count = 0
         where = f"staging s3://{self.bucket}/{key}"
@@ -342,7 +343,7 @@ class S3BlobStore(BlobStore):
             raise
         with self._errors.translated(where):
             target.close()
-        return count
+        return name, count
 
     def open_chunk(self, upload: str, name: str) -> BinaryIO:
         self._ensure_bucket()
