@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -251,9 +253,6 @@ def _content_digest(header: str | None) -> str | None:
     """``sha256:<hex>`` from an RFC 9530 ``Content-Digest: sha-256=:<base64>:``."""
     if header is None:
         return None
-    import base64
-    import binascii
-
     for item in header.split(","):
         algorithm, _, value = item.strip().partition("=")
         if algorithm.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
