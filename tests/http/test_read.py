@@ -156,6 +156,8 @@ def test_events_page_by_sequence(gateway: LiveServer, admin_secret: str) -> None
         only = client.get("/v1/events", params={"subject": subject}).json()["items"]
         assert {e["subject_id"] for e in only} == {registered["subject_id"]}
         assert_problem(client.get("/v1/events?subject=nocolon"), 400, "INVALID_INPUT")
+        issued = [e for e in everything["items"] if e["event_type"] == "TokenIssued"]
+        assert issued and all("secret_sha256" not in e["payload"] for e in issued)
 
 
 def test_a_corrupt_blob_aborts_the_download(sqlite_gateway: LiveServer) -> None:
