@@ -204,7 +204,8 @@ async def iterate(stream: BinaryIO, *, length: int | None = None) -> AsyncIterat
         log.error("aborting a response body", exc_info=True)
         raise
     finally:
-        await anyio.to_thread.run_sync(stream.close)
+        with anyio.CancelScope(shield=True):  # also when the client went away (cancelled)
+            await anyio.to_thread.run_sync(stream.close)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
