@@ -78,8 +78,7 @@ class ArtifactStore:
         self.integrity = Integrity(self.ledger, self.tiers)
         #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
         self.uploads = Uploads(self.ledger, self.tiers)
-        #: Access tokens: issue, authenticate, revoke (the HTTP gateway's principals);
-        #: revoking a token ends the upload sessions it opened.
+        #: Access tokens (the HTTP gateway's principals); revoking one ends its uploads.
         self.tokens = Tokens(self.ledger, new_id=new_id, on_revoke=self.uploads.cancel_for_token)
 
     @property

@@ -90,6 +90,28 @@ _TITLES = {mapping.code: mapping.title for _cls, mapping in ERROR_TABLE} | {
     "PRECONDITION_FAILED": "Precondition failed",
 }
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request id (X-Request-Id)"},
+        "code": {"type": "string", "description": "stable UPPER_SNAKE code"},
+    },
+    "additionalProperties": True,
+}
+OPENAPI_RESPONSES: dict[int | str, dict[str, Any]] = {
+    key: {
+        "description": "A problem (RFC 9457)",
+        "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+    }
+    for key in ("4XX", "5XX")
+}
+"""Every route may answer a problem: documented once, for all of them."""
+
 WWW_AUTHENTICATE = 'Bearer realm="artifactstore", error="invalid_token"'
 
 

@@ -12,6 +12,7 @@ Downloads: a sync stream from the core is read chunk by chunk in worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from artifactstore_http.problems import Problem, log
 
@@ -127,10 +128,11 @@ class Bridge:
         self, request: Request, consumer: Callable[[BinaryIO], T], limit: int | None
     ) -> T:
         send, receive = anyio.create_memory_object_stream[bytes | BaseException](DEPTH)
-        too_large = False
+        # Why the body stopped short, if it did: that, not the consumer's failed read, is
+        # the answer (413 over a limit, the client gone, a middleware's HTTP error).
+        cut: list[Exception] = []
 
         async def produce() -> None:
-            nonlocal too_large
             total = 0
             gathered: list[bytes] = []
             size = 0
@@ -139,9 +141,7 @@ class Bridge:
                     async for part in request.stream():
                         total += len(part)
                         if limit is not None and total > limit:
-                            too_large = True
-                            await send.send(BodyIncompleteError(f"body over {limit} bytes"))
-                            return
+                            raise Problem(413, f"request body over the limit of {limit} bytes")
                         gathered.append(part)
                         size += len(part)
                         if size >= CHUNK:
@@ -151,8 +151,10 @@ class Bridge:
                         await send.send(b"".join(gathered))
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return  # the consumer stopped early (it failed); its error is reported
-                except ClientDisconnect as exc:
-                    await send.send(exc)
+                except Exception as exc:
+                    cut.append(exc)
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await send.send(exc)
 
         def run() -> T:
             with BodyReader(receive) as reader:
@@ -171,9 +173,7 @@ class Bridge:
                 failure = exc
                 group.cancel_scope.cancel()
         if failure is not None:
-            if too_large:
-                raise Problem(413, f"request body over the limit of {limit} bytes") from None
-            raise failure
+            raise cut[0] if cut else failure
         return outcome[0]
 
 
@@ -204,7 +204,8 @@ async def iterate(stream: BinaryIO, *, length: int | None = None) -> AsyncIterat
         log.error("aborting a response body", exc_info=True)
         raise
     finally:
-        await anyio.to_thread.run_sync(stream.close)
+        with anyio.CancelScope(shield=True):  # also when the client went away (cancelled)
+            await anyio.to_thread.run_sync(stream.close)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -9,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from artifactstore_core.domain.names import validate_file_path, validate_name
 from artifactstore_core.domain.package import Package
-from artifactstore_core.errors import AccessDeniedError, BlobUnknownError
+from artifactstore_core.errors import BlobUnknownError
 from artifactstore_core.ingest import RegisterRequest
 from artifactstore_core.queries import PackageFilter
 from artifactstore_core.store import ArtifactStore
@@ -140,19 +142,13 @@ def _files(store: ArtifactStore, files: dict[str, str | FileRef]) -> dict[str, s
 def _provenance(caller: Caller, body: Registration) -> dict[str, Any] | None:
     """The registration's provenance, bound to the token's run: a token minted for a run
     registers for that run only (its ``run_id`` is filled in when absent)."""
-    run_id = caller.principal.run_id if caller.principal is not None else None
-    provenance = dict(body.provenance or {})
-    if run_id is None:
+    principal = caller.principal
+    if principal is None or principal.run_id is None:
         return body.provenance
-    claimed = provenance.get("run_id")
-    if claimed is None:
-        provenance["run_id"] = run_id
-    elif claimed != run_id:
-        raise AccessDeniedError(
-            "write", body.name,
-            detail=f"the token is bound to run {run_id!r}; the registration names run "
-            f"{str(claimed)[:200]!r}",
-        )  # fmt: skip
+    provenance = dict(body.provenance or {})
+    if provenance.get("run_id") is None:
+        provenance["run_id"] = principal.run_id
+    principal.require_run(provenance["run_id"])
     return provenance
 
 
@@ -161,9 +157,11 @@ def _request(
 ) -> RegisterRequest:
     validate_name(body.name)
     caller.require("write", body.name)
+    # Inputs the caller may not read do not exist for it (naming one must not probe).
+    inputs = tuple(str(load_package(store, caller, ref, "read").id) for ref in body.inputs)
     return RegisterRequest(
         body.name, _files(store, body.files), kind=body.kind, metadata=body.metadata,
-        retention_class=body.retention_class, inputs=tuple(body.inputs),
+        retention_class=body.retention_class, inputs=inputs,
         provenance=_provenance(caller, body), idempotency_key=key,
     )  # fmt: skip
 
@@ -249,9 +247,6 @@ def _content_digest(header: str | None) -> str | None:
     """``sha256:<hex>`` from an RFC 9530 ``Content-Digest: sha-256=:<base64>:``."""
     if header is None:
         return None
-    import base64
-    import binascii
-
     for item in header.split(","):
         algorithm, _, value = item.strip().partition("=")
         if algorithm.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):

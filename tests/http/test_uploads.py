@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,11 @@ from artifactstore_core.testing.clock import FrozenClock
 from artifactstore_http import Limits
 from tests.http.conftest import LiveServer, assert_problem, issue_token, live_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # An abandoned chunk must be disposed of cleanly (no error from a finaliser later).
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
 
 CHUNK = 1024 * 1024
 
@@ -201,6 +206,7 @@ def test_registration_errors_and_batches(gateway: LiveServer, admin_secret: str)
 
 
 def test_run_bound_registration(gateway: LiveServer) -> None:
+    gateway.store.put("secret/x", {"f": b"not yours"})
     secret = issue_token(gateway.store, "package:runs/**:read,write", run_id="run-7")
     with gateway.client(secret) as client:
         address = upload(client, b"bound")
@@ -215,6 +221,16 @@ def test_run_bound_registration(gateway: LiveServer) -> None:
         assert own.json()["provenance"]["run_id"] == "run-7"
         outside = client.post("/v1/packages", json={"name": "elsewhere", "files": {"f": address}})
         assert_problem(outside, 404, "PACKAGE_UNKNOWN")
+        hidden = client.post(
+            "/v1/packages", json={"name": "runs/b", "files": {"f": address}, "inputs": ["secret/x"]}
+        )
+        missing = client.post(
+            "/v1/packages", json={"name": "runs/b", "files": {"f": address}, "inputs": ["secret/y"]}
+        )
+        assert_problem(hidden, 404, "PACKAGE_UNKNOWN")
+        assert assert_problem(missing, 404, "PACKAGE_UNKNOWN")["detail"] == hidden.json()[
+            "detail"
+        ].replace("secret/x", "secret/y")
     assert gateway.store.list_packages(name="elsewhere") == []
 
 
@@ -293,6 +309,10 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         )
         worker.start()
         assert started.wait(30)
+        admission = server.app.state.bridge.admission
+        deadline = time.monotonic() + 30
+        while admission.borrowed_tokens < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first upload is past authentication, inside the bridge
         busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
         body = assert_problem(busy, 429, "TOOMANYREQUESTS")
         assert busy.headers["retry-after"] == "1"

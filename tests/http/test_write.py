@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 
-from tests.http.conftest import LiveServer, assert_problem
+from artifactstore_core import ArtifactStore
+from artifactstore_http import Limits
+from tests.http.conftest import LiveServer, assert_problem, issue_token, live_server
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +140,23 @@ def test_put_schema_then_metadata_is_checked(gateway: LiveServer, admin_secret: 
         assert_problem(client.put("/v1/schemas/Bad%20Kind", json=schema), 400, "INVALID_INPUT")
         assert_problem(client.put("/v1/schemas/x", json=[1]), 400, "INVALID_INPUT")
     assert "metrics" in gateway.store.schemas()
+
+
+def test_put_file_is_bounded_by_max_single_put_bytes(sqlite_store: ArtifactStore) -> None:
+    secret = issue_token(sqlite_store)
+    before = len(sqlite_store.events())
+    with (
+        live_server(sqlite_store, limits=Limits(max_single_put_bytes=1000)) as server,
+        server.client(secret) as client,
+    ):
+        sized = client.put("/v1/packages/big/files/a", content=b"x" * 1001)
+        assert_problem(sized, 413, "TOO_LARGE")
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(10):
+                yield b"y" * 500
+
+        streamed = client.put("/v1/packages/big/files/a", content=chunks())
+        assert_problem(streamed, 413, "TOO_LARGE")
+        assert client.put("/v1/packages/big/files/a", content=b"z" * 1000).status_code == 201
+    assert len(sqlite_store.events()) == before + 2  # the one put: its blob and package
