@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from artifactstore_core.client._transport import RetryPolicy, Transport
 from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
-from artifactstore_core.domain.events import EVENT_TYPES
+from artifactstore_core.domain.events import EVENT_TYPES, TokenIssued
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.names import validate_file_paths, validate_kind, validate_name
 from artifactstore_core.domain.package import Hold, Package, check_readable, iso
@@ -772,13 +772,20 @@ def _problem(data: Mapping[str, Any]) -> BlobProblem:
     )  # fmt: skip
 
 
+#: Payload fields the API withholds (a token secret's hash), and what stands in for them.
+WITHHELD = {"secret_sha256": ""}
+
+
 def _recorded_event(data: Mapping[str, Any]) -> RecordedEvent:
     event_class = EVENT_TYPES[data["event_type"]]
+    payload = dict(data["payload"])
+    if event_class is TokenIssued:
+        payload = WITHHELD | payload
     return RecordedEvent(
         sequence=data["sequence"],
         created_at=dt.datetime.fromisoformat(data["created_at"]),
         actor=data["actor"],
-        event=event_class.from_payload(dict(data["payload"])),
+        event=event_class.from_payload(payload),
         payload_digest=data["payload_digest"],
         chain_digest=data["chain_digest"],
     )
