@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 PACKAGES = "/v1/packages"
 PAGE = 1000  # items per page of a listing (the server's maximum)
+LONG_READ = 3600.0  # seconds a verification or a sweep may take on the server
 
 
 def _segment(text: str) -> str:
@@ -667,7 +668,9 @@ class RemoteArtifactStore:
                 "a sweep's GC grace is the server's setting; it cannot be given remotely"
             )
         body = {"now": iso(now), "limit": limit, "dry_run": dry_run}
-        answer = self._json("POST", "/v1/retention/sweeps", json=body, idempotent=dry_run)
+        answer = self._json(
+            "POST", "/v1/retention/sweeps", json=body, idempotent=dry_run, read_timeout=LONG_READ
+        )
         return SweepResult.from_dict(answer)
 
     # ------------------------------------------------------------------ integrity
@@ -703,6 +706,7 @@ class RemoteArtifactStore:
                     f"{PACKAGES}/{_ref(item)}:verify",
                     json={"rehash": rehash},
                     idempotent=True,  # a check: safe to repeat
+                    read_timeout=LONG_READ,
                 )
             except NotFoundError:
                 if reference is not None:
