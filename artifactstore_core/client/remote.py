@@ -31,6 +31,7 @@ from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
 from artifactstore_core.errors import (
     BlobUnknownError,
+    ConfigurationError,
     IntegrityError,
     InvalidInputError,
     NotFoundError,
@@ -603,6 +604,13 @@ class RemoteArtifactStore:
             "DELETE",
             f"{PACKAGES}/{_ref(reference)}/holds/{_segment(str(hold_id))}",
             params=params,
+        )
+
+    def plan_tier_moves(self, tier: str, **_: Any) -> list[Any]:
+        """Not available remotely: planning tier moves reads the registry's database."""
+        raise ConfigurationError(
+            f"planning moves to tier {tier!r} needs the registry's database; run it (or the "
+            f"Dagster retention jobs) with an embedded store, not through {self.url}"
         )
 
     def explain(self, reference: Reference, *, now: dt.datetime | None = None) -> Explanation:

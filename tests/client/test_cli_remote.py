@@ -107,3 +107,5 @@ def test_remote_errors_keep_the_local_exit_codes_and_one_line(modes: Modes) -> N
         assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
     local = modes.run("show", "no/such", remote=False, expect=2).stderr
     assert modes.run("show", "no/such", remote=True, expect=2).stderr == local
+    noted = modes.run("--actor", "me", "ls", remote=True).stderr
+    assert noted == "note: --actor is not used with --server: the token's actor is recorded\n"

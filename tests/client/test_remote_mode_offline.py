@@ -87,3 +87,11 @@ def test_from_environment_needs_the_server_url(monkeypatch: pytest.MonkeyPatch) 
     with from_environment() as client:
         assert client.url == "http://127.0.0.1:9"
         assert client.transport.client.headers["Authorization"] == "Bearer asr_secret"
+
+
+def test_tier_planning_is_refused_remotely_without_a_request() -> None:
+    from artifactstore_core.client import RemoteArtifactStore, RetryPolicy
+
+    client = RemoteArtifactStore("http://127.0.0.1:9", "t", retry=RetryPolicy(attempts=1))
+    with client, pytest.raises(ConfigurationError, match="tier 'cold' needs the registry's"):
+        client.plan_tier_moves("cold")
