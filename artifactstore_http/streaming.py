@@ -4,8 +4,9 @@ Uploads: the request body is read in the event loop (``request.stream()``), gath
 chunks of about ``CHUNK`` bytes and handed through a memory object stream of ``DEPTH``
 chunks to a worker thread, which reads it as a file (``BodyReader``) and calls the sync
 core. At most ``DEPTH + 2`` chunks are in memory per request; no body is buffered whole.
-Concurrent uploads are bounded by a dedicated ``CapacityLimiter``; when it is exhausted
-the request is refused at once with 429 and ``Retry-After`` (never queued).
+Concurrent uploads are bounded by a dedicated ``CapacityLimiter``; a request that finds
+every slot taken waits for one (its body unread, so it costs no memory) for up to
+``Limits.upload_queue_seconds``, then is refused with 429 and ``Retry-After``.
 
 Downloads: a sync stream from the core is read chunk by chunk in worker threads.
 """
@@ -95,23 +96,29 @@ class Limits:
     max_json_bytes: int = 16 * 1024 * 1024
     max_single_put_bytes: int = 256 * 1024 * 1024
     upload_concurrency: int = 8
+    #: How long an upload waits for a free slot before the answer is 429.
+    upload_queue_seconds: float = 10.0
 
 
 class Bridge:
     """Runs a sync consumer of a request body in a worker thread, bounded (see module doc)."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, queue_seconds: float = 10.0) -> None:
         self.admission = anyio.CapacityLimiter(concurrency)
         self.threads = anyio.CapacityLimiter(concurrency)
+        self.queue_seconds = queue_seconds
 
     async def consume(
         self, request: Request, consumer: Callable[[BinaryIO], T], *, limit: int | None = None
     ) -> T:
-        """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already;
-        413 once the body passes ``limit`` bytes (the consumer sees a failed read)."""
-        try:
-            self.admission.acquire_nowait()
-        except anyio.WouldBlock:
+        """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already and
+        none ends within ``queue_seconds``; 413 once the body passes ``limit`` bytes (the
+        consumer sees a failed read)."""
+        admitted = False
+        with anyio.move_on_after(self.queue_seconds):
+            await self.admission.acquire()
+            admitted = True
+        if not admitted:
             raise Problem(
                 429,
                 f"all {int(self.admission.total_tokens)} upload slots are busy; retry shortly",
