@@ -236,6 +236,11 @@ class ArtifactStore:
         digest; ``BlobUnknownError`` if it is not recorded there or not in the backend."""
         return self.reading.stat(digest)
 
+    def names_with_blob(self, digest: str | Digest) -> list[str]:
+        """The names of the packages with a file whose bytes are this stored blob (none
+        for a blob uploaded but not registered); ``BlobUnknownError`` if it is not stored."""
+        return self.reading.names_with_blob(digest)
+
     def open_blob(
         self, digest: str | Digest, *, start: int | None = None, end: int | None = None
     ) -> BinaryIO:
