@@ -291,6 +291,32 @@ class ArtifactStore:
 
         return self.ledger.record_on(reference, decide, actor=actor)[0]
 
+    def untag(
+        self,
+        name: str,
+        tag: str,
+        *,
+        current: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Remove ``tag`` of package ``name``; returns the package it pointed at.
+
+        ``current`` (a package digest) makes it conditional: the tag must point at a
+        package with that digest (``PreconditionFailedError``, checked under the lock).
+        """
+        validate_tag(tag)
+        if tag == "latest":
+            raise InvalidInputError("tag 'latest' always follows the newest version")
+
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+            if current is not None and package.content_address != current:
+                raise PreconditionFailedError(
+                    f"tag {tag!r} of {name!r} points at {package.content_address}, not at {current}"
+                )
+            return [ev.TagRemoved(package_id=str(package.id), name=name, tag=tag)]
+
+        return self.ledger.record_on(f"{name}:{tag}", decide, actor=actor)[0]
+
     def register_schema(
         self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None
     ) -> None:

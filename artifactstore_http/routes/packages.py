@@ -377,12 +377,17 @@ def put_tag(
     return package_response(moved)
 
 
-@router.delete("/v1/packages/{name}/tags/{tag}", status_code=501)
-def delete_tag(name: str, tag: str, store: StoreDep, caller: CallerDep) -> Response:
-    """Not supported yet: the event log has no event that removes a tag (move it instead)."""
-    name = validate_name(segment(name))
-    load_package(store, caller, f"{name}:{segment(tag)}", "tag")
-    raise Problem(
-        501, "removing a tag is not supported by this registry; move the tag instead",
-        code="UNSUPPORTED",
-    )  # fmt: skip
+@router.delete("/v1/packages/{name}/tags/{tag}")
+def delete_tag(
+    name: str,
+    tag: str,
+    store: StoreDep,
+    caller: CallerDep,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=200)] = None,
+) -> Response:
+    """Remove ``tag`` of ``name`` (needs ``tag``): the package it pointed at. ``If-Match``
+    names that package's digest (412 otherwise)."""
+    name, tag = validate_name(segment(name)), segment(tag)
+    load_package(store, caller, f"{name}:{tag}", "tag")
+    current = if_match.strip().removeprefix("W/").strip('"') if if_match is not None else None
+    return package_response(store.untag(name, tag, current=current, actor=caller.actor))

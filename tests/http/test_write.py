@@ -81,7 +81,19 @@ def test_tags_with_preconditions(gateway: LiveServer, admin_secret: str) -> None
         assert_problem(
             client.put("/v1/packages/tg%2Fp/tags/x", json={"version": 9}), 404, "PACKAGE_UNKNOWN"
         )
-        assert_problem(client.delete("/v1/packages/tg%2Fp/tags/prod"), 501, "UNSUPPORTED")
+        stale_delete = client.delete(
+            "/v1/packages/tg%2Fp/tags/prod", headers={"If-Match": f'"{first.content_address}"'}
+        )
+        assert_problem(stale_delete, 412, "PRECONDITION_FAILED")
+        removed = client.delete(
+            "/v1/packages/tg%2Fp/tags/prod", headers={"If-Match": f'"{second.content_address}"'}
+        )
+        assert removed.status_code == 200 and removed.json()["version"] == 2
+        assert "prod" not in removed.json()["tags"]
+        assert_problem(client.delete("/v1/packages/tg%2Fp/tags/prod"), 404, "PACKAGE_UNKNOWN")
+    assert store.check_views() == []
+    store.rebuild_views()  # the removal replays from the log
+    assert "prod" not in store.describe("tg/p@2").tags
 
 
 def test_holds_retention_tier_verify(gateway: LiveServer, admin_secret: str) -> None:
