@@ -187,7 +187,7 @@ class ArtifactStore:
 
     def put_many(
         self,
-        requests: Iterable[PutRequest],
+        requests: Iterable[PutRequest | RegisterRequest],
         *,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
@@ -199,7 +199,8 @@ class ArtifactStore:
         together, ADR-0007), and the packages are registered in one transaction, in order: two
         requests for the same name become consecutive versions. ``inputs`` may name
         packages registered before this call, not ones of the same batch. ``progress``
-        receives byte counts.
+        receives byte counts. A ``RegisterRequest`` among them names blobs already
+        stored instead of files to write (as ``register``).
         """
         return self.ingest.put_many(requests, actor=actor, progress=progress)
 
@@ -229,7 +230,7 @@ class ArtifactStore:
         self, requests: Iterable[RegisterRequest], *, actor: str | None = None
     ) -> list[Package]:
         """``register`` for many packages in one transaction: all or none, in order."""
-        return self.ingest.register_many(requests, actor=actor)
+        return self.ingest.put_many(requests, actor=actor)
 
     def stat(self, digest: str | Digest) -> BlobHash:
         """The hash (BLAKE3, SHA-256, size) of a blob stored in the hot tier, by either

@@ -14,6 +14,7 @@ Downloads: a sync stream from the core is read chunk by chunk in worker threads.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import re
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 from starlette.requests import Request
 
+from artifactstore_core.errors import DigestInvalidError
 from artifactstore_http.problems import Problem, log
 
 CHUNK = 1024 * 1024
@@ -87,6 +89,34 @@ class BodyReader(io.RawIOBase):
         data = bytes(self._pending[:size])
         self._pending = self._pending[size:]
         return data
+
+
+class Sha256Checked(io.RawIOBase):
+    """A body whose SHA-256 must be ``expected`` (``sha256:<hex>``, from ``Content-Digest``):
+    at its end a mismatch raises ``DigestInvalidError``, so the write it feeds fails and
+    nothing is stored or registered."""
+
+    def __init__(self, body: BinaryIO, expected: str) -> None:
+        super().__init__()
+        self._body = body
+        self._expected = expected
+        self._hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._body.read(-1 if size is None else size)
+        if data:
+            self._hash.update(data)
+        elif (actual := f"sha256:{self._hash.hexdigest()}") != self._expected:
+            raise DigestInvalidError(self._expected, actual)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @dataclass
