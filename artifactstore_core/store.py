@@ -187,7 +187,7 @@ class ArtifactStore:
 
     def put_many(
         self,
-        requests: Iterable[PutRequest],
+        requests: Iterable[PutRequest | RegisterRequest],
         *,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
@@ -199,7 +199,8 @@ class ArtifactStore:
         together, ADR-0007), and the packages are registered in one transaction, in order: two
         requests for the same name become consecutive versions. ``inputs`` may name
         packages registered before this call, not ones of the same batch. ``progress``
-        receives byte counts.
+        receives byte counts. A ``RegisterRequest`` among them names blobs already
+        stored instead of files to write (as ``register``).
         """
         return self.ingest.put_many(requests, actor=actor, progress=progress)
 
@@ -229,12 +230,17 @@ class ArtifactStore:
         self, requests: Iterable[RegisterRequest], *, actor: str | None = None
     ) -> list[Package]:
         """``register`` for many packages in one transaction: all or none, in order."""
-        return self.ingest.register_many(requests, actor=actor)
+        return self.ingest.put_many(requests, actor=actor)
 
     def stat(self, digest: str | Digest) -> BlobHash:
         """The hash (BLAKE3, SHA-256, size) of a blob stored in the hot tier, by either
         digest; ``BlobUnknownError`` if it is not recorded there or not in the backend."""
         return self.reading.stat(digest)
+
+    def names_with_blob(self, digest: str | Digest) -> list[str]:
+        """The names of the packages with a file whose bytes are this stored blob (none
+        for a blob uploaded but not registered); ``BlobUnknownError`` if it is not stored."""
+        return self.reading.names_with_blob(digest)
 
     def open_blob(
         self, digest: str | Digest, *, start: int | None = None, end: int | None = None
@@ -285,6 +291,32 @@ class ArtifactStore:
             ]
 
         return self.ledger.record_on(reference, decide, actor=actor)[0]
+
+    def untag(
+        self,
+        name: str,
+        tag: str,
+        *,
+        current: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Remove ``tag`` of package ``name``; returns the package it pointed at.
+
+        ``current`` (a package digest) makes it conditional: the tag must point at a
+        package with that digest (``PreconditionFailedError``, checked under the lock).
+        """
+        validate_tag(tag)
+        if tag == "latest":
+            raise InvalidInputError("tag 'latest' always follows the newest version")
+
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+            if current is not None and package.content_address != current:
+                raise PreconditionFailedError(
+                    f"tag {tag!r} of {name!r} points at {package.content_address}, not at {current}"
+                )
+            return [ev.TagRemoved(package_id=str(package.id), name=name, tag=tag)]
+
+        return self.ledger.record_on(f"{name}:{tag}", decide, actor=actor)[0]
 
     def register_schema(
         self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None

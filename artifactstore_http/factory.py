@@ -92,7 +92,7 @@ def create_app(
     app.limits = limits or Limits()
     app.state.settings = settings
     app.state.store = store
-    app.state.bridge = Bridge(app.limits.upload_concurrency)
+    app.state.bridge = Bridge(app.limits.upload_concurrency, app.limits.upload_queue_seconds)
     problems.install(app)
     for module in (operations, tokens, packages, blobs, uploads, retention):
         app.include_router(module.router)

@@ -4,8 +4,9 @@ Uploads: the request body is read in the event loop (``request.stream()``), gath
 chunks of about ``CHUNK`` bytes and handed through a memory object stream of ``DEPTH``
 chunks to a worker thread, which reads it as a file (``BodyReader``) and calls the sync
 core. At most ``DEPTH + 2`` chunks are in memory per request; no body is buffered whole.
-Concurrent uploads are bounded by a dedicated ``CapacityLimiter``; when it is exhausted
-the request is refused at once with 429 and ``Retry-After`` (never queued).
+Concurrent uploads are bounded by a dedicated ``CapacityLimiter``; a request that finds
+every slot taken waits for one (its body unread, so it costs no memory) for up to
+``Limits.upload_queue_seconds``, then is refused with 429 and ``Retry-After``.
 
 Downloads: a sync stream from the core is read chunk by chunk in worker threads.
 """
@@ -13,6 +14,7 @@ Downloads: a sync stream from the core is read chunk by chunk in worker threads.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import re
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +27,7 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 from starlette.requests import Request
 
+from artifactstore_core.errors import DigestInvalidError
 from artifactstore_http.problems import Problem, log
 
 CHUNK = 1024 * 1024
@@ -88,6 +91,34 @@ class BodyReader(io.RawIOBase):
         return data
 
 
+class Sha256Checked(io.RawIOBase):
+    """A body whose SHA-256 must be ``expected`` (``sha256:<hex>``, from ``Content-Digest``):
+    at its end a mismatch raises ``DigestInvalidError``, so the write it feeds fails and
+    nothing is stored or registered."""
+
+    def __init__(self, body: BinaryIO, expected: str) -> None:
+        super().__init__()
+        self._body = body
+        self._expected = expected
+        self._hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._body.read(-1 if size is None else size)
+        if data:
+            self._hash.update(data)
+        elif (actual := f"sha256:{self._hash.hexdigest()}") != self._expected:
+            raise DigestInvalidError(self._expected, actual)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 @dataclass
 class Limits:
     """Bounds of the gateway; ``create_app`` takes them."""
@@ -95,23 +126,29 @@ class Limits:
     max_json_bytes: int = 16 * 1024 * 1024
     max_single_put_bytes: int = 256 * 1024 * 1024
     upload_concurrency: int = 8
+    #: How long an upload waits for a free slot before the answer is 429.
+    upload_queue_seconds: float = 10.0
 
 
 class Bridge:
     """Runs a sync consumer of a request body in a worker thread, bounded (see module doc)."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, queue_seconds: float = 10.0) -> None:
         self.admission = anyio.CapacityLimiter(concurrency)
         self.threads = anyio.CapacityLimiter(concurrency)
+        self.queue_seconds = queue_seconds
 
     async def consume(
         self, request: Request, consumer: Callable[[BinaryIO], T], *, limit: int | None = None
     ) -> T:
-        """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already;
-        413 once the body passes ``limit`` bytes (the consumer sees a failed read)."""
-        try:
-            self.admission.acquire_nowait()
-        except anyio.WouldBlock:
+        """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already and
+        none ends within ``queue_seconds``; 413 once the body passes ``limit`` bytes (the
+        consumer sees a failed read)."""
+        admitted = False
+        with anyio.move_on_after(self.queue_seconds):
+            await self.admission.acquire()
+            admitted = True
+        if not admitted:
             raise Problem(
                 429,
                 f"all {int(self.admission.total_tokens)} upload slots are busy; retry shortly",

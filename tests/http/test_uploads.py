@@ -285,7 +285,12 @@ def test_sessions_outlive_their_token_but_not_its_revocation(
             assert_problem(same_actor.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
-def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
+@pytest.mark.parametrize("queue_seconds", [0.2, 30.0])
+def test_upload_slots_are_bounded_an_upload_waits_for_one_then_gets_429(
+    sqlite_store: ArtifactStore, queue_seconds: float
+) -> None:
+    """A request finding every slot taken waits for one (a short upload behind a long one
+    succeeds), and only past ``upload_queue_seconds`` gets 429."""
     secret = issue_token(sqlite_store)
     release = threading.Event()
     started = threading.Event()
@@ -296,7 +301,7 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         release.wait(30)
         yield b"b" * 1000
 
-    limits = Limits(upload_concurrency=1)
+    limits = Limits(upload_concurrency=1, upload_queue_seconds=queue_seconds)
     with (
         live_server(sqlite_store, limits=limits) as server,
         server.client(secret) as first,
@@ -313,10 +318,15 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         deadline = time.monotonic() + 30
         while admission.borrowed_tokens < 1 and time.monotonic() < deadline:
             time.sleep(0.01)  # the first upload is past authentication, inside the bridge
-        busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
-        body = assert_problem(busy, 429, "TOOMANYREQUESTS")
-        assert busy.headers["retry-after"] == "1"
-        assert body["retry_after"] == 1
+        if queue_seconds < 1:
+            busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
+            body = assert_problem(busy, 429, "TOOMANYREQUESTS")
+            assert busy.headers["retry-after"] == "1"
+            assert body["retry_after"] == 1
+        else:  # the slot frees within the wait: the queued upload goes through
+            threading.Timer(0.5, release.set).start()
+            queued = second.post("/v1/blobs/uploads", params=digests(b"y"), content=b"y")
+            assert queued.status_code == 201, queued.text
         release.set()
         worker.join(30)
         assert result["r"].status_code == 202
