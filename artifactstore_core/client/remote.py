@@ -344,6 +344,17 @@ class RemoteArtifactStore:
             headers=headers,
         )
 
+    def untag(
+        self, name: str, tag: str, *, current: str | None = None, actor: str | None = None
+    ) -> Package:
+        """Remove ``tag`` of package ``name``; returns the package it pointed at
+        (``current``, a package digest, makes it conditional: ``If-Match``)."""
+        return self._package(
+            "DELETE",
+            f"{PACKAGES}/{_segment(name)}/tags/{_segment(tag)}",
+            headers={"If-Match": f'"{current}"'} if current is not None else None,
+        )
+
     def register_schema(
         self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None
     ) -> None:

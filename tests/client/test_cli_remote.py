@@ -77,6 +77,9 @@ def test_remote_commands_print_what_local_commands_print(
     modes.same("lineage", "in/raw", "--downstream")
     tagged = modes.json("tag", "reports/daily@1", "stable", remote=True)
     assert tagged == modes.json("show", "reports/daily:stable", remote=False)
+    modes.json("tag", "reports/daily@1", "old", remote=False)
+    untagged = modes.json("untag", "reports/daily", "old", remote=True)
+    assert untagged == modes.json("show", "reports/daily@1", remote=False)
     assert modes.same("verify", "reports/daily@1")["ok"] is True
     explained = [modes.json("retention", "explain", "reports/daily@1", remote=r) for r in (0, 1)]
     assert [{k: v for k, v in e.items() if k != "now"} for e in explained] == [

@@ -66,6 +66,13 @@ def test_put_get_list_tag_lineage_and_holds_match_the_store(
     moved = remote.tag(second.id, "stable", current=report.content_address)
     assert moved == local.describe("reports/daily:stable") and moved.id == second.id
     remote.tag(report.id, "stable")
+    remote.tag(report.id, "old")
+    with pytest.raises(e.PreconditionFailedError):
+        remote.untag("reports/daily", "old", current=second.content_address)
+    assert remote.untag("reports/daily", "old", current=report.content_address) == local.describe(
+        report.id
+    )
+    assert "old" not in local.describe(report.id).tags
 
     assert remote.list_packages() == local.list_packages()
     for filters in ({"name_prefix": "reports/"}, {"tag": "stable"}, {"kind": "snapshot"},

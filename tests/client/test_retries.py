@@ -40,7 +40,8 @@ def test_a_busy_upload_limiter_is_waited_out_as_retry_after_says(
         gate.set()  # the slot frees while the client waits
         time.sleep(0.2)
 
-    with live_server(sqlite_store, limits=Limits(upload_concurrency=1)) as server:
+    limits = Limits(upload_concurrency=1, upload_queue_seconds=0.05)  # refuse soon
+    with live_server(sqlite_store, limits=limits) as server:
         holder = server.client(secret)
         digest = hash_bytes(slow)
         held = threading.Thread(
