@@ -10,6 +10,7 @@ the actor is the token's (``actor=`` arguments are ignored), a ``plan`` handed t
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import itertools
@@ -17,7 +18,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from urllib.parse import quote
@@ -39,7 +41,14 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.eventlog.log import RecordedEvent
 from artifactstore_core.export import export_files
-from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, hash_copy, matches
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    VerifyingReader,
+    hash_bytes,
+    hash_copy,
+    matches,
+)
 from artifactstore_core.ingest import PutRequest, naming_request, parse_expected
 from artifactstore_core.integrity import BlobProblem, VerifyResult
 from artifactstore_core.queries import LineageEdge, PackageFilter
@@ -52,6 +61,7 @@ if TYPE_CHECKING:
 
 PACKAGES = "/v1/packages"
 PAGE = 1000  # items per page of a listing (the server's maximum)
+INLINE_BYTES = 4 * 1024 * 1024  # small packages' bytes per registration (JSON: 16 MiB)
 LONG_READ = 3600.0  # seconds a verification or a sweep may take on the server
 
 
@@ -207,19 +217,34 @@ class RemoteArtifactStore:
                 expected = parse_expected(request.expected or {}, {s.path for s in sources})
             prepared.append((request, sources, expected))
         report = _locked(progress)
+        budget = INLINE_BYTES  # small packages travel inside the registration
         with ThreadPoolExecutor(self.upload_threads, thread_name_prefix="upload") as pool:
-            uploads = [
-                [pool.submit(self._upload_source, s, expected.get(s.path), report) for s in sources]
-                for _request, sources, expected in prepared
-            ]
+            pending: list[list[Future[BlobHash]] | dict[str, _Inline]] = []
+            for _request, sources, expected in prepared:
+                sizes = [source.size_hint for source in sources]
+                total = sum(size or 0 for size in sizes)
+                if None not in sizes and total <= budget:
+                    budget -= total
+                    pending.append(
+                        {s.path: _inline(s, expected.get(s.path), report) for s in sources}
+                    )
+                else:
+                    pending.append(
+                        [pool.submit(self._upload_source, s, expected.get(s.path), report)
+                         for s in sources]
+                    )  # fmt: skip
             bodies = []
             try:
-                for index, ((request, sources, _), done) in enumerate(
-                    zip(prepared, uploads, strict=True)
+                for index, ((request, sources, _), files) in enumerate(
+                    zip(prepared, pending, strict=True)
                 ):
                     where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
-                    files = {s.path: f.result() for s, f in zip(sources, done, strict=True)}
-                    bodies.append(self._registration(request, files, where))
+                    given: Mapping[str, BlobHash | _Inline] = (
+                        {s.path: f.result() for s, f in zip(sources, files, strict=True)}
+                        if isinstance(files, list)
+                        else files
+                    )
+                    bodies.append(self._registration(request, given, where))
             except BaseException:
                 pool.shutdown(cancel_futures=True)  # the first failure stops the rest
                 raise
@@ -245,11 +270,7 @@ class RemoteArtifactStore:
         progress: Callable[[int], None] | None,
     ) -> BlobHash:
         def check(blob: BlobHash) -> None:
-            if expected is not None and not matches(expected, blob):
-                raise IntegrityError(
-                    f"file {source.path!r} hashes to {blob.content_address} ({blob.size} "
-                    f"bytes), not to the expected {expected}; nothing was stored"
-                )
+            _check_expected(source.path, blob, expected)
 
         if source.size_hint is not None and source.size_hint > self.uploads.single_put_bytes:
             # A large re-readable file: hashing it locally is far cheaper than sending it,
@@ -269,7 +290,7 @@ class RemoteArtifactStore:
 
     @staticmethod
     def _registration(
-        request: PutRequest, files: Mapping[str, str | BlobHash], where: str
+        request: PutRequest, files: Mapping[str, str | BlobHash | _Inline], where: str
     ) -> dict[str, Any]:
         if isinstance(request.inputs, str | bytes):
             raise InvalidInputError(
@@ -279,12 +300,7 @@ class RemoteArtifactStore:
         return {
             "name": request.name,
             "kind": request.kind,
-            "files": {
-                path: {"digest": blob.content_address, "size": blob.size}
-                if isinstance(blob, BlobHash)
-                else {"digest": str(blob)}
-                for path, blob in files.items()
-            },
+            "files": {path: _file_json(blob) for path, blob in files.items()},
             "metadata": dict(request.metadata) if request.metadata is not None else None,
             "retention_class": request.retention_class,
             "inputs": [_ref_text(item) for item in request.inputs],
@@ -763,6 +779,43 @@ class RemoteArtifactStore:
             params["subject"] = f"{subject_kind}:{subject_id or ''}"
         items = self._pages("/v1/events", params, limit, cursor_param="since")
         return [_recorded_event(item) for item in items]
+
+
+@dataclass(frozen=True)
+class _Inline:
+    """A small file's bytes, sent inside the registration (stored with it, at once)."""
+
+    data: bytes
+
+
+def _inline(
+    source: FileSource,
+    expected: Digest | BlobHash | None,
+    progress: Callable[[int], None] | None,
+) -> _Inline:
+    with source.open() as stream:
+        data = stream.read()
+    _check_expected(source.path, hash_bytes(data), expected)
+    if progress:
+        progress(len(data))
+    return _Inline(data)
+
+
+def _check_expected(path: str, blob: BlobHash, expected: Digest | BlobHash | None) -> None:
+    if expected is not None and not matches(expected, blob):
+        raise IntegrityError(
+            f"file {path!r} hashes to {blob.content_address} ({blob.size} bytes), not to "
+            f"the expected {expected}; nothing was stored"
+        )
+
+
+def _file_json(file: str | BlobHash | _Inline) -> dict[str, Any]:
+    """A registration's entry for one file: a stored blob, or bytes inline."""
+    if isinstance(file, _Inline):
+        return {"content_base64": base64.b64encode(file.data).decode()}
+    if isinstance(file, BlobHash):
+        return {"digest": file.content_address, "size": file.size}
+    return {"digest": str(file)}
 
 
 def _locked(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:

@@ -10,6 +10,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from artifactstore_core import errors as e
@@ -184,3 +185,23 @@ def test_many_files_upload_together_and_a_failing_one_registers_nothing(
     with pytest.raises(OSError, match="went away"):
         remote.put("broken", {**files, "z": Failing()})  # type: ignore[dict-item]
     assert [p.name for p in remote.list_packages()] == ["many"]
+
+
+def test_small_packages_travel_inside_their_registration(gateway: LiveServer) -> None:
+    sent: list[tuple[str, str]] = []
+    http = httpx.Client(
+        base_url=gateway.url,
+        headers={"Authorization": f"Bearer {issue_token(gateway.store)}"},
+        event_hooks={"request": [lambda r: sent.append((r.method, r.url.path))]},
+    )
+    files = {f"f{i}.txt": f"line {i}\n".encode() for i in range(50)}
+    with RemoteArtifactStore(gateway.url, client=http, retry=FAST) as client:
+        one = client.put("small/one", files)
+        assert sent == [("POST", "/v1/packages")]  # one request for 50 files
+        big = bytes(range(256)) * (20 * 1024)  # 5 MiB: over the inline budget
+        sent.clear()
+        both = client.put_many([PutRequest("small/two", b"tiny"), PutRequest("small/big", big)])
+    assert sent.count(("POST", "/v1/packages:batch")) == 1 and ("POST", "/v1/packages") not in sent
+    assert {p for _, p in sent} == {"/v1/packages:batch", "/v1/blobs/uploads"}
+    assert one == gateway.store.describe("small/one")
+    assert [gateway.store.read_bytes(p, record=False) for p in both] == [b"tiny", big]
