@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from urllib.parse import quote
 
+from artifactstore_core.client._tokens import RemoteTokens
 from artifactstore_core.client._transport import RetryPolicy, Transport
 from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
 from artifactstore_core.domain.events import EVENT_TYPES, TokenIssued
@@ -137,6 +138,16 @@ class RemoteArtifactStore:
 
     def _package(self, method: str, path: str, **kwargs: Any) -> Package:
         return Package.from_dict(self._json(method, path, **kwargs))
+
+    @property
+    def tokens(self) -> RemoteTokens:
+        """Access tokens on the server (``store.tokens``' verbs, for the token's actor)."""
+        return RemoteTokens(self.transport)
+
+    @property
+    def actor(self) -> str:
+        """The actor the server records for this client: its token's."""
+        return str(self.whoami()["actor"])
 
     def whoami(self) -> dict[str, Any]:
         """The token's principal as the server sees it (actor, scopes, expiry)."""

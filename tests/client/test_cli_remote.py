@@ -112,3 +112,26 @@ def test_remote_errors_keep_the_local_exit_codes_and_one_line(modes: Modes) -> N
     assert modes.run("show", "no/such", remote=True, expect=2).stderr == local
     noted = modes.run("--actor", "me", "ls", remote=True).stderr
     assert noted == "note: --actor is not used with --server: the token's actor is recorded\n"
+
+
+def test_tokens_are_minted_listed_and_revoked_through_the_server(
+    modes: Modes, sqlite_gateway: LiveServer
+) -> None:
+    created = modes.json(
+        "token", "create", "--actor", "alice", "--scope", "package:reports/**:read",
+        "--expires", "30m", "--run-id", "run-7", remote=True,
+    )  # fmt: skip
+    child = created["token"]
+    assert created["secret"].startswith("asr_") and child["actor"] == "alice"
+    assert child["parent_id"] is not None and child["run_id"] == "run-7"
+    principal = sqlite_gateway.store.tokens.authenticate(created["secret"])
+    assert principal.token_id == child["id"]
+    assert modes.same("token", "list") == [t.to_dict() for t in sqlite_gateway.store.tokens.list()]
+    revoked = modes.json("token", "revoke", child["id"], remote=True)
+    assert revoked["status"] == "revoked"
+    assert sqlite_gateway.store.tokens.get(child["id"]).status == "revoked"
+    refused = modes.run(
+        "token", "create", "--actor", "mallory", "--scope", "package:**:read",
+        "--expires", "30m", remote=True, expect=2,
+    )  # fmt: skip
+    assert "for the calling token's actor 'alice' only, not for 'mallory'" in refused.stderr

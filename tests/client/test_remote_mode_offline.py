@@ -23,7 +23,6 @@ pytestmark = pytest.mark.integration
         ["views", "rebuild"],
         ["views", "check"],
         ["log", "verify"],
-        ["token", "list"],
         ["serve"],
     ],
 )
