@@ -205,7 +205,10 @@ def test_a_download_the_client_abandons_closes_its_blob(sqlite_gateway: LiveServ
     ):
         assert response.status_code == 200
         next(response.iter_raw(65536))
-        assert _open_descriptors(path) == 1
+        deadline = time.monotonic() + 10  # the server's worker thread holds it open
+        while (held := _open_descriptors(path)) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert held == 1
     # The connection is closed with most of the body unsent.
     deadline = time.monotonic() + 10
     while _open_descriptors(path) and time.monotonic() < deadline:
