@@ -4,7 +4,9 @@
 its arguments and results.
 """
 
+from artifactstore_core.access import TokenInfo
 from artifactstore_core.config import Settings, load_settings
+from artifactstore_core.domain.access import Principal, Scope
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.errors import (
@@ -26,6 +28,7 @@ from artifactstore_core.errors import (
     MissingExtraError,
     NotFoundError,
     PackageExpiredError,
+    PreconditionFailedError,
     ReadOnlyRegistryError,
     RetentionError,
     SchemaViolationError,
@@ -73,18 +76,22 @@ __all__ = [
     "Package",
     "PackageExpiredError",
     "PackageFilter",
+    "PreconditionFailedError",
+    "Principal",
     "Provenance",
     "PutRequest",
     "ReadOnlyRegistryError",
     "RegisterRequest",
     "RetentionError",
     "SchemaViolationError",
+    "Scope",
     "Settings",
     "SizeInvalidError",
     "SweepPlan",
     "SweepResult",
     "TierMove",
     "Tiers",
+    "TokenInfo",
     "UnknownKindError",
     "UnknownRetentionClassError",
     "UploadRangeError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from artifactstore_core.domain.access import (
     secret_digest,
 )
 from artifactstore_core.domain.limits import check_optional_text, check_text, check_time
-from artifactstore_core.domain.package import iso
+from artifactstore_core.domain.package import iso, parse_iso
 from artifactstore_core.errors import AuthenticationError, InvalidInputError, NotFoundError
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import access_tokens
@@ -81,6 +81,23 @@ class TokenInfo:
             "revoked_at": iso(self.revoked_at),
             "status": self.status,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenInfo:
+        """The token ``to_dict`` describes (as the server answers it)."""
+        return cls(
+            id=data["id"],
+            actor=data["actor"],
+            scopes=tuple(data["scopes"]),
+            run_id=data["run_id"],
+            parent_id=data["parent_id"],
+            description=data["description"],
+            issued_by=data["issued_by"],
+            issued_at=dt.datetime.fromisoformat(data["issued_at"]),
+            expires_at=dt.datetime.fromisoformat(data["expires_at"]),
+            revoked_at=parse_iso(data["revoked_at"]),
+            status=data["status"],
+        )
 
 
 @dataclass(frozen=True)

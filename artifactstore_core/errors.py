@@ -18,6 +18,7 @@ Every failure a user can act on has its own subclass; messages name the offendin
     ├── AmbiguousReferenceError     a reference matches more than one package
     ├── ConflictError               concurrent change, lease held, duplicate
     │   ├── UploadRangeError        a chunk does not start where the upload stands (``received``)
+    │   ├── PreconditionFailedError  a conditional change found another state than expected
     │   └── IdempotencyConflictError  an idempotency key was reused for another request
     ├── AuthenticationError         no, unknown, expired or revoked access token
     ├── AccessDeniedError           the token lacks the scope (``action``, ``name``)
@@ -147,6 +148,10 @@ class UploadRangeError(ConflictError):
         self.upload_id = upload_id
         self.start = start
         self.received = received
+
+
+class PreconditionFailedError(ConflictError):
+    """A conditional change (``tag(..., current=...)``) found another state than expected."""
 
 
 class IdempotencyConflictError(ConflictError):

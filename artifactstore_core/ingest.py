@@ -125,13 +125,14 @@ class ValidatedPut:
     expected: Mapping[str, Digest | BlobHash]
     inputs: tuple[Reference, ...]
     idempotency_key: str | None = None
-    #: For a registration: the stored blob of each path (``sources`` is then empty).
+    #: A registration of stored blobs (``RegisterRequest``): ``blobs`` gives each path's.
+    stored: bool = False
     blobs: tuple[tuple[str, Digest], ...] = ()
 
     @property
     def paths(self) -> tuple[str, ...]:
         """The package's file paths, in request order."""
-        if self.blobs:
+        if self.stored:
             return tuple(path for path, _ in self.blobs)
         return tuple(source.path for source in self.sources)
 
@@ -166,6 +167,7 @@ def validate(request: PutRequest | RegisterRequest, default_class: str) -> Valid
         idempotency_key=check_optional_text(
             request.idempotency_key, "idempotency key", max_length=MAX_IDEMPOTENCY_KEY
         ),
+        stored=isinstance(request, RegisterRequest),
         blobs=blobs,
     )
 
@@ -421,12 +423,14 @@ class Ingest:
 
     def put_many(
         self,
-        requests: Iterable[PutRequest],
+        requests: Iterable[PutRequest | RegisterRequest],
         *,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[Package]:
-        """Store and register every request, all or none (see ``ArtifactStore.put_many``)."""
+        """Store and register every request, all or none (see ``ArtifactStore.put_many``):
+        the files of a ``PutRequest`` are written, those of a ``RegisterRequest`` must be
+        stored already (``BlobUnknownError`` lists those that are not)."""
         batch = list(requests)
         if not batch:
             return []
@@ -435,48 +439,41 @@ class Ingest:
             with naming_request(index, request.name, len(batch)):
                 validated.append(validate(request, self.default_retention_class))
         resolved = self._resolve(validated, actor or self.ledger.actor)
-        blobs = PutBlobs(self.tiers.hot, resolved, progress)
-        return self._register(resolved, blobs.write, blobs.per_put, actor, "this put")
+        written = PutBlobs(self.tiers.hot, [r for r in resolved if not r.put.stored], progress)
+        found = self._stored_blobs(validated)
 
-    def register_many(
-        self, requests: Iterable[RegisterRequest], *, actor: str | None = None
-    ) -> list[Package]:
-        """Register packages of blobs already stored in the hot tier, all or none
-        (``BlobUnknownError`` lists the blobs that are not there)."""
-        batch = list(requests)
-        validated = []
-        for index, request in enumerate(batch):
-            with naming_request(index, request.name, len(batch)):
-                validated.append(validate(request, self.default_retention_class))
-        resolved = self._resolve(validated, actor or self.ledger.actor)
-        hot = self.tiers.hot
+        def write(gone: Collection[str]) -> list[StoredBlob]:
+            if gone:  # deleted meanwhile: written ones are written again, others are lost
+                lost = set(gone) - {blob.hash.content_address for blob in written.stored}
+                if lost:
+                    raise BlobUnknownError(sorted(lost))
+            written.write(gone)
+            return [*written.stored, *found.values()]
+
+        def per_put() -> Iterator[list[StoredBlob]]:
+            fresh = written.per_put()
+            for item in resolved:
+                yield [found[d] for _, d in item.put.blobs] if item.put.stored else next(fresh)
+
+        what = "this put" if all(isinstance(r, PutRequest) for r in batch) else "this registration"
+        return self._register(resolved, write, per_put, actor, what)
+
+    def _stored_blobs(self, validated: Sequence[ValidatedPut]) -> dict[Digest, StoredBlob]:
+        """The stored blob of each file the registrations among ``validated`` name."""
+        wanted = {digest for item in validated for _, digest in item.blobs}
+        if not wanted:
+            return {}
         with self.ledger.reading() as conn:
-            found = {
-                digest: queries.stored_blob(conn, digest, HOT)
-                for item in validated
-                for _, digest in item.blobs
-            }
+            found = {digest: queries.stored_blob(conn, digest, HOT) for digest in wanted}
         missing = sorted(str(d) for d, blob in found.items() if blob is None)
         if missing:
             raise BlobUnknownError(missing)
-        stored = [
-            StoredBlob(blob, hot.uri(blob.blake3), created=False)
-            for blob in (found[digest] for item in validated for _, digest in item.blobs)
+        hot = self.tiers.hot
+        return {
+            digest: StoredBlob(blob, hot.uri(blob.blake3), created=False)
+            for digest, blob in found.items()
             if blob is not None
-        ]
-
-        def confirmed(gone: Collection[str]) -> list[StoredBlob]:
-            if gone:
-                raise BlobUnknownError(sorted(gone))
-            return stored
-
-        def per_put() -> Iterator[list[StoredBlob]]:
-            start = 0
-            for item in validated:
-                yield stored[start : start + len(item.blobs)]
-                start += len(item.blobs)
-
-        return self._register(resolved, confirmed, per_put, actor, "this registration")
+        }
 
     def _register(
         self,

@@ -82,6 +82,19 @@ def stored_blob(conn: sa.Connection, digest: Digest, tier: str) -> BlobHash | No
     return None if row is None else BlobHash.from_hex(row[0], row[1], row[2])
 
 
+def names_with_blob(conn: sa.Connection, address: str) -> list[str]:
+    """The names of packages that have a file with blob ``address`` (``blake3:<hex>``)."""
+    p, f = artifact_packages, artifact_files
+    query = (
+        sa.select(p.c.name)
+        .join(f, f.c.package_id == p.c.package_id)
+        .where(f.c.content_address == address)
+        .distinct()
+        .order_by(p.c.name)
+    )
+    return list(conn.execute(query).scalars())
+
+
 def load_package(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | Package) -> Package:
     """The full package a reference selects (``resolve``, then ``load_packages``)."""
     return load_packages(conn, [resolve(conn, reference)])[0]

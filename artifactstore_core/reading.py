@@ -108,6 +108,12 @@ class Reading:
             raise BlobUnknownError([str(parsed)])
         return blob
 
+    def names_with_blob(self, digest: str | Digest) -> list[str]:
+        """See ``ArtifactStore.names_with_blob``."""
+        blob = self.stat(digest)
+        with self.ledger.reading() as conn:
+            return queries.names_with_blob(conn, blob.content_address)
+
     def open_blob(
         self, digest: str | Digest, *, start: int | None = None, end: int | None = None
     ) -> BinaryIO:

@@ -12,7 +12,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import sqlalchemy as sa
 
@@ -25,7 +25,7 @@ from artifactstore_core.domain.manifest import Provenance, normalize_json_object
 from artifactstore_core.domain.names import validate_kind, validate_tag
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
-from artifactstore_core.errors import InvalidInputError
+from artifactstore_core.errors import InvalidInputError, PreconditionFailedError
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
@@ -78,8 +78,7 @@ class ArtifactStore:
         self.integrity = Integrity(self.ledger, self.tiers)
         #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
         self.uploads = Uploads(self.ledger, self.tiers)
-        #: Access tokens: issue, authenticate, revoke (the HTTP gateway's principals);
-        #: revoking a token ends the upload sessions it opened.
+        #: Access tokens (the HTTP gateway's principals); revoking one ends its uploads.
         self.tokens = Tokens(self.ledger, new_id=new_id, on_revoke=self.uploads.cancel_for_token)
 
     @property
@@ -188,7 +187,7 @@ class ArtifactStore:
 
     def put_many(
         self,
-        requests: Iterable[PutRequest],
+        requests: Iterable[PutRequest | RegisterRequest],
         *,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
@@ -200,7 +199,8 @@ class ArtifactStore:
         together, ADR-0007), and the packages are registered in one transaction, in order: two
         requests for the same name become consecutive versions. ``inputs`` may name
         packages registered before this call, not ones of the same batch. ``progress``
-        receives byte counts.
+        receives byte counts. A ``RegisterRequest`` among them names blobs already
+        stored instead of files to write (as ``register``).
         """
         return self.ingest.put_many(requests, actor=actor, progress=progress)
 
@@ -230,12 +230,17 @@ class ArtifactStore:
         self, requests: Iterable[RegisterRequest], *, actor: str | None = None
     ) -> list[Package]:
         """``register`` for many packages in one transaction: all or none, in order."""
-        return self.ingest.register_many(requests, actor=actor)
+        return self.ingest.put_many(requests, actor=actor)
 
     def stat(self, digest: str | Digest) -> BlobHash:
         """The hash (BLAKE3, SHA-256, size) of a blob stored in the hot tier, by either
         digest; ``BlobUnknownError`` if it is not recorded there or not in the backend."""
         return self.reading.stat(digest)
+
+    def names_with_blob(self, digest: str | Digest) -> list[str]:
+        """The names of the packages with a file whose bytes are this stored blob (none
+        for a blob uploaded but not registered); ``BlobUnknownError`` if it is not stored."""
+        return self.reading.names_with_blob(digest)
 
     def open_blob(
         self, digest: str | Digest, *, start: int | None = None, end: int | None = None
@@ -244,8 +249,20 @@ class ArtifactStore:
         inclusive byte range ``start``..``end``, unverified (a part has no digest)."""
         return self.reading.open_blob(digest, start=start, end=end)
 
-    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
-        """Point ``tag`` of the package's name at this package (``latest`` moves itself)."""
+    def tag(
+        self,
+        reference: Reference,
+        tag: str,
+        *,
+        current: str | Literal[False] | None = False,
+        actor: str | None = None,
+    ) -> Package:
+        """Point ``tag`` of the package's name at this package (``latest`` moves itself).
+
+        ``current`` makes the move conditional, checked under the chain lock: ``None``
+        means the tag must not exist yet, a package digest (``blake3:<hex>``) that the tag
+        must point at a package with that digest; ``PreconditionFailedError`` otherwise.
+        """
         validate_tag(tag)
         if tag == "latest":
             raise InvalidInputError(
@@ -257,6 +274,13 @@ class ArtifactStore:
             previous = conn.execute(
                 sa.select(t.c.package_id).where(t.c.name == package.name, t.c.tag == tag)
             ).scalar()
+            if current is not False:
+                found = queries.load_package(conn, previous).content_address if previous else None
+                if found != current:
+                    raise PreconditionFailedError(
+                        f"tag {tag!r} of {package.name!r} points at {found or 'nothing'}, "
+                        f"not at {current or 'nothing'}"
+                    )
             return [
                 ev.TagMoved(
                     package_id=str(package.id),
@@ -267,6 +291,32 @@ class ArtifactStore:
             ]
 
         return self.ledger.record_on(reference, decide, actor=actor)[0]
+
+    def untag(
+        self,
+        name: str,
+        tag: str,
+        *,
+        current: str | None = None,
+        actor: str | None = None,
+    ) -> Package:
+        """Remove ``tag`` of package ``name``; returns the package it pointed at.
+
+        ``current`` (a package digest) makes it conditional: the tag must point at a
+        package with that digest (``PreconditionFailedError``, checked under the lock).
+        """
+        validate_tag(tag)
+        if tag == "latest":
+            raise InvalidInputError("tag 'latest' always follows the newest version")
+
+        def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+            if current is not None and package.content_address != current:
+                raise PreconditionFailedError(
+                    f"tag {tag!r} of {name!r} points at {package.content_address}, not at {current}"
+                )
+            return [ev.TagRemoved(package_id=str(package.id), name=name, tag=tag)]
+
+        return self.ledger.record_on(f"{name}:{tag}", decide, actor=actor)[0]
 
     def register_schema(
         self, kind: str, schema: Mapping[str, Any], *, actor: str | None = None

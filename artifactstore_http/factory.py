@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -28,6 +29,20 @@ class GatewayApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         return GatewayMiddleware(inner, self._body_limit)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document without its default 422 answers: request validation
+        errors are 400 problems here (documented by the ``4XX`` response)."""
+        if self.openapi_schema is None:
+            document = super().openapi()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+            self.openapi_schema = document
+        return self.openapi_schema
 
     def _body_limit(self, method: str, path: str) -> int | None:
         if path.startswith("/v1/blobs/uploads"):
@@ -72,11 +87,12 @@ def create_app(
         version=API_VERSION,
         summary="Content-addressed artifact packages: upload, register, read, retain.",
         lifespan=lifespan,
+        responses=problems.OPENAPI_RESPONSES,
     )
     app.limits = limits or Limits()
     app.state.settings = settings
     app.state.store = store
-    app.state.bridge = Bridge(app.limits.upload_concurrency)
+    app.state.bridge = Bridge(app.limits.upload_concurrency, app.limits.upload_queue_seconds)
     problems.install(app)
     for module in (operations, tokens, packages, blobs, uploads, retention):
         app.include_router(module.router)

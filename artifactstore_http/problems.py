@@ -48,6 +48,7 @@ ERROR_TABLE: tuple[tuple[type[core.ArtifactStoreError], Mapping_], ...] = (
     (core.NotFoundError, Mapping_(404, "PACKAGE_UNKNOWN", "Not found")),
     (core.UploadRangeError, Mapping_(416, "BLOB_UPLOAD_INVALID", "Chunk out of order")),
     (core.IdempotencyConflictError, Mapping_(409, "IDEMPOTENCY_CONFLICT", "Key reused")),
+    (core.PreconditionFailedError, Mapping_(412, "PRECONDITION_FAILED", "Precondition failed")),
     (core.ConflictError, Mapping_(409, "CONFLICT", "Conflict")),
     (core.AuthenticationError, Mapping_(401, "UNAUTHORIZED", "Authentication required")),
     (core.AccessDeniedError, Mapping_(403, "DENIED", "Access denied")),
@@ -88,6 +89,28 @@ _TITLES = {mapping.code: mapping.title for _cls, mapping in ERROR_TABLE} | {
     "TOOMANYREQUESTS": "Too many requests",
     "PRECONDITION_FAILED": "Precondition failed",
 }
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request id (X-Request-Id)"},
+        "code": {"type": "string", "description": "stable UPPER_SNAKE code"},
+    },
+    "additionalProperties": True,
+}
+OPENAPI_RESPONSES: dict[int | str, dict[str, Any]] = {
+    key: {
+        "description": "A problem (RFC 9457)",
+        "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+    }
+    for key in ("4XX", "5XX")
+}
+"""Every route may answer a problem: documented once, for all of them."""
 
 WWW_AUTHENTICATE = 'Bearer realm="artifactstore", error="invalid_token"'
 

@@ -4,14 +4,17 @@ Uploads: the request body is read in the event loop (``request.stream()``), gath
 chunks of about ``CHUNK`` bytes and handed through a memory object stream of ``DEPTH``
 chunks to a worker thread, which reads it as a file (``BodyReader``) and calls the sync
 core. At most ``DEPTH + 2`` chunks are in memory per request; no body is buffered whole.
-Concurrent uploads are bounded by a dedicated ``CapacityLimiter``; when it is exhausted
-the request is refused at once with 429 and ``Retry-After`` (never queued).
+Concurrent uploads are bounded by a dedicated ``CapacityLimiter``; a request that finds
+every slot taken waits for one (its body unread, so it costs no memory) for up to
+``Limits.upload_queue_seconds``, then is refused with 429 and ``Retry-After``.
 
 Downloads: a sync stream from the core is read chunk by chunk in worker threads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import re
 from collections.abc import AsyncIterator, Callable
@@ -22,8 +25,9 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
+from artifactstore_core.errors import DigestInvalidError
 from artifactstore_http.problems import Problem, log
 
 CHUNK = 1024 * 1024
@@ -87,6 +91,34 @@ class BodyReader(io.RawIOBase):
         return data
 
 
+class Sha256Checked(io.RawIOBase):
+    """A body whose SHA-256 must be ``expected`` (``sha256:<hex>``, from ``Content-Digest``):
+    at its end a mismatch raises ``DigestInvalidError``, so the write it feeds fails and
+    nothing is stored or registered."""
+
+    def __init__(self, body: BinaryIO, expected: str) -> None:
+        super().__init__()
+        self._body = body
+        self._expected = expected
+        self._hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._body.read(-1 if size is None else size)
+        if data:
+            self._hash.update(data)
+        elif (actual := f"sha256:{self._hash.hexdigest()}") != self._expected:
+            raise DigestInvalidError(self._expected, actual)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 @dataclass
 class Limits:
     """Bounds of the gateway; ``create_app`` takes them."""
@@ -94,23 +126,29 @@ class Limits:
     max_json_bytes: int = 16 * 1024 * 1024
     max_single_put_bytes: int = 256 * 1024 * 1024
     upload_concurrency: int = 8
+    #: How long an upload waits for a free slot before the answer is 429.
+    upload_queue_seconds: float = 10.0
 
 
 class Bridge:
     """Runs a sync consumer of a request body in a worker thread, bounded (see module doc)."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, queue_seconds: float = 10.0) -> None:
         self.admission = anyio.CapacityLimiter(concurrency)
         self.threads = anyio.CapacityLimiter(concurrency)
+        self.queue_seconds = queue_seconds
 
     async def consume(
         self, request: Request, consumer: Callable[[BinaryIO], T], *, limit: int | None = None
     ) -> T:
-        """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already;
-        413 once the body passes ``limit`` bytes (the consumer sees a failed read)."""
-        try:
-            self.admission.acquire_nowait()
-        except anyio.WouldBlock:
+        """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already and
+        none ends within ``queue_seconds``; 413 once the body passes ``limit`` bytes (the
+        consumer sees a failed read)."""
+        admitted = False
+        with anyio.move_on_after(self.queue_seconds):
+            await self.admission.acquire()
+            admitted = True
+        if not admitted:
             raise Problem(
                 429,
                 f"all {int(self.admission.total_tokens)} upload slots are busy; retry shortly",
@@ -127,10 +165,11 @@ class Bridge:
         self, request: Request, consumer: Callable[[BinaryIO], T], limit: int | None
     ) -> T:
         send, receive = anyio.create_memory_object_stream[bytes | BaseException](DEPTH)
-        too_large = False
+        # Why the body stopped short, if it did: that, not the consumer's failed read, is
+        # the answer (413 over a limit, the client gone, a middleware's HTTP error).
+        cut: list[Exception] = []
 
         async def produce() -> None:
-            nonlocal too_large
             total = 0
             gathered: list[bytes] = []
             size = 0
@@ -139,9 +178,7 @@ class Bridge:
                     async for part in request.stream():
                         total += len(part)
                         if limit is not None and total > limit:
-                            too_large = True
-                            await send.send(BodyIncompleteError(f"body over {limit} bytes"))
-                            return
+                            raise Problem(413, f"request body over the limit of {limit} bytes")
                         gathered.append(part)
                         size += len(part)
                         if size >= CHUNK:
@@ -151,8 +188,10 @@ class Bridge:
                         await send.send(b"".join(gathered))
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return  # the consumer stopped early (it failed); its error is reported
-                except ClientDisconnect as exc:
-                    await send.send(exc)
+                except Exception as exc:
+                    cut.append(exc)
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await send.send(exc)
 
         def run() -> T:
             with BodyReader(receive) as reader:
@@ -171,9 +210,7 @@ class Bridge:
                 failure = exc
                 group.cancel_scope.cancel()
         if failure is not None:
-            if too_large:
-                raise Problem(413, f"request body over the limit of {limit} bytes") from None
-            raise failure
+            raise cut[0] if cut else failure
         return outcome[0]
 
 
@@ -204,7 +241,8 @@ async def iterate(stream: BinaryIO, *, length: int | None = None) -> AsyncIterat
         log.error("aborting a response body", exc_info=True)
         raise
     finally:
-        await anyio.to_thread.run_sync(stream.close)
+        with anyio.CancelScope(shield=True):  # also when the client went away (cancelled)
+            await anyio.to_thread.run_sync(stream.close)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")

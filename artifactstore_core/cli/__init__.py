@@ -51,6 +51,10 @@ def cli(
     overrides = {"database_url": database_url, "storage_url": storage_url, "actor": actor}
     settings = load_settings(**{k: v for k, v in overrides.items() if v})
     context = CliContext(settings, server=server or None, token=token or None)
+    if server and actor:
+        click.echo(
+            "note: --actor is not used with --server: the token's actor is recorded", err=True
+        )
     ctx.obj = context
     ctx.call_on_close(context.close)
 

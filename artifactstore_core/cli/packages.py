@@ -1,4 +1,4 @@
-"""Package commands: put, put-many, get, ls, show, tag, lineage, and metadata schemas."""
+"""Package commands: put, put-many, get, ls, show, tag, untag, lineage, metadata schemas."""
 
 from __future__ import annotations
 
@@ -226,6 +226,17 @@ def tag(ctx: CliContext, reference: str, tag: str) -> None:
 
 
 @click.command()
+@click.argument("name")
+@click.argument("tag")
+@json_option
+@pass_context
+def untag(ctx: CliContext, name: str, tag: str) -> None:
+    """Remove TAG of package NAME (the package it pointed at stays)."""
+    package = ctx.store.untag(name, tag)
+    emit(package, f"removed {name}:{tag} (was {package.reference})")
+
+
+@click.command()
 @click.argument("reference")
 @click.option("--downstream", is_flag=True, help="Follow consumers instead of inputs.")
 @click.option("--depth", type=COUNT, help="Hops to follow (default all).")
@@ -288,4 +299,4 @@ def schema_list(ctx: CliContext) -> None:
     )
 
 
-COMMANDS = (put, put_many, get, list_command, show, tag, lineage, schema)
+COMMANDS = (put, put_many, get, list_command, show, tag, untag, lineage, schema)

@@ -64,7 +64,7 @@ def create(
     description: str | None,
 ) -> None:
     """Issue a token and print its secret, once (the recorded actor issues it)."""
-    store = ctx.local_store
+    store = ctx.store
     issued = store.tokens.issue(
         actor=token_actor,
         scopes=scopes,
@@ -84,7 +84,7 @@ def create(
 @pass_context
 def list_tokens(ctx: CliContext) -> None:
     """List tokens (never their secrets), revoked and expired ones included."""
-    tokens = ctx.local_store.tokens.list()
+    tokens = ctx.store.tokens.list()
     emit(
         tokens,
         lambda: table(
@@ -103,7 +103,7 @@ def list_tokens(ctx: CliContext) -> None:
 @pass_context
 def revoke(ctx: CliContext, token_id: str) -> None:
     """Revoke a token, and the tokens issued under it, at once (again: no change)."""
-    info = ctx.local_store.tokens.revoke(token_id)
+    info = ctx.store.tokens.revoke(token_id)
     emit(info, f"token {info.id} ({info.actor}) revoked at {info.revoked_at}")
 
 

@@ -29,7 +29,7 @@ CODES: dict[str, type[e.ArtifactStoreError]] = {
     "BLOB_UNKNOWN": e.BlobUnknownError,
     "BLOB_UPLOAD_UNKNOWN": e.UploadUnknownError,
     "CONFLICT": e.ConflictError,
-    "PRECONDITION_FAILED": e.ConflictError,
+    "PRECONDITION_FAILED": e.PreconditionFailedError,
     "BLOB_UPLOAD_INVALID": e.UploadRangeError,
     "IDEMPOTENCY_CONFLICT": e.IdempotencyConflictError,
     "UNAUTHORIZED": e.AuthenticationError,
@@ -65,28 +65,24 @@ _ATTRIBUTES: dict[type[e.ArtifactStoreError], dict[str, Callable[[Any], Any]]] =
 }
 
 
-def _by_status(status: int) -> type[e.ArtifactStoreError]:
-    if status in (401,):
-        return e.AuthenticationError
-    if status == 403:
-        return e.AccessDeniedError
-    if status in (404, 410):
-        return e.NotFoundError if status == 404 else e.RetentionError
-    if status in (409, 412, 416):
-        return e.ConflictError
-    if status in (400, 413, 422):
-        return e.InvalidInputError
-    if status in (429, 502, 503, 504):
-        return e.BackendUnavailableError
-    return e.ArtifactStoreError
+#: The class of a response without a known code, by status.
+_STATUSES: dict[int, type[e.ArtifactStoreError]] = {
+    400: e.InvalidInputError, 413: e.InvalidInputError, 422: e.InvalidInputError,
+    401: e.AuthenticationError, 403: e.AccessDeniedError, 404: e.NotFoundError,
+    409: e.ConflictError, 416: e.ConflictError, 412: e.PreconditionFailedError,
+    410: e.RetentionError, 429: e.BackendUnavailableError, 502: e.BackendUnavailableError,
+    503: e.BackendUnavailableError, 504: e.BackendUnavailableError,
+}  # fmt: skip
 
 
 def error_from(status: int, problem: Mapping[str, Any] | None, where: str) -> e.ArtifactStoreError:
     """The core error a problem document stands for; its message is the server's detail
-    (or, without a problem body, the status and ``where``: method and path)."""
+    (or, without a problem body, the status and ``where``: method and path). It also
+    carries the response's ``status``, ``code`` and ``request_id``."""
     problem = problem or {}
     code = problem.get("code")
-    cls = CODES.get(code, _by_status(status)) if isinstance(code, str) else _by_status(status)
+    by_status = _STATUSES.get(status, e.ArtifactStoreError)
+    cls = CODES.get(code, by_status) if isinstance(code, str) else by_status
     detail = problem.get("detail") or problem.get("title") or f"HTTP {status} from {where}"
     detail = " ".join(str(detail).split())
     if cls is e.ArtifactStoreError and problem.get("instance"):
@@ -104,7 +100,5 @@ def error_from(status: int, problem: Mapping[str, Any] | None, where: str) -> e.
                 item.get("digest", item) if isinstance(item, dict) else item for item in errors
             ]
         setattr(error, name, kind(value) if value is not None else None)
-    error.status = status  # type: ignore[attr-defined]
-    error.code = code  # type: ignore[attr-defined]
-    error.request_id = problem.get("instance")  # type: ignore[attr-defined]
+    vars(error).update(status=status, code=code, request_id=problem.get("instance"))
     return error

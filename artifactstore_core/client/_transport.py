@@ -115,9 +115,14 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         ok: tuple[int, ...] = (),
+        read_timeout: float | None = None,
     ) -> httpx.Response:
         """Send a request (retrying per the policy); a non-2xx answer not in ``ok`` raises
-        the core error its problem document names."""
+        the core error its problem document names. ``read_timeout`` replaces the client's
+        for a request the server may work on for long (verifications, sweeps)."""
+        timeout: Any = self.httpx.USE_CLIENT_DEFAULT
+        if read_timeout is not None:
+            timeout = self.httpx.Timeout(read_timeout, connect=10.0)
         safe = (
             idempotent
             if idempotent is not None
@@ -126,8 +131,9 @@ class Transport:
         for attempt in self.attempts():
             try:
                 response = self.client.request(
-                    method, path, params=params, json=json, content=content, headers=headers
-                )
+                    method, path, params=params, json=json, content=content, headers=headers,
+                    timeout=timeout,
+                )  # fmt: skip
             except self.httpx.TransportError as exc:
                 if attempt.last or not (safe or isinstance(exc, self.httpx.ConnectError)):
                     raise self.unavailable(method, path, exc) from exc

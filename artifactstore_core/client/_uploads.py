@@ -29,6 +29,7 @@ from artifactstore_core.hashing import BlobHash, Digest, HashingWriter, hash_byt
 UPLOADS = "/v1/blobs/uploads"
 CHUNK_SIZE = 8 * 1024 * 1024
 SINGLE_PUT_BYTES = 8 * 1024 * 1024
+COMMIT_TIMEOUT = 3600.0
 
 Progress = Callable[[int], None] | None
 
@@ -211,6 +212,7 @@ class Uploads:
                 "PUT",
                 f"{UPLOADS}/{upload_id}",
                 params=[*_digests(blob), ("size", str(blob.size))],
+                read_timeout=COMMIT_TIMEOUT,  # the server may read the whole blob again
             )
         except (UploadUnknownError, BackendUnavailableError) as failure:
             return self._confirm(blob, failure)

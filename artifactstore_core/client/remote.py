@@ -4,31 +4,37 @@ The methods have the names, arguments and return types of ``ArtifactStore``'s; t
 server's JSON is parsed back into the core's types and its problem documents into the
 core's errors, so code written against one works against the other. The differences:
 the actor is the token's (``actor=`` arguments are ignored), a ``plan`` handed to
-``sweep`` is planned again by the server at its ``now``, and ``uri_of`` names the file's
-URL on the server.
+``sweep`` is planned again by the server at its ``now``, ``verify`` asks per package, and
+``uri_of`` names the file's URL on the server (docs/http.md lists them all).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from urllib.parse import quote
 
+from artifactstore_core.client._tokens import RemoteTokens
 from artifactstore_core.client._transport import RetryPolicy, Transport
 from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
-from artifactstore_core.domain.events import EVENT_TYPES
+from artifactstore_core.domain.events import EVENT_TYPES, TokenIssued
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.names import validate_file_paths, validate_kind, validate_name
 from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
 from artifactstore_core.errors import (
     BlobUnknownError,
+    ConfigurationError,
     IntegrityError,
     InvalidInputError,
     NotFoundError,
@@ -36,7 +42,14 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.eventlog.log import RecordedEvent
 from artifactstore_core.export import export_files
-from artifactstore_core.hashing import BlobHash, Digest, VerifyingReader, hash_copy, matches
+from artifactstore_core.hashing import (
+    BlobHash,
+    Digest,
+    VerifyingReader,
+    hash_bytes,
+    hash_copy,
+    matches,
+)
 from artifactstore_core.ingest import PutRequest, naming_request, parse_expected
 from artifactstore_core.integrity import BlobProblem, VerifyResult
 from artifactstore_core.queries import LineageEdge, PackageFilter
@@ -49,6 +62,8 @@ if TYPE_CHECKING:
 
 PACKAGES = "/v1/packages"
 PAGE = 1000  # items per page of a listing (the server's maximum)
+INLINE_BYTES = 4 * 1024 * 1024  # small packages' bytes per registration (JSON: 16 MiB)
+LONG_READ = 3600.0  # seconds a verification or a sweep may take on the server
 
 
 def _segment(text: str) -> str:
@@ -56,26 +71,24 @@ def _segment(text: str) -> str:
     return quote(text, safe="")
 
 
-def _ref(reference: Reference) -> str:
-    """The URL path segment of a reference (a ``Package`` by its id)."""
-    if isinstance(reference, Package):
-        return str(reference.id)
-    if isinstance(reference, PackageRef):
-        return _segment(reference.text)
-    return _segment(str(reference))
-
-
 def _ref_text(reference: Reference) -> str:
+    """The text of a reference (a ``Package`` by its id)."""
     if isinstance(reference, Package):
         return str(reference.id)
     return reference.text if isinstance(reference, PackageRef) else str(reference)
+
+
+def _ref(reference: Reference) -> str:
+    """The URL path segment of a reference."""
+    return _segment(_ref_text(reference))
 
 
 class RemoteArtifactStore:
     """The registry at ``url`` (an ``artifactstore serve``), authenticated by ``token``.
 
     Bytes up to ``single_put_bytes`` are uploaded in one request, larger ones in resumable
-    chunks of ``chunk_size`` (or the server's minimum); reads are verified while streamed.
+    chunks of ``chunk_size`` (or the server's minimum), ``upload_threads`` files at a time;
+    reads are verified while streamed.
     Requests are retried per ``retry`` (idempotent ones on any transient failure).
     """
 
@@ -88,9 +101,13 @@ class RemoteArtifactStore:
         retry: RetryPolicy | None = None,
         chunk_size: int = CHUNK_SIZE,
         single_put_bytes: int = SINGLE_PUT_BYTES,
+        upload_threads: int = 4,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if upload_threads < 1:
+            raise InvalidInputError(f"upload_threads must be at least 1, got {upload_threads}")
+        self.upload_threads = upload_threads
         self.transport = Transport(
             url, token, retry=retry, timeout=timeout, client=client, sleep=sleep
         )
@@ -121,6 +138,16 @@ class RemoteArtifactStore:
 
     def _package(self, method: str, path: str, **kwargs: Any) -> Package:
         return Package.from_dict(self._json(method, path, **kwargs))
+
+    @property
+    def tokens(self) -> RemoteTokens:
+        """Access tokens on the server (``store.tokens``' verbs, for the token's actor)."""
+        return RemoteTokens(self.transport)
+
+    @property
+    def actor(self) -> str:
+        """The actor the server records for this client: its token's."""
+        return str(self.whoami()["actor"])
 
     def whoami(self) -> dict[str, Any]:
         """The token's principal as the server sees it (actor, scopes, expiry)."""
@@ -200,14 +227,38 @@ class RemoteArtifactStore:
                 validate_file_paths(source.path for source in sources)
                 expected = parse_expected(request.expected or {}, {s.path for s in sources})
             prepared.append((request, sources, expected))
-        bodies = []
-        for index, (request, sources, expected) in enumerate(prepared):
-            where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
-            files = {
-                source.path: self._upload_source(source, expected.get(source.path), progress)
-                for source in sources
-            }
-            bodies.append(self._registration(request, files, where))
+        report = _locked(progress)
+        budget = INLINE_BYTES  # small packages travel inside the registration
+        with ThreadPoolExecutor(self.upload_threads, thread_name_prefix="upload") as pool:
+            pending: list[list[Future[BlobHash]] | dict[str, _Inline]] = []
+            for _request, sources, expected in prepared:
+                sizes = [source.size_hint for source in sources]
+                total = sum(size or 0 for size in sizes)
+                if None not in sizes and total <= budget:
+                    budget -= total
+                    pending.append(
+                        {s.path: _inline(s, expected.get(s.path), report) for s in sources}
+                    )
+                else:
+                    pending.append(
+                        [pool.submit(self._upload_source, s, expected.get(s.path), report)
+                         for s in sources]
+                    )  # fmt: skip
+            bodies = []
+            try:
+                for index, ((request, sources, _), files) in enumerate(
+                    zip(prepared, pending, strict=True)
+                ):
+                    where = f"request {index}" if len(requests) > 1 else f"package {request.name!r}"
+                    given: Mapping[str, BlobHash | _Inline] = (
+                        {s.path: f.result() for s, f in zip(sources, files, strict=True)}
+                        if isinstance(files, list)
+                        else files
+                    )
+                    bodies.append(self._registration(request, given, where))
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # the first failure stops the rest
+                raise
         if len(bodies) == 1:
             return [self._register(bodies[0], keys[0])]
         # The server scopes a key to a name: a batch naming one package twice cannot
@@ -230,11 +281,7 @@ class RemoteArtifactStore:
         progress: Callable[[int], None] | None,
     ) -> BlobHash:
         def check(blob: BlobHash) -> None:
-            if expected is not None and not matches(expected, blob):
-                raise IntegrityError(
-                    f"file {source.path!r} hashes to {blob.content_address} ({blob.size} "
-                    f"bytes), not to the expected {expected}; nothing was stored"
-                )
+            _check_expected(source.path, blob, expected)
 
         if source.size_hint is not None and source.size_hint > self.uploads.single_put_bytes:
             # A large re-readable file: hashing it locally is far cheaper than sending it,
@@ -254,7 +301,7 @@ class RemoteArtifactStore:
 
     @staticmethod
     def _registration(
-        request: PutRequest, files: Mapping[str, BlobHash], where: str
+        request: PutRequest, files: Mapping[str, str | BlobHash | _Inline], where: str
     ) -> dict[str, Any]:
         if isinstance(request.inputs, str | bytes):
             raise InvalidInputError(
@@ -264,10 +311,7 @@ class RemoteArtifactStore:
         return {
             "name": request.name,
             "kind": request.kind,
-            "files": {
-                path: {"digest": blob.content_address, "size": blob.size}
-                for path, blob in files.items()
-            },
+            "files": {path: _file_json(blob) for path, blob in files.items()},
             "metadata": dict(request.metadata) if request.metadata is not None else None,
             "retention_class": request.retention_class,
             "inputs": [_ref_text(item) for item in request.inputs],
@@ -295,26 +339,47 @@ class RemoteArtifactStore:
     ) -> Package:
         """Register blobs already stored (``upload``) as a new version of ``name``;
         ``BlobUnknownError`` lists the missing ones."""
-        blobs = {
-            path: blob if isinstance(blob, BlobHash) else self.stat(blob)
-            for path, blob in files.items()
-        }
         request = PutRequest(name, {}, kind, metadata, retention_class, inputs, provenance)
         return self._register(
-            self._registration(request, blobs, f"package {name!r}"), idempotency_key
+            self._registration(request, files, f"package {name!r}"), idempotency_key
         )
 
     def _register(self, body: Mapping[str, Any], key: str | None) -> Package:
         headers = {"Idempotency-Key": key or str(uuid.uuid4())}
         return self._package("POST", PACKAGES, json=body, headers=headers)
 
-    def tag(self, reference: Reference, tag: str, *, actor: str | None = None) -> Package:
-        """Point ``tag`` of the package's name at this package."""
+    def tag(
+        self,
+        reference: Reference,
+        tag: str,
+        *,
+        current: str | Literal[False] | None = False,
+        actor: str | None = None,
+    ) -> Package:
+        """Point ``tag`` of the package's name at this package; ``current`` makes the move
+        conditional as in ``ArtifactStore.tag`` (``If-None-Match: *`` / ``If-Match``)."""
         package = reference if isinstance(reference, Package) else self.describe(reference)
+        headers = (
+            None if current is False
+            else {"If-None-Match": "*"} if current is None
+            else {"If-Match": f'"{current}"'}
+        )  # fmt: skip
         return self._package(
             "PUT",
             f"{PACKAGES}/{_segment(package.name)}/tags/{_segment(tag)}",
             json={"version": package.version},
+            headers=headers,
+        )
+
+    def untag(
+        self, name: str, tag: str, *, current: str | None = None, actor: str | None = None
+    ) -> Package:
+        """Remove ``tag`` of package ``name``; returns the package it pointed at
+        (``current``, a package digest, makes it conditional: ``If-Match``)."""
+        return self._package(
+            "DELETE",
+            f"{PACKAGES}/{_segment(name)}/tags/{_segment(tag)}",
+            headers={"If-Match": f'"{current}"'} if current is not None else None,
         )
 
     def register_schema(
@@ -401,14 +466,12 @@ class RemoteArtifactStore:
         purpose: str | None = None,
         run_id: str | None = None,
     ) -> BinaryIO:
-        params = {"record": "true" if record else "false"}
-        if purpose is not None:
-            params["purpose"] = purpose
-        if run_id is not None:
-            params["run_id"] = run_id
-        response = self.transport.stream(
-            "GET", f"{PACKAGES}/{package.id}/files/{quote(entry.path)}", params=params
-        )
+        if record:  # the server records a retrieval of the file as it serves it
+            params = {k: v for k, v in (("purpose", purpose), ("run_id", run_id)) if v}
+            path = f"{PACKAGES}/{package.id}/files/{quote(entry.path)}"
+        else:  # the same bytes by their address: nothing recorded
+            params, path = {}, f"/v1/blobs/{entry.blob.content_address}"
+        response = self.transport.stream("GET", path, params=params)
         owner = f"package {package.reference}, file {entry.path!r}"
         verifying = VerifyingReader(
             cast(
@@ -581,6 +644,13 @@ class RemoteArtifactStore:
             params=params,
         )
 
+    def plan_tier_moves(self, tier: str, **_: Any) -> list[Any]:
+        """Not available remotely: planning tier moves reads the registry's database."""
+        raise ConfigurationError(
+            f"planning moves to tier {tier!r} needs the registry's database; run it (or the "
+            f"Dagster retention jobs) with an embedded store, not through {self.url}"
+        )
+
     def explain(self, reference: Reference, *, now: dt.datetime | None = None) -> Explanation:
         """Why a package is kept or when it goes: class, expiry, holds, shared blobs."""
         package = self.describe(reference)
@@ -644,7 +714,9 @@ class RemoteArtifactStore:
                 "a sweep's GC grace is the server's setting; it cannot be given remotely"
             )
         body = {"now": iso(now), "limit": limit, "dry_run": dry_run}
-        answer = self._json("POST", "/v1/retention/sweeps", json=body, idempotent=dry_run)
+        answer = self._json(
+            "POST", "/v1/retention/sweeps", json=body, idempotent=dry_run, read_timeout=LONG_READ
+        )
         return SweepResult.from_dict(answer)
 
     # ------------------------------------------------------------------ integrity
@@ -680,6 +752,7 @@ class RemoteArtifactStore:
                     f"{PACKAGES}/{_ref(item)}:verify",
                     json={"rehash": rehash},
                     idempotent=True,  # a check: safe to repeat
+                    read_timeout=LONG_READ,
                 )
             except NotFoundError:
                 if reference is not None:
@@ -719,6 +792,56 @@ class RemoteArtifactStore:
         return [_recorded_event(item) for item in items]
 
 
+@dataclass(frozen=True)
+class _Inline:
+    """A small file's bytes, sent inside the registration (stored with it, at once)."""
+
+    data: bytes
+
+
+def _inline(
+    source: FileSource,
+    expected: Digest | BlobHash | None,
+    progress: Callable[[int], None] | None,
+) -> _Inline:
+    with source.open() as stream:
+        data = stream.read()
+    _check_expected(source.path, hash_bytes(data), expected)
+    if progress:
+        progress(len(data))
+    return _Inline(data)
+
+
+def _check_expected(path: str, blob: BlobHash, expected: Digest | BlobHash | None) -> None:
+    if expected is not None and not matches(expected, blob):
+        raise IntegrityError(
+            f"file {path!r} hashes to {blob.content_address} ({blob.size} bytes), not to "
+            f"the expected {expected}; nothing was stored"
+        )
+
+
+def _file_json(file: str | BlobHash | _Inline) -> dict[str, Any]:
+    """A registration's entry for one file: a stored blob, or bytes inline."""
+    if isinstance(file, _Inline):
+        return {"content_base64": base64.b64encode(file.data).decode()}
+    if isinstance(file, BlobHash):
+        return {"digest": file.content_address, "size": file.size}
+    return {"digest": str(file)}
+
+
+def _locked(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """``progress`` called under a lock (uploads report from several threads)."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(count: int) -> None:
+        with lock:
+            progress(count)
+
+    return report
+
+
 def _selects(where: PackageFilter, package: Package) -> bool:
     """Whether ``package`` passes the filters a listing may not have applied on the server."""
     return (
@@ -736,13 +859,20 @@ def _problem(data: Mapping[str, Any]) -> BlobProblem:
     )  # fmt: skip
 
 
+#: Payload fields the API withholds (a token secret's hash), and what stands in for them.
+WITHHELD = {"secret_sha256": ""}
+
+
 def _recorded_event(data: Mapping[str, Any]) -> RecordedEvent:
     event_class = EVENT_TYPES[data["event_type"]]
+    payload = dict(data["payload"])
+    if event_class is TokenIssued:
+        payload = WITHHELD | payload
     return RecordedEvent(
         sequence=data["sequence"],
         created_at=dt.datetime.fromisoformat(data["created_at"]),
         actor=data["actor"],
-        event=event_class.from_payload(dict(data["payload"])),
+        event=event_class.from_payload(payload),
         payload_digest=data["payload_digest"],
         chain_digest=data["chain_digest"],
     )

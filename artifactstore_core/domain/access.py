@@ -193,6 +193,17 @@ class Principal:
         if not any(scope.grants(action) and scope.covers_glob(glob) for scope in self.scopes):
             raise AccessDeniedError(action, name)
 
+    def require_run(self, run_id: str | None, action: str = "write") -> None:
+        """``AccessDeniedError`` if the token is bound to a run and ``run_id`` (a
+        registration's ``provenance.run_id``) is another one, or none."""
+        if self.run_id is not None and run_id != self.run_id:
+            raise AccessDeniedError(
+                action,
+                None,
+                detail=f"the token is bound to run {self.run_id!r}; it cannot act for "
+                + ("no run" if run_id is None else f"run {run_id!r}"),
+            )
+
     def excess(
         self, scopes: Iterable[Scope], expires_at: dt.datetime, run_id: str | None
     ) -> AccessDeniedError | None:

@@ -240,6 +240,15 @@ class TagMoved(_PackageEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TagRemoved(_PackageEvent):
+    """Tag ``tag`` of a package name, which pointed at ``package_id``, no longer exists."""
+
+    event_type: ClassVar[str] = "TagRemoved"
+    name: str
+    tag: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class PackageRetrieved(_PackageEvent):
     """A package (or one of its files) was read."""
 
@@ -398,6 +407,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         PackageRegistered,
         TagMoved,
+        TagRemoved,
         PackageRetrieved,
         RetentionChanged,
         HoldPlaced,

@@ -126,6 +126,12 @@ def _tag_moved(rec: RecordedEvent, event: ev.Event) -> list[Op]:
     return [_tag_row(event.name, event.tag, uuid.UUID(event.package_id), rec)]
 
 
+@_projector(ev.TagRemoved)
+def _tag_removed(_rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.TagRemoved)
+    return [Delete("package_tags", {"name": event.name, "tag": event.tag})]
+
+
 def _state(package_id: str, rec: RecordedEvent, **values: object) -> Update:
     return Update(
         "retention_state",

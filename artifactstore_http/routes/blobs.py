@@ -1,4 +1,5 @@
-"""Blobs by digest: ``HEAD`` (a dedup probe: needs ``write``) and ``GET`` (needs ``read``)."""
+"""Blobs by digest: ``HEAD`` (a dedup probe: needs ``write``) and ``GET`` (needs ``read``
+of a package holding the blob)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Request, Response
 
+from artifactstore_core.errors import BlobUnknownError
 from artifactstore_core.hashing import BlobHash
 from artifactstore_http.deps import CallerDep, StoreDep
 from artifactstore_http.middleware import segment
@@ -41,9 +43,15 @@ def head_blob(digest: str, store: StoreDep, caller: CallerDep) -> Response:
     },
 )
 def get_blob(digest: str, request: Request, store: StoreDep, caller: CallerDep) -> Response:
-    """The blob's bytes: whole (verified as streamed) or one ``Range``; immutable."""
+    """The blob's bytes: whole (verified as streamed) or one ``Range``; immutable. The
+    caller must be able to read a package holding it (or every name, for a blob not yet
+    registered); for any other caller the blob does not exist (404)."""
     caller.require_some("read")
     blob = store.stat(segment(digest))
+    if not caller.allows_everywhere("read") and not any(
+        caller.allows("read", name) for name in store.names_with_blob(blob.content_address)
+    ):
+        raise BlobUnknownError([blob.content_address])
 
     def open_stream(start: int | None, end: int | None) -> BinaryIO:
         return store.open_blob(blob.content_address, start=start, end=end)

@@ -104,7 +104,7 @@ def events(
     items = [
         {"sequence": e.sequence, "created_at": e.created_at.isoformat(), "actor": e.actor,
          "event_type": e.event.event_type, "subject_kind": e.event.subject_kind,
-         "subject_id": e.event.subject_id, "payload": e.event.to_payload(),
+         "subject_id": e.event.subject_id, "payload": _shown(e.event.to_payload()),
          "payload_digest": e.payload_digest, "chain_digest": e.chain_digest}
         for e in page
     ]  # fmt: skip
@@ -114,6 +114,11 @@ def events(
             "/v1/events", {"since": cursor, "subject": subject, "limit": limit}
         )
     return {"items": items, "next": cursor}
+
+
+def _shown(payload: dict[str, Any]) -> dict[str, Any]:
+    """An event's payload as the API shows it: never a token secret's hash."""
+    return {k: v for k, v in payload.items() if k != "secret_sha256"}
 
 
 @router.get("/v1/schemas", tags=["schemas"])

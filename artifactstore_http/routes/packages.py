@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, BinaryIO
+import base64
+import binascii
+from typing import Annotated, Any, BinaryIO, Literal, cast
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from artifactstore_core.domain.names import validate_file_path, validate_name
 from artifactstore_core.domain.package import Package
-from artifactstore_core.errors import AccessDeniedError, BlobUnknownError, NotFoundError
-from artifactstore_core.ingest import RegisterRequest
+from artifactstore_core.errors import BlobUnknownError
+from artifactstore_core.ingest import PutRequest, RegisterRequest
 from artifactstore_core.queries import PackageFilter
 from artifactstore_core.store import ArtifactStore
 from artifactstore_http.deps import BridgeDep, Caller, CallerDep, LimitsDep, StoreDep
@@ -31,6 +33,7 @@ from artifactstore_http.routes.common import (
     package_response,
     package_url,
 )
+from artifactstore_http.streaming import Sha256Checked
 
 router = APIRouter(tags=["packages"])
 
@@ -45,12 +48,21 @@ class FileRef(BaseModel):
     size: int | None = Field(None, ge=0)
 
 
+class InlineFile(BaseModel):
+    """A small file's bytes carried in the request itself (base64), stored with the
+    registration in one transaction (within the JSON body limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    content_base64: str
+
+
 class Registration(BaseModel):
-    """A package to register from blobs already uploaded (``POST /v1/blobs/uploads``)."""
+    """A package to register from blobs already uploaded (``POST /v1/blobs/uploads``), or
+    from small files given inline (every file of the package one or the other)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=512)
-    files: dict[str, str | FileRef]
+    files: dict[str, str | FileRef | InlineFile]
     kind: str = "output"
     metadata: dict[str, Any] | None = None
     retention_class: str | None = None
@@ -119,10 +131,15 @@ def list_packages(
 
 
 # ---------------------------------------------------------------------------- registering
-def _files(store: ArtifactStore, files: dict[str, str | FileRef]) -> dict[str, str]:
+def _files(store: ArtifactStore, files: dict[str, str | FileRef | InlineFile]) -> dict[str, str]:
     """Paths to content addresses; a size the client gave must be the stored one."""
     result: dict[str, str] = {}
     for path, ref in files.items():
+        if isinstance(ref, InlineFile):
+            raise Problem(
+                400, f"file {path[:200]!r} is given inline while others of the package are "
+                "blobs: give every file of a package the same way",
+            )  # fmt: skip
         if isinstance(ref, str):
             result[path] = ref
             continue
@@ -140,37 +157,56 @@ def _files(store: ArtifactStore, files: dict[str, str | FileRef]) -> dict[str, s
 def _provenance(caller: Caller, body: Registration) -> dict[str, Any] | None:
     """The registration's provenance, bound to the token's run: a token minted for a run
     registers for that run only (its ``run_id`` is filled in when absent)."""
-    run_id = caller.principal.run_id if caller.principal is not None else None
-    provenance = dict(body.provenance or {})
-    if run_id is None:
+    principal = caller.principal
+    if principal is None or principal.run_id is None:
         return body.provenance
-    claimed = provenance.get("run_id")
-    if claimed is None:
-        provenance["run_id"] = run_id
-    elif claimed != run_id:
-        raise AccessDeniedError(
-            "write", body.name,
-            detail=f"the token is bound to run {run_id!r}; the registration names run "
-            f"{str(claimed)[:200]!r}",
-        )  # fmt: skip
+    provenance = dict(body.provenance or {})
+    if provenance.get("run_id") is None:
+        provenance["run_id"] = principal.run_id
+    principal.require_run(provenance["run_id"])
     return provenance
+
+
+def _inline(files: dict[str, str | FileRef | InlineFile]) -> dict[str, bytes] | None:
+    """The package's files given inline, decoded; ``None`` if none is."""
+    if not files or not all(isinstance(ref, InlineFile) for ref in files.values()):
+        return None
+    decoded = {}
+    for path, ref in files.items():
+        assert isinstance(ref, InlineFile)
+        try:
+            decoded[path] = base64.b64decode(ref.content_base64, validate=True)
+        except binascii.Error as exc:
+            raise Problem(400, f"file {path[:200]!r}: content_base64 is not base64: {exc}") from exc
+    return decoded
 
 
 def _request(
     store: ArtifactStore, caller: Caller, body: Registration, key: str | None
-) -> RegisterRequest:
+) -> PutRequest | RegisterRequest:
     validate_name(body.name)
     caller.require("write", body.name)
+    # Inputs the caller may not read do not exist for it (naming one must not probe).
+    inputs = tuple(str(load_package(store, caller, ref, "read").id) for ref in body.inputs)
+    inline = _inline(body.files)
+    if inline is not None:
+        return PutRequest(
+            body.name, inline, kind=body.kind, metadata=body.metadata,
+            retention_class=body.retention_class, inputs=inputs,
+            provenance=_provenance(caller, body), idempotency_key=key,
+        )  # fmt: skip
     return RegisterRequest(
         body.name, _files(store, body.files), kind=body.kind, metadata=body.metadata,
-        retention_class=body.retention_class, inputs=tuple(body.inputs),
+        retention_class=body.retention_class, inputs=inputs,
         provenance=_provenance(caller, body), idempotency_key=key,
     )  # fmt: skip
 
 
-def _register(store: ArtifactStore, requests: list[RegisterRequest], actor: str) -> list[Package]:
+def _register(
+    store: ArtifactStore, requests: list[PutRequest | RegisterRequest], actor: str
+) -> list[Package]:
     try:
-        return store.register_many(requests, actor=actor)
+        return store.put_many(requests, actor=actor)
     except BlobUnknownError as exc:
         raise Problem(
             400, str(exc), code="BLOB_UNKNOWN",
@@ -232,10 +268,9 @@ async def put_file(
     provenance = _provenance(caller, Registration(name=name, files={}))
 
     def consume(body: BinaryIO) -> Package:
-        blob = store.uploads.put_blob(body, digests=[expected] if expected else (),
-                                      actor=caller.actor)  # fmt: skip
-        return store.register(
-            name, {path: blob}, kind=kind, retention_class=retention_class,
+        source = body if expected is None else cast(BinaryIO, Sha256Checked(body, expected))
+        return store.put(
+            name, {path: source}, kind=kind, retention_class=retention_class,
             provenance=provenance, idempotency_key=idempotency_key, actor=caller.actor,
         )  # fmt: skip
 
@@ -249,9 +284,6 @@ def _content_digest(header: str | None) -> str | None:
     """``sha256:<hex>`` from an RFC 9530 ``Content-Digest: sha-256=:<base64>:``."""
     if header is None:
         return None
-    import base64
-    import binascii
-
     for item in header.split(","):
         algorithm, _, value = item.strip().partition("=")
         if algorithm.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
@@ -371,27 +403,28 @@ def put_tag(
     the current target's digest; ``If-None-Match: *`` creates only (412 otherwise)."""
     name, tag = validate_name(segment(name)), segment(tag)
     target = load_package(store, caller, f"{name}@{body.version}", "tag")
-    if if_match is not None or if_none_match is not None:
-        try:
-            current: str | None = f'"{store.describe(f"{name}:{tag}").content_address}"'
-        except NotFoundError:
-            current = None
-        if if_none_match is not None and if_none_match.strip() == "*" and current is not None:
-            raise Problem(412, f"tag {tag!r} of {name!r} exists", code="PRECONDITION_FAILED")
-        if if_match is not None and (current is None or not matches_any(if_match, current)):
-            raise Problem(
-                412, f"tag {tag!r} of {name!r} points at {current or 'nothing'}, not {if_match}",
-                code="PRECONDITION_FAILED",
-            )  # fmt: skip
-    return package_response(store.tag(str(target.id), tag, actor=caller.actor))
+    current: str | Literal[False] | None = False
+    if if_none_match is not None:
+        if if_none_match.strip() != "*":
+            raise Problem(400, "a tag takes If-None-Match: * (create only)")
+        current = None
+    elif if_match is not None:
+        current = if_match.strip().removeprefix("W/").strip('"')
+    moved = store.tag(str(target.id), tag, current=current, actor=caller.actor)
+    return package_response(moved)
 
 
-@router.delete("/v1/packages/{name}/tags/{tag}", status_code=501)
-def delete_tag(name: str, tag: str, store: StoreDep, caller: CallerDep) -> Response:
-    """Not supported yet: the event log has no event that removes a tag (move it instead)."""
-    name = validate_name(segment(name))
-    load_package(store, caller, f"{name}:{segment(tag)}", "tag")
-    raise Problem(
-        501, "removing a tag is not supported by this registry; move the tag instead",
-        code="UNSUPPORTED",
-    )  # fmt: skip
+@router.delete("/v1/packages/{name}/tags/{tag}")
+def delete_tag(
+    name: str,
+    tag: str,
+    store: StoreDep,
+    caller: CallerDep,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=200)] = None,
+) -> Response:
+    """Remove ``tag`` of ``name`` (needs ``tag``): the package it pointed at. ``If-Match``
+    names that package's digest (412 otherwise)."""
+    name, tag = validate_name(segment(name)), segment(tag)
+    load_package(store, caller, f"{name}:{tag}", "tag")
+    current = if_match.strip().removeprefix("W/").strip('"') if if_match is not None else None
+    return package_response(store.untag(name, tag, current=current, actor=caller.actor))

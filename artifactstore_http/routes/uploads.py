@@ -7,7 +7,6 @@ the bytes in the blob backend's staging, so any worker can take the next chunk.
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Annotated, Any, BinaryIO
 
@@ -15,7 +14,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from artifactstore_core.errors import AuthenticationError, SizeInvalidError, UploadUnknownError
+from artifactstore_core.errors import AuthenticationError, UploadUnknownError
 from artifactstore_core.hashing import BlobHash
 from artifactstore_core.store import ArtifactStore
 from artifactstore_core.uploads import UploadSession
@@ -59,35 +58,6 @@ def _owned(store: ArtifactStore, caller: Caller, upload_id: str) -> UploadSessio
     if caller.expired and not same_token:
         raise AuthenticationError("token expired")
     return session
-
-
-class _Exactly(io.RawIOBase):
-    """A body that must hold exactly ``length`` bytes: ``SizeInvalidError`` from the read
-    that shows otherwise, so the core stages nothing."""
-
-    def __init__(self, body: BinaryIO, length: int) -> None:
-        self._body = body
-        self._left = length
-        self._length = length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._body.read(len(buffer))
-        if not data and self._left > 0:
-            raise SizeInvalidError(self._length, self._length - self._left)
-        if len(data) > self._left:
-            raise SizeInvalidError(self._length, self._length - self._left + len(data))
-        buffer[: len(data)] = data
-        self._left -= len(data)
-        return len(data)
-
-
-def _exactly(body: BinaryIO, length: int | None) -> BinaryIO:
-    if length is None:
-        return body
-    return io.BufferedReader(_Exactly(body, length), buffer_size=1024 * 1024)
 
 
 def _has_body(request: Request) -> bool:
@@ -170,7 +140,7 @@ async def append(
             )  # fmt: skip
 
     def consume(body: BinaryIO) -> UploadSession:
-        return store.uploads.append(upload_id, start, _exactly(body, length))
+        return store.uploads.append(upload_id, start, body, length=length)
 
     updated = await bridge.consume(request, consume)
     return Response(status_code=202, headers=_session_headers(updated))

@@ -96,6 +96,9 @@ def test_put_show_get_ls_lineage_on_each_database(cli: Cli, tmp_path: Path) -> N
     )
     cli("tag", "reports/daily@1", "production")
     assert cli.json("show", "reports/daily:production")["tags"] == ["latest", "production"]  # type: ignore[index]
+    cli("tag", "reports/daily@1", "staging")
+    assert cli.json("untag", "reports/daily", "staging")["version"] == 1  # type: ignore[index]
+    cli("show", "reports/daily:staging", expect=2)
     assert "OK" in cli("verify", "--all").stdout
     assert "OK" in cli("log", "verify").stdout
     assert "OK" in cli("views", "check").stdout

@@ -77,6 +77,9 @@ def test_remote_commands_print_what_local_commands_print(
     modes.same("lineage", "in/raw", "--downstream")
     tagged = modes.json("tag", "reports/daily@1", "stable", remote=True)
     assert tagged == modes.json("show", "reports/daily:stable", remote=False)
+    modes.json("tag", "reports/daily@1", "old", remote=False)
+    untagged = modes.json("untag", "reports/daily", "old", remote=True)
+    assert untagged == modes.json("show", "reports/daily@1", remote=False)
     assert modes.same("verify", "reports/daily@1")["ok"] is True
     explained = [modes.json("retention", "explain", "reports/daily@1", remote=r) for r in (0, 1)]
     assert [{k: v for k, v in e.items() if k != "now"} for e in explained] == [
@@ -94,7 +97,11 @@ def test_remote_commands_print_what_local_commands_print(
     assert modes.same("show", "reports/daily@1")["holds"] == [hold]
     modes.run("release", "reports/daily@1", "--hold", hold["hold_id"], remote=True)
     assert modes.same("show", "reports/daily@1")["holds"] == []
-    modes.same("events", "--since", "2", "--limit", "5")
+    local, remote = (modes.json("events", "--limit", "100", remote=r) for r in (False, True))
+    for event in local:  # the server withholds a token secret's hash
+        if event["event_type"] == "TokenIssued":
+            event["payload"]["secret_sha256"] = ""
+    assert remote == local and len(local) > 10
 
 
 def test_remote_errors_keep_the_local_exit_codes_and_one_line(modes: Modes) -> None:
@@ -103,3 +110,28 @@ def test_remote_errors_keep_the_local_exit_codes_and_one_line(modes: Modes) -> N
         assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
     local = modes.run("show", "no/such", remote=False, expect=2).stderr
     assert modes.run("show", "no/such", remote=True, expect=2).stderr == local
+    noted = modes.run("--actor", "me", "ls", remote=True).stderr
+    assert noted == "note: --actor is not used with --server: the token's actor is recorded\n"
+
+
+def test_tokens_are_minted_listed_and_revoked_through_the_server(
+    modes: Modes, sqlite_gateway: LiveServer
+) -> None:
+    created = modes.json(
+        "token", "create", "--actor", "alice", "--scope", "package:reports/**:read",
+        "--expires", "30m", "--run-id", "run-7", remote=True,
+    )  # fmt: skip
+    child = created["token"]
+    assert created["secret"].startswith("asr_") and child["actor"] == "alice"
+    assert child["parent_id"] is not None and child["run_id"] == "run-7"
+    principal = sqlite_gateway.store.tokens.authenticate(created["secret"])
+    assert principal.token_id == child["id"]
+    assert modes.same("token", "list") == [t.to_dict() for t in sqlite_gateway.store.tokens.list()]
+    revoked = modes.json("token", "revoke", child["id"], remote=True)
+    assert revoked["status"] == "revoked"
+    assert sqlite_gateway.store.tokens.get(child["id"]).status == "revoked"
+    refused = modes.run(
+        "token", "create", "--actor", "mallory", "--scope", "package:**:read",
+        "--expires", "30m", remote=True, expect=2,
+    )  # fmt: skip
+    assert "for the calling token's actor 'alice' only, not for 'mallory'" in refused.stderr

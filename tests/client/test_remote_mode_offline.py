@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.integration
         ["views", "rebuild"],
         ["views", "check"],
         ["log", "verify"],
-        ["token", "list"],
         ["serve"],
     ],
 )
@@ -61,3 +61,36 @@ def test_the_resource_refuses_a_server_and_a_database_together(tmp_path: Path) -
     )
     with pytest.raises(ConfigurationError, match=r"either url .* or database_url"):
         resource.get_store()
+
+
+def test_without_httpx_the_client_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['httpx'] = None\n"
+        "from artifactstore_core.client import RemoteArtifactStore\n"
+        "RemoteArtifactStore('http://127.0.0.1:9')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "MissingExtraError: the remote client needs the Python package 'httpx'" in result.stderr
+    assert "pip install 'artifact-store[client]'" in result.stderr
+
+
+def test_from_environment_needs_the_server_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from artifactstore_core.client import from_environment
+
+    monkeypatch.delenv("ARTIFACTSTORE_SERVER_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="ARTIFACTSTORE_SERVER_URL is not set"):
+        from_environment()
+    monkeypatch.setenv("ARTIFACTSTORE_SERVER_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("ARTIFACTSTORE_TOKEN", "asr_secret")
+    with from_environment() as client:
+        assert client.url == "http://127.0.0.1:9"
+        assert client.transport.client.headers["Authorization"] == "Bearer asr_secret"
+
+
+def test_tier_planning_is_refused_remotely_without_a_request() -> None:
+    from artifactstore_core.client import RemoteArtifactStore, RetryPolicy
+
+    client = RemoteArtifactStore("http://127.0.0.1:9", "t", retry=RetryPolicy(attempts=1))
+    with client, pytest.raises(ConfigurationError, match="tier 'cold' needs the registry's"):
+        client.plan_tier_moves("cold")

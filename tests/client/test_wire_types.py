@@ -74,3 +74,15 @@ def test_sweep_plans_results_and_explanations_round_trip(tiered: ArtifactStore) 
     explanation = tiered.explain(kept.id)
     parsed = Explanation.from_dict(explanation.to_dict(), tiered.describe(kept.id))
     assert parsed == explanation
+
+
+def test_token_infos_round_trip(tiered: ArtifactStore) -> None:
+    from artifactstore_core.access import TokenInfo
+
+    issued = tiered.tokens.issue(
+        actor="ci", scopes=["package:reports/**:read,write"], expires_at=DAY, run_id="r-1",
+        description="nightly", issued_by="admin",
+    )  # fmt: skip
+    revoked = tiered.tokens.revoke(issued.token.id)
+    for info in (issued.token, revoked):
+        assert TokenInfo.from_dict(info.to_dict()) == info

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from artifactstore_core import ArtifactStore, Settings
 from artifactstore_core.testing.servers import (
@@ -46,6 +47,7 @@ class LiveServer:
 
     url: str
     store: ArtifactStore
+    app: FastAPI
 
     def client(self, secret: str | None = None, **kwargs: Any) -> httpx.Client:
         """An httpx client on the server, with ``Authorization: Bearer <secret>``."""
@@ -74,7 +76,7 @@ def live_server(
             raise RuntimeError("the test gateway did not start")
         time.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", store)
+        yield LiveServer(f"http://127.0.0.1:{port}", store, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -84,6 +84,11 @@ def test_scopes_deny_and_hide(server: LiveServer) -> None:
         )
         by_id = str(store.describe("other/secret").id)
         assert_problem(client.get(f"/v1/packages/{by_id}"), 404, "PACKAGE_UNKNOWN")
+        # Blobs by digest: readable through a package the token may read, else unknown.
+        mine = store.describe("team/a").files[0].blob.content_address
+        theirs = store.describe("other/secret").files[0].blob.content_address
+        assert client.get(f"/v1/blobs/{mine}").status_code == 200
+        assert_problem(client.get(f"/v1/blobs/{theirs}"), 404, "BLOB_UNKNOWN")
         listed = client.get("/v1/packages").json()["items"]
         assert [p["name"] for p in listed] == ["team/a"]
         # Inside the glob without the action: 403 naming the scope.

@@ -100,6 +100,9 @@ def test_openapi_document_is_valid(sqlite_gateway: LiveServer) -> None:
     put_file = document["paths"]["/v1/packages/{name}/files/{path}"]["put"]
     assert "application/octet-stream" in put_file["requestBody"]["content"]
     assert "/v1/blobs/uploads/{upload_id}" in document["paths"]
+    listing = document["paths"]["/v1/packages"]["get"]["responses"]
+    assert "application/problem+json" in listing["4XX"]["content"]
+    assert "422" not in listing  # validation errors are 400 problems here
 
 
 def test_anonymous_requests_need_the_setting(sqlite_store: ArtifactStore) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -156,6 +158,8 @@ def test_events_page_by_sequence(gateway: LiveServer, admin_secret: str) -> None
         only = client.get("/v1/events", params={"subject": subject}).json()["items"]
         assert {e["subject_id"] for e in only} == {registered["subject_id"]}
         assert_problem(client.get("/v1/events?subject=nocolon"), 400, "INVALID_INPUT")
+        issued = [e for e in everything["items"] if e["event_type"] == "TokenIssued"]
+        assert issued and all("secret_sha256" not in e["payload"] for e in issued)
 
 
 def test_a_corrupt_blob_aborts_the_download(sqlite_gateway: LiveServer) -> None:
@@ -177,3 +181,36 @@ def test_a_corrupt_blob_aborts_the_download(sqlite_gateway: LiveServer) -> None:
         # A range is not verified (a part has no digest) and is served.
         part = client.get(f"/v1/blobs/{blob.content_address}", headers={"Range": "bytes=0-9"})
         assert part.content == data[:10]
+
+
+def _open_descriptors(path: Path) -> int:
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(os.readlink(fd)) == path:
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_a_download_the_client_abandons_closes_its_blob(sqlite_gateway: LiveServer) -> None:
+    store = sqlite_gateway.store
+    package = store.put("gone/client", {"f.bin": b"x" * (64 * 1024 * 1024)})
+    path = Path(store.blobs.uri(package.files[0].blob.blake3).removeprefix("file://"))
+    secret = issue_token(store)
+    with (
+        sqlite_gateway.client(secret) as client,
+        client.stream("GET", "/v1/packages/gone%2Fclient/files/f.bin") as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_raw(65536))
+        deadline = time.monotonic() + 10  # the server's worker thread holds it open
+        while (held := _open_descriptors(path)) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert held == 1
+    # The connection is closed with most of the body unsent.
+    deadline = time.monotonic() + 10
+    while _open_descriptors(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_descriptors(path) == 0

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,11 @@ from artifactstore_core.testing.clock import FrozenClock
 from artifactstore_http import Limits
 from tests.http.conftest import LiveServer, assert_problem, issue_token, live_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # An abandoned chunk must be disposed of cleanly (no error from a finaliser later).
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
 
 CHUNK = 1024 * 1024
 
@@ -201,6 +206,7 @@ def test_registration_errors_and_batches(gateway: LiveServer, admin_secret: str)
 
 
 def test_run_bound_registration(gateway: LiveServer) -> None:
+    gateway.store.put("secret/x", {"f": b"not yours"})
     secret = issue_token(gateway.store, "package:runs/**:read,write", run_id="run-7")
     with gateway.client(secret) as client:
         address = upload(client, b"bound")
@@ -215,6 +221,16 @@ def test_run_bound_registration(gateway: LiveServer) -> None:
         assert own.json()["provenance"]["run_id"] == "run-7"
         outside = client.post("/v1/packages", json={"name": "elsewhere", "files": {"f": address}})
         assert_problem(outside, 404, "PACKAGE_UNKNOWN")
+        hidden = client.post(
+            "/v1/packages", json={"name": "runs/b", "files": {"f": address}, "inputs": ["secret/x"]}
+        )
+        missing = client.post(
+            "/v1/packages", json={"name": "runs/b", "files": {"f": address}, "inputs": ["secret/y"]}
+        )
+        assert_problem(hidden, 404, "PACKAGE_UNKNOWN")
+        assert assert_problem(missing, 404, "PACKAGE_UNKNOWN")["detail"] == hidden.json()[
+            "detail"
+        ].replace("secret/x", "secret/y")
     assert gateway.store.list_packages(name="elsewhere") == []
 
 
@@ -269,7 +285,12 @@ def test_sessions_outlive_their_token_but_not_its_revocation(
             assert_problem(same_actor.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
-def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
+@pytest.mark.parametrize("queue_seconds", [0.2, 30.0])
+def test_upload_slots_are_bounded_an_upload_waits_for_one_then_gets_429(
+    sqlite_store: ArtifactStore, queue_seconds: float
+) -> None:
+    """A request finding every slot taken waits for one (a short upload behind a long one
+    succeeds), and only past ``upload_queue_seconds`` gets 429."""
     secret = issue_token(sqlite_store)
     release = threading.Event()
     started = threading.Event()
@@ -280,7 +301,7 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         release.wait(30)
         yield b"b" * 1000
 
-    limits = Limits(upload_concurrency=1)
+    limits = Limits(upload_concurrency=1, upload_queue_seconds=queue_seconds)
     with (
         live_server(sqlite_store, limits=limits) as server,
         server.client(secret) as first,
@@ -293,10 +314,19 @@ def test_upload_slots_are_bounded_with_429(sqlite_store: ArtifactStore) -> None:
         )
         worker.start()
         assert started.wait(30)
-        busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
-        body = assert_problem(busy, 429, "TOOMANYREQUESTS")
-        assert busy.headers["retry-after"] == "1"
-        assert body["retry_after"] == 1
+        admission = server.app.state.bridge.admission
+        deadline = time.monotonic() + 30
+        while admission.borrowed_tokens < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first upload is past authentication, inside the bridge
+        if queue_seconds < 1:
+            busy = second.post("/v1/blobs/uploads", params=digests(b"x"), content=b"x")
+            body = assert_problem(busy, 429, "TOOMANYREQUESTS")
+            assert busy.headers["retry-after"] == "1"
+            assert body["retry_after"] == 1
+        else:  # the slot frees within the wait: the queued upload goes through
+            threading.Timer(0.5, release.set).start()
+            queued = second.post("/v1/blobs/uploads", params=digests(b"y"), content=b"y")
+            assert queued.status_code == 201, queued.text
         release.set()
         worker.join(30)
         assert result["r"].status_code == 202

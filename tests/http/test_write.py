@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 
-from tests.http.conftest import LiveServer, assert_problem
+from artifactstore_core import ArtifactStore
+from artifactstore_http import Limits
+from tests.http.conftest import LiveServer, assert_problem, issue_token, live_server
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +40,48 @@ def test_put_file_registers_a_new_version(gateway: LiveServer, admin_secret: str
             "/v1/packages/reports%2Fdaily/files/t.csv", content=b"abc",
             headers={"Content-Digest": content_digest(b"abd")},
         )  # fmt: skip
-        assert wrong.status_code in (400, 500) and wrong.json()["code"] in (
-            "DIGEST_INVALID", "INTEGRITY_FAILURE", "INVALID_INPUT",
-        )  # fmt: skip
+        body = assert_problem(wrong, 400, "DIGEST_INVALID")
+        assert body["expected"] == "sha256:" + hashlib.sha256(b"abd").hexdigest()
+        assert body["actual"] == "sha256:" + hashlib.sha256(b"abc").hexdigest()
         md5 = {"Content-Digest": "md5=:x:"}
         assert_problem(
             client.put("/v1/packages/x/files/a", content=b"a", headers=md5), 400, "DIGEST_INVALID"
         )
     assert [p.version for p in gateway.store.list_packages(name="reports/daily")] == [1, 2]
+    assert len(list(gateway.store.blobs.iter_addresses())) == 2  # nothing of the refused put
+
+
+def test_a_batch_of_inline_files_is_one_transaction_all_or_none(
+    gateway: LiveServer, admin_secret: str
+) -> None:
+    """Small files carried in the batch itself (base64) are stored and registered with
+    one commit; a package naming blobs and one giving bytes can share a batch."""
+    store = gateway.store
+    stored = store.put("seed", {"s": b"already stored"}).files[0].blob.content_address
+
+    def inline(data: bytes) -> dict[str, str]:
+        return {"content_base64": base64.b64encode(data).decode()}
+
+    packages = [{"name": f"inl/p{i}", "files": {"f.bin": inline(b"%d" % i)}} for i in range(20)]
+    packages.append({"name": "inl/ref", "files": {"s": stored}})
+    events = len(store.events())
+    with gateway.client(admin_secret) as client:
+        done = client.post("/v1/packages:batch", json={"packages": packages})
+        assert done.status_code == 201, done.text
+        assert [p["name"] for p in done.json()["items"]] == [p["name"] for p in packages]
+        # One transaction: 21 registrations and 20 blob locations, no event per blob upload.
+        assert len(store.events()) - events == 21 + 20
+        assert store.read_bytes("inl/p7", record=False) == b"7"
+        unknown = [*packages[:3], {"name": "inl/bad", "files": {"x": "blake3:" + "0" * 64}}]
+        assert_problem(client.post("/v1/packages:batch", json={"packages": unknown}), 400,
+                       "BLOB_UNKNOWN")  # fmt: skip
+        mixed = {"name": "inl/mixed", "files": {"a": stored, "b": inline(b"b")}}
+        assert_problem(client.post("/v1/packages:batch", json={"packages": [mixed]}), 400,
+                       "INVALID_INPUT")  # fmt: skip
+        bad = {"name": "inl/b64", "files": {"a": {"content_base64": "not base64!"}}}
+        assert_problem(client.post("/v1/packages:batch", json={"packages": [bad]}), 400,
+                       "INVALID_INPUT")  # fmt: skip
+    assert [p.version for p in store.list_packages(name="inl/p0")] == [1]
 
 
 def test_tags_with_preconditions(gateway: LiveServer, admin_secret: str) -> None:
@@ -78,7 +115,19 @@ def test_tags_with_preconditions(gateway: LiveServer, admin_secret: str) -> None
         assert_problem(
             client.put("/v1/packages/tg%2Fp/tags/x", json={"version": 9}), 404, "PACKAGE_UNKNOWN"
         )
-        assert_problem(client.delete("/v1/packages/tg%2Fp/tags/prod"), 501, "UNSUPPORTED")
+        stale_delete = client.delete(
+            "/v1/packages/tg%2Fp/tags/prod", headers={"If-Match": f'"{first.content_address}"'}
+        )
+        assert_problem(stale_delete, 412, "PRECONDITION_FAILED")
+        removed = client.delete(
+            "/v1/packages/tg%2Fp/tags/prod", headers={"If-Match": f'"{second.content_address}"'}
+        )
+        assert removed.status_code == 200 and removed.json()["version"] == 2
+        assert "prod" not in removed.json()["tags"]
+        assert_problem(client.delete("/v1/packages/tg%2Fp/tags/prod"), 404, "PACKAGE_UNKNOWN")
+    assert store.check_views() == []
+    store.rebuild_views()  # the removal replays from the log
+    assert "prod" not in store.describe("tg/p@2").tags
 
 
 def test_holds_retention_tier_verify(gateway: LiveServer, admin_secret: str) -> None:
@@ -137,3 +186,23 @@ def test_put_schema_then_metadata_is_checked(gateway: LiveServer, admin_secret: 
         assert_problem(client.put("/v1/schemas/Bad%20Kind", json=schema), 400, "INVALID_INPUT")
         assert_problem(client.put("/v1/schemas/x", json=[1]), 400, "INVALID_INPUT")
     assert "metrics" in gateway.store.schemas()
+
+
+def test_put_file_is_bounded_by_max_single_put_bytes(sqlite_store: ArtifactStore) -> None:
+    secret = issue_token(sqlite_store)
+    before = len(sqlite_store.events())
+    with (
+        live_server(sqlite_store, limits=Limits(max_single_put_bytes=1000)) as server,
+        server.client(secret) as client,
+    ):
+        sized = client.put("/v1/packages/big/files/a", content=b"x" * 1001)
+        assert_problem(sized, 413, "TOO_LARGE")
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(10):
+                yield b"y" * 500
+
+        streamed = client.put("/v1/packages/big/files/a", content=chunks())
+        assert_problem(streamed, 413, "TOO_LARGE")
+        assert client.put("/v1/packages/big/files/a", content=b"z" * 1000).status_code == 201
+    assert len(sqlite_store.events()) == before + 2  # the one put: its blob and package

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from artifactstore_core.errors import (
     AuthenticationError,
     InvalidInputError,
     NotFoundError,
+    UploadUnknownError,
 )
 from artifactstore_core.schema import PROJECTION_TABLES, access_tokens, events
 from artifactstore_core.testing.clock import FrozenClock
@@ -268,3 +270,22 @@ def test_a_lifetime_counts_from_the_recorded_time(store: ArtifactStore, clock: F
         with pytest.raises(InvalidInputError, match=message):
             store.tokens.issue(expires_at=lifetime, **terms)  # type: ignore[arg-type]
     assert len(store.tokens.list()) == 1
+
+
+def test_revoking_a_token_ends_its_upload_sessions(store: ArtifactStore) -> None:
+    parent = issue(store, "package:**:write")
+    child = issue(store, "package:team/**:write", parent=store.tokens.authenticate(parent.secret))
+    other = issue(store, "package:**:write")
+    sessions = {
+        name: store.uploads.open(actor="ci-bot", token_id=token.token.id)
+        for name, token in (("parent", parent), ("child", child), ("other", other))
+    }
+    for session in sessions.values():
+        store.uploads.append(session.id, 0, io.BytesIO(b"partial bytes"))
+    store.tokens.revoke(parent.token.id)
+    for name in ("parent", "child"):
+        with pytest.raises(UploadUnknownError):
+            store.uploads.status(sessions[name].id)
+        with pytest.raises(UploadUnknownError):
+            store.uploads.append(sessions[name].id, 13, io.BytesIO(b"more"))
+    assert store.uploads.status(sessions["other"].id).received == len(b"partial bytes")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from artifactstore_core import ArtifactStore
+from artifactstore_core import ArtifactStore, PutRequest, RegisterRequest
 from artifactstore_core.errors import (
     BlobUnknownError,
     DigestInvalidError,
@@ -286,3 +286,23 @@ def test_ranged_reads_of_blobs_and_package_files(store: ArtifactStore) -> None:
         with pytest.raises(InvalidInputError, match="not satisfiable"):
             store.open_blob(address, start=start, end=end)
     assert store.open_blob(address).read() == DATA
+
+
+def test_put_many_mixes_new_files_and_stored_blobs_all_or_none(store: ArtifactStore) -> None:
+    stored = store.uploads.put_blob(io.BytesIO(b"uploaded earlier"))
+    events = event_count(store)
+    with pytest.raises(BlobUnknownError):  # checked before any byte is written
+        store.put_many(
+            [
+                PutRequest("mix/new", {"f": b"fresh bytes"}),
+                RegisterRequest("mix/old", {"f": str(hash_bytes(b"never").blake3)}),
+            ]
+        )
+    assert event_count(store) == events
+    assert {str(a) for a in store.blobs.iter_addresses()} == {str(stored.blake3)}
+    made = store.put_many(
+        [PutRequest("mix/new", {"f": b"fresh bytes"}), RegisterRequest("mix/old", {"f": stored})]
+    )
+    assert [p.reference for p in made] == ["mix/new@1", "mix/old@1"]
+    assert store.read_bytes("mix/old", record=False) == b"uploaded earlier"
+    assert event_count(store) == events + 3  # two registrations, one new blob location

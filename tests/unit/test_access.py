@@ -175,6 +175,28 @@ def test_single_segment_stars_agree_with_fnmatch(glob: list[str], name: list[str
     assert scope.matches("/".join(name)) is expected
 
 
+def _naive_match(glob: list[str], name: list[str]) -> bool:
+    """An independent reference: recursion over segments, fnmatch within one."""
+    if not glob:
+        return not name
+    if glob[0] == "**":
+        return any(_naive_match(glob[1:], name[skip:]) for skip in range(len(name) + 1))
+    return (
+        bool(name)
+        and re.fullmatch(fnmatch.translate(glob[0]), name[0]) is not None
+        and _naive_match(glob[1:], name[1:])
+    )
+
+
+@given(
+    st.lists(_segment | st.just("**"), min_size=1, max_size=5),
+    st.lists(_name_segment, min_size=1, max_size=5),
+)
+def test_double_stars_agree_with_a_naive_matcher(glob: list[str], name: list[str]) -> None:
+    scope = Scope.parse(f"package:{'/'.join(glob)}:read")
+    assert scope.matches("/".join(name)) is _naive_match(glob, name)
+
+
 @pytest.mark.parametrize(
     ("parent", "child", "expected"),
     [
@@ -323,3 +345,15 @@ def test_malformed_secrets_are_recognised(text: object) -> None:
 
 def test_actions_are_the_documented_ones() -> None:
     assert ACTIONS == ("read", "write", "tag", "hold", "retention-admin", "attest", "admin")
+
+
+def test_run_binding() -> None:
+    principal("package:**:write").require_run(None)
+    principal("package:**:write").require_run("any")
+    bound = principal("package:**:write", run_id="run-1")
+    bound.require_run("run-1")
+    for other, shown in (("run-2", "run 'run-2'"), (None, "no run")):
+        with pytest.raises(
+            AccessDeniedError, match=f"bound to run 'run-1'; it cannot act for {shown}"
+        ):
+            bound.require_run(other)

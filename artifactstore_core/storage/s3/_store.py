@@ -339,6 +339,7 @@ class S3BlobStore(BlobStore):
             # Closing would complete the upload: a partial chunk must never be visible.
             with contextlib.suppress(Exception):
                 target.discard()
+            target.closed = True  # discarded: its finaliser must not try to close it again
             raise
         with self._errors.translated(where):
             target.close()
