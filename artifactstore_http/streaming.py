@@ -144,10 +144,14 @@ class Bridge:
         """``consumer(body)`` in a worker thread; 429 when ``concurrency`` run already and
         none ends within ``queue_seconds``; 413 once the body passes ``limit`` bytes (the
         consumer sees a failed read)."""
-        admitted = False
-        with anyio.move_on_after(self.queue_seconds):
-            await self.admission.acquire()
+        try:
+            self.admission.acquire_nowait()
             admitted = True
+        except anyio.WouldBlock:
+            admitted = False
+            with anyio.move_on_after(self.queue_seconds):
+                await self.admission.acquire()
+                admitted = True
         if not admitted:
             raise Problem(
                 429,

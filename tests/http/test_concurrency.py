@@ -38,7 +38,7 @@ def test_32_clients_register_at_once_without_losing_a_package(gateway: LiveServe
         results = [item for made in pool.map(client, range(CLIENTS)) for item in made]
 
     assert len(results) == CLIENTS * PER_CLIENT
-    assert len(set((name, version) for name, version, _ in results)) == len(results)
+    assert len({(name, version) for name, version, _ in results}) == len(results)
     shared = sorted(v for name, v, _ in results if name == SHARED)
     assert shared == list(range(1, CLIENTS * PER_CLIENT // 2 + 1))  # gap-free
     for index in range(CLIENTS):

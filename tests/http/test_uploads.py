@@ -285,7 +285,7 @@ def test_sessions_outlive_their_token_but_not_its_revocation(
             assert_problem(same_actor.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
-@pytest.mark.parametrize("queue_seconds", [0.2, 30.0])
+@pytest.mark.parametrize("queue_seconds", [0.0, 0.2, 30.0])
 def test_upload_slots_are_bounded_an_upload_waits_for_one_then_gets_429(
     sqlite_store: ArtifactStore, queue_seconds: float
 ) -> None:
