@@ -196,7 +196,8 @@ def _open_descriptors(path: Path) -> int:
 
 def test_a_download_the_client_abandons_closes_its_blob(sqlite_gateway: LiveServer) -> None:
     store = sqlite_gateway.store
-    package = store.put("gone/client", {"f.bin": b"x" * (64 * 1024 * 1024)})
+    # Larger than every buffer between the server and the client (32 MiB socket buffers).
+    package = store.put("gone/client", {"f.bin": b"x" * (256 * 1024 * 1024)})
     path = Path(store.blobs.uri(package.files[0].blob.blake3).removeprefix("file://"))
     secret = issue_token(store)
     with (
