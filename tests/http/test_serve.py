@@ -3,6 +3,7 @@ and a big file in chunks spread over both workers (1 GiB with ``ARTIFACTSTORE_HT
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -29,9 +30,10 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
-    """``artifactstore serve`` on a free port with two workers: (url, database url, process)."""
+@contextlib.contextmanager
+def serving(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """``artifactstore serve`` on a free port with two workers over the registry in
+    ``tmp_path``: (url, database url, process)."""
     database_url = f"sqlite:///{tmp_path / 'registry.db'}"
     port = free_port()
     env = {
@@ -39,7 +41,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]
         "ARTIFACTSTORE_STORAGE_URL": str(tmp_path / "blobs"),
         "ARTIFACTSTORE_DATABASE_URL": "sqlite:////nonexistent/overridden.db",
     }
-    log = (tmp_path / "serve.log").open("wb")
+    log = (tmp_path / "serve.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-c", "from artifactstore_core.cli import main; main()",
          "--database-url", database_url, "serve", "--port", str(port), "--workers", "2"],
@@ -60,9 +62,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]
             time.sleep(0.2)
         yield url, database_url, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=40)
         log.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    with serving(tmp_path) as server:
+        yield server
 
 
 def test_serve_with_two_workers(served: tuple[str, str, subprocess.Popen[bytes]]) -> None:
@@ -186,4 +195,48 @@ def test_a_big_file_in_chunks_across_two_workers_in_bounded_memory(
     timings = _transfer(url, secret, size, chunk)
     peaks = {pid: round(_peak_rss_mib(pid)) for pid in workers}
     print(f"{size >> 20} MiB through 2 workers: {timings}, worker peak RSS MiB: {peaks}")
-    assert max(peaks.values()) < 200, peaks
+    assert max(peaks.values()) < 150e6 / 2**20, peaks  # 150 MB
+
+
+def test_an_upload_resumes_after_the_server_is_killed_and_restarted(tmp_path: Path) -> None:
+    """Half the chunks, then ``kill -9`` of the whole server; a new server on the same
+    registry tells the resume offset, takes the rest, and commits twice with one answer."""
+    size, chunk = 24 * 1024 * 1024, 4 * 1024 * 1024
+    data = b"".join(_pieces(7, size))
+    with serving(tmp_path) as (url, database_url, process):
+        with ArtifactStore.open(database_url, migrate=False) as store:
+            secret = issue_token(store, "package:**:read,write", actor="ci")
+        headers = {"Authorization": f"Bearer {secret}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            location = client.post("/v1/blobs/uploads").headers["location"]
+            for start in range(0, size // 2, chunk):
+                part = data[start : start + chunk]
+                sent = client.patch(
+                    location, content=part,
+                    headers={"Content-Range": f"{start}-{start + len(part) - 1}"},
+                )  # fmt: skip
+                assert sent.status_code == 202, sent.text
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=40)
+    with (
+        serving(tmp_path) as (url, _database_url, _process),
+        httpx.Client(base_url=url, headers=headers, timeout=120) as client,
+    ):
+        status = client.get(location)
+        assert status.status_code == 204 and status.headers["range"] == f"0-{size // 2 - 1}"
+        for start in range(size // 2, size, chunk):
+            part = data[start : start + chunk]
+            sent = client.patch(
+                location, content=part,
+                headers={"Content-Range": f"{start}-{start + len(part) - 1}"},
+            )  # fmt: skip
+            assert sent.status_code == 202, sent.text
+        digests = [("digest", f"sha256:{hashlib.sha256(data).hexdigest()}"),
+                   ("digest", f"blake3:{blake3.blake3(data).hexdigest()}")]  # fmt: skip
+        first = client.put(location, params=digests)
+        again = client.put(location, params=digests)
+        assert first.status_code == again.status_code == 201, (first.text, again.text)
+        assert first.json() == again.json()
+        assert first.json()["size"] == size
+        address = first.json()["content_address"]
+        assert client.get(f"/v1/blobs/{address}").content == data
