@@ -153,7 +153,8 @@ class FileSerializer(Serializer):
 
 
 class ParquetSerializer(Serializer):
-    """pandas DataFrames as Parquet; used only when pandas and pyarrow are installed."""
+    """pandas DataFrames as Parquet; used only when pandas and pyarrow are installed. A
+    frame Arrow cannot convert (mixed-type object columns) is left to the next serializer."""
 
     name = "parquet"
 
@@ -166,8 +167,12 @@ class ParquetSerializer(Serializer):
         )
 
     def dump(self, value: Any) -> Files:
+        arrow_error = importlib.import_module("pyarrow").lib.ArrowException
         buffer = io.BytesIO()
-        value.to_parquet(buffer, engine="pyarrow")
+        try:
+            value.to_parquet(buffer, engine="pyarrow")
+        except arrow_error as exc:  # e.g. an object column of mixed types (rows of JSON)
+            raise Unsuitable(f"pyarrow cannot convert it ({type(exc).__name__}: {exc})") from exc
         return {"data.parquet": buffer.getvalue()}
 
     def load(self, content: StoredContent) -> Any:

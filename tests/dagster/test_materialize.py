@@ -441,11 +441,19 @@ def bad_value() -> Any:
     return Unpicklable()
 
 
+@asset(metadata={"artifactstore/serializer": "parquet"})
+def mixed_rows() -> Any:
+    import pandas
+
+    return pandas.DataFrame({"value": [1, "two", {"three": 3}]})
+
+
 @pytest.mark.parametrize(
     ("the_asset", "expected", "error"),
     [
         (bad_class, "unknown retention class 'keep-forever-please'", UnknownRetentionClassError),
         (bad_value, "cannot serialise a", InvalidInputError),
+        (mixed_rows, "pyarrow cannot convert it (Arrow", InvalidInputError),
     ],
 )
 def test_bad_output_fails_the_step_and_records_nothing(

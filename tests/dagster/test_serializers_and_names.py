@@ -170,6 +170,18 @@ def test_parquet_for_dataframes_when_pandas_and_pyarrow_are_installed(tmp_path: 
     assert loaded.equals(frame)
 
 
+def test_a_dataframe_arrow_cannot_convert_falls_back_or_fails_named(tmp_path: Path) -> None:
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    rows = pandas.DataFrame({"id": [1, 2, 3], "value": [1, "two", {"three": 3}]})  # JSON rows
+    chosen, loaded = _roundtrip(rows, tmp_path)
+    assert chosen == "pickle"
+    assert loaded.equals(rows)
+    registry = SerializerRegistry(builtin_serializers())
+    with pytest.raises(InvalidInputError, match=r"serializer 'parquet' .*pyarrow cannot convert"):
+        registry.serialize(rows, "parquet")
+
+
 # ---------------------------------------------------------------------------- names
 def test_valid_segments_stay_and_others_get_a_hash_suffix() -> None:
     assert segment("2024-05-01") == "2024-05-01"
