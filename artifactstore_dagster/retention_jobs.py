@@ -55,6 +55,7 @@ from artifactstore_dagster import keys
 from artifactstore_dagster.keys import RETENTION_TAG
 from artifactstore_dagster.resources import ArtifactStoreResource
 
+_WAITING = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED}
 _IN_PROGRESS = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -66,7 +67,23 @@ _TABLE_ROWS = 500
 
 
 # ---------------------------------------------------------------------------- run config
-class SweepConfig(Config):
+STALE_AFTER = dt.timedelta(hours=1)
+"""A retention run in progress that has logged nothing for this long is taken for dead (a
+run worker killed with -9 stays STARTED); the registry's sweep lease still serialises
+sweeps. Dagster's run monitoring marks such runs failed (docs/dagster.md)."""
+
+
+class _RetentionConfig(Config):
+    """What every retention job's run config has."""
+
+    stale_after_seconds: int = Field(
+        default=int(STALE_AFTER.total_seconds()),
+        ge=0,
+        description="A retention run silent this long is taken for dead and does not block",
+    )
+
+
+class SweepConfig(_RetentionConfig):
     """Run config of the sweep job."""
 
     dry_run: bool = Field(default=False, description="Plan only: report, change nothing")
@@ -82,7 +99,7 @@ class SweepConfig(Config):
     )
 
 
-class TierMoveConfig(Config):
+class TierMoveConfig(_RetentionConfig):
     """Run config of the tier move job: which packages move to which tier."""
 
     tier: str = Field(default="cold", description="Target tier: hot, cold or archive")
@@ -93,7 +110,7 @@ class TierMoveConfig(Config):
     limit: int | None = Field(default=None, ge=1, description="At most this many moves")
 
 
-class VerifyConfig(Config):
+class VerifyConfig(_RetentionConfig):
     """Run config of the verification job."""
 
     rehash: bool = Field(default=True, description="Re-hash every blob (else: presence only)")
@@ -103,22 +120,50 @@ class VerifyConfig(Config):
 
 
 # ---------------------------------------------------------------------------- guard
-def retention_runs_in_progress(instance: Any, *, exclude: str | None = None) -> list[Any]:
-    """Run records of retention runs queued or in progress, oldest first."""
+def retention_runs_in_progress(
+    instance: Any,
+    *,
+    exclude: str | None = None,
+    stale_after: dt.timedelta = STALE_AFTER,
+    now: dt.datetime | None = None,
+) -> list[Any]:
+    """Run records of retention runs queued or in progress, oldest first; a started run
+    that has logged nothing (no event, no status change) for ``stale_after`` is left out."""
     records = instance.get_run_records(
         filters=RunsFilter(tags={RETENTION_TAG: "true"}, statuses=_IN_PROGRESS)
     )
-    found = [r for r in records if r.dagster_run.run_id != exclude]
+    cutoff = (now or dt.datetime.now(dt.UTC)) - stale_after
+    found = [
+        r
+        for r in records
+        if r.dagster_run.run_id != exclude
+        and (r.dagster_run.status in _WAITING or _last_activity(instance, r) > cutoff)
+    ]
     return sorted(found, key=lambda r: (r.create_timestamp, r.dagster_run.run_id))
 
 
-def _guard(context: OpExecutionContext) -> None:
-    """Fail if an older retention run is still queued or running (the older one goes on)."""
+def _last_activity(instance: Any, record: Any) -> dt.datetime:
+    """When the run last logged an event or changed status."""
+    latest: dt.datetime = record.update_timestamp
+    events = instance.get_records_for_run(record.dagster_run.run_id, limit=1, ascending=False)
+    if events.records:
+        stamp = dt.datetime.fromtimestamp(events.records[0].event_log_entry.timestamp, dt.UTC)
+        latest = max(latest, stamp)
+    return latest if latest.tzinfo else latest.replace(tzinfo=dt.UTC)
+
+
+def _guard(context: OpExecutionContext, stale_after_seconds: int) -> None:
+    """Fail if an older retention run is still queued or running (the older one goes on);
+    one silent for ``stale_after_seconds`` is taken for dead."""
     me = context.instance.get_run_record_by_id(context.run_id)
     if me is None:
         return
     mine = (me.create_timestamp, context.run_id)
-    for record in retention_runs_in_progress(context.instance, exclude=context.run_id):
+    stale_after = dt.timedelta(seconds=stale_after_seconds)
+    running = retention_runs_in_progress(
+        context.instance, exclude=context.run_id, stale_after=stale_after
+    )
+    for record in running:
         if (record.create_timestamp, record.dagster_run.run_id) < mine:
             run = record.dagster_run
             raise Failure(
@@ -189,7 +234,7 @@ def _sweep_op(resource_key: str, name: str) -> Any:
         "Expire due packages, move tiers by class rules, collect unneeded blobs.",
     )
     def sweep(context: OpExecutionContext, config: SweepConfig) -> Any:
-        _guard(context)
+        _guard(context, config.stale_after_seconds)
         store = _store(context, resource_key)
         grace = None if config.grace_seconds is None else dt.timedelta(seconds=config.grace_seconds)
         now = _as_of(config)
@@ -277,7 +322,7 @@ def _tier_move_op(resource_key: str, name: str) -> Any:
         name, resource_key, "Move packages older than a cutoff to a tier (verified copies)."
     )
     def move_tiers(context: OpExecutionContext, config: TierMoveConfig) -> Any:
-        _guard(context)
+        _guard(context, config.stale_after_seconds)
         if config.tier not in TIERS:
             raise Failure(description=f"unknown tier {config.tier!r}; use {', '.join(TIERS)}")
         store = _store(context, resource_key)
@@ -337,7 +382,7 @@ def _verify_op(resource_key: str, name: str) -> Any:
         name, resource_key, "Verify the stored bytes of active packages (presence or re-hash)."
     )
     def verify(context: OpExecutionContext, config: VerifyConfig) -> Any:
-        _guard(context)
+        _guard(context, config.stale_after_seconds)
         store = _store(context, resource_key)
         selected = PackageFilter(
             name_prefix=config.name_prefix, status="active", limit=config.limit
@@ -433,9 +478,11 @@ def build_retention_schedule(
     run_config: Mapping[str, Any] | None = None,
     execution_timezone: str = "UTC",
     default_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
+    stale_after: dt.timedelta = STALE_AFTER,
 ) -> ScheduleDefinition:
     """A schedule for a retention job (daily, stopped until turned on) that skips a tick
-    while another retention run is in progress."""
+    while another retention run is in progress (one silent for ``stale_after`` is taken
+    for dead: a crashed run never stops retention)."""
 
     @schedule(
         job=job_def,
@@ -446,7 +493,7 @@ def build_retention_schedule(
         tags={RETENTION_TAG: "true"},
     )
     def retention_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-        running = retention_runs_in_progress(context.instance)
+        running = retention_runs_in_progress(context.instance, stale_after=stale_after)
         if running:
             run = running[0].dagster_run
             return SkipReason(f"retention run {run.run_id} ({run.job_name}) is still in progress")

@@ -29,6 +29,7 @@ from artifactstore_dagster import (
     build_retention_jobs,
     build_retention_schedule,
 )
+from artifactstore_dagster.retention_jobs import STALE_AFTER, retention_runs_in_progress
 
 from .conftest import QUIET
 
@@ -175,6 +176,33 @@ def test_two_retention_runs_never_overlap(
     assert data.run_requests and isinstance(data.run_requests[0], RunRequest)
     assert data.run_requests[0].tags[RETENTION_TAG] == "true"
     assert _run_job("sweep", resource, instance, {"grace_seconds": 0}).success
+
+
+def test_a_retention_run_killed_mid_flight_does_not_block_retention_forever(
+    materialized: ArtifactStore, resource: ArtifactStoreResource, instance: DagsterInstance
+) -> None:
+    """A run worker killed with -9 leaves its run STARTED; once it has been silent for
+    ``stale_after`` it is taken for dead: the next sweep runs and the schedule fires."""
+    dead = instance.create_run_for_job(
+        JOBS["sweep"], status=DagsterRunStatus.STARTED, tags={RETENTION_TAG: "true"}
+    )
+    assert [r.dagster_run.run_id for r in retention_runs_in_progress(instance)] == [dead.run_id]
+    later = dt.datetime.now(dt.UTC) + STALE_AFTER + dt.timedelta(minutes=1)
+    assert retention_runs_in_progress(instance, now=later) == []
+
+    blocked = _run_job("sweep", resource, instance, {"grace_seconds": 0}, raise_on_error=False)
+    assert not blocked.success  # within the cutoff the silent run still counts as running
+    swept = _run_job("sweep", resource, instance, {"grace_seconds": 0, "stale_after_seconds": 0})
+    assert swept.success
+    assert materialized.describe("scratch_logs/2024-05-01").status == "expired"
+
+    fresh = build_retention_schedule(JOBS["sweep"], stale_after=dt.timedelta(0))
+    with build_schedule_context(instance=instance) as context:
+        data = fresh.evaluate_tick(context)
+    assert data.run_requests, data.skip_message
+    patient = build_retention_schedule(JOBS["sweep"])
+    with build_schedule_context(instance=instance) as context:
+        assert not patient.evaluate_tick(context).run_requests
 
 
 def test_verify_job_reports_and_fails_on_problems(
