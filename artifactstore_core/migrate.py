@@ -6,6 +6,9 @@ already current stays cheap.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
 #: The newest revision in ``migrations/versions`` (a test keeps the two in step).
 SCHEMA_REVISION = "0003"
 _HERE = Path(__file__).resolve().parent
+
+
+log = logging.getLogger(__name__)
 
 
 def migrations_directory() -> Path:
@@ -98,9 +104,23 @@ def ensure_current(engine: sa.Engine, database_url: str) -> None:
             f"{revision!r}, this artifact-store needs {SCHEMA_REVISION!r}; migrate a writable "
             "copy with `artifactstore migrate`"
         )
-    if is_memory_sqlite(engine.url):
-        with engine.connect() as conn:
-            upgrade(database_url, connection=conn)
-    else:
-        upgrade(database_url)
+    with _alembic_quiet():  # a library opening a registry does not narrate Alembic's steps
+        if is_memory_sqlite(engine.url):
+            with engine.connect() as conn:
+                upgrade(database_url, connection=conn)
+        else:
+            upgrade(database_url)
+    log.info("registry schema upgraded from %s to %s", revision or "nothing", SCHEMA_REVISION)
     record_definitions(engine)
+
+
+@contextlib.contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic's INFO lines (plugin set-up, each step) held back while in the block."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

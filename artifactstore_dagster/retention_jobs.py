@@ -279,11 +279,18 @@ def _sweep_op(resource_key: str, name: str) -> Any:
         deleted = result.plan.delete if config.dry_run else result.deleted
         moved = result.plan.tier_moves if config.dry_run else result.moved
         reclaimed = result.plan.bytes_to_reclaim if config.dry_run else result.bytes_reclaimed
-        context.log.info(
-            f"sweep{' (dry run)' if config.dry_run else ''}: {len(expired)} package(s) "
-            f"expired, {len(deleted)} blob(s) deleted ({reclaimed} bytes), {len(moved)} "
-            "tier move(s)"
-        )
+        if config.dry_run:
+            summary = (
+                f"sweep (dry run, nothing changed): would expire {len(expired)} package(s), "
+                f"delete {len(deleted)} blob(s) ({reclaimed} bytes), move {len(moved)} "
+                "package(s) between tiers"
+            )
+        else:
+            summary = (
+                f"sweep: {len(expired)} package(s) expired, {len(deleted)} blob(s) deleted "
+                f"({reclaimed} bytes), {len(moved)} tier move(s)"
+            )
+        context.log.info(summary)
         yield Output(
             None,
             metadata={

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,13 @@ def test_dry_run_reports_and_changes_nothing(
     assert result.success
     metadata = _output_metadata(result)
     assert metadata["dry_run"] is True and metadata["expired_packages"] == 1
+    logged = [e.message for e in instance.all_logs(result.run_id) if e.message.startswith("sweep")]
+    assert len(logged) == 1
+    assert re.fullmatch(
+        r"sweep \(dry run, nothing changed\): would expire 1 package\(s\), delete 1 "
+        r"blob\(s\) \(\d+ bytes\), move 0 package\(s\) between tiers",
+        logged[0],
+    ), logged
     rows = [r.data for r in metadata["summary"].records]
     assert rows == [
         {

@@ -8,6 +8,7 @@ of the log, before and after ``views rebuild``.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -150,3 +151,17 @@ def test_sqlite_migration_refuses_to_commit_a_row_pointing_nowhere(tmp_path: Pat
         assert migrate.current_revision(engine) == PREVIOUS
     finally:
         engine.dispose()
+
+
+def test_opening_a_registry_logs_one_line_not_alembics_steps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Dagster run (root logger at INFO) opening a new registry saw ~12 Alembic lines."""
+    caplog.set_level(logging.INFO)
+    with _open(f"sqlite:///{tmp_path / 'fresh.db'}", tmp_path):
+        pass
+    assert [r.name for r in caplog.records if r.name.startswith("alembic")] == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"registry schema upgraded from nothing to {migrate.SCHEMA_REVISION}"
+    ]
+    assert logging.getLogger("alembic").level == logging.NOTSET  # restored
