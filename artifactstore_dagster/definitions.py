@@ -101,37 +101,61 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
 
     database_url: str | None = None
     storage_url: str | None = None
+    tier_cold_url: str | None = None
+    tier_archive_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_addressing_style: str | None = None
+    url: str | None = None
+    token: str | None = None
     actor: str = "dagster"
     default_retention_class: str | None = None
     resource_key: str = "artifactstore"
     io_manager_key: str | None = "io_manager"
     package_prefix: str = ""
+    default_kind: str = "output"
     auto_data_version: bool = False
     checked_assets: list[str] = Field(default_factory=list)
     check_mode: Literal["exists", "digest"] = "exists"
+    blocking_checks: bool = False
     retention_jobs: bool = True
     sweep_cron: str | None = "0 3 * * *"
     verify_cron: str | None = "30 3 * * *"
+    sweep_run_config: dict[str, Any] | None = None
+    execution_timezone: str = "UTC"
+    schedule_status: Literal["RUNNING", "STOPPED"] = "STOPPED"
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         resource = ArtifactStoreResource(
-            database_url=self.database_url,
-            storage_url=self.storage_url,
-            actor=self.actor,
-            default_retention_class=self.default_retention_class,
+            **{name: getattr(self, name) for name in _RESOURCE_ATTRIBUTES},
         )
         return build_artifactstore_defs(
             resource=resource,
             io_manager=ArtifactStoreIOManager(
                 store=resource,
                 package_prefix=self.package_prefix,
+                default_kind=self.default_kind,
                 auto_data_version=self.auto_data_version,
             ),
             resource_key=self.resource_key,
             io_manager_key=self.io_manager_key,
             checked_assets=self.checked_assets,
             check_mode=self.check_mode,
+            blocking_checks=self.blocking_checks,
             retention_jobs=self.retention_jobs,
             sweep_cron=self.sweep_cron,
             verify_cron=self.verify_cron,
+            sweep_run_config=self.sweep_run_config,
+            execution_timezone=self.execution_timezone,
+            schedule_status=DefaultScheduleStatus(self.schedule_status),
         )
+
+
+#: The Component's attributes that configure its ``ArtifactStoreResource`` (same names).
+_RESOURCE_ATTRIBUTES = (
+    "database_url", "storage_url", "tier_cold_url", "tier_archive_url", "s3_endpoint_url",
+    "s3_region", "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style", "url",
+    "token", "actor", "default_retention_class",
+)  # fmt: skip

@@ -10,6 +10,7 @@ from dagster import (
     Definitions,
     FilesystemIOManager,
     asset,
+    build_schedule_context,
 )
 from dagster._core.errors import DagsterInvariantViolationError
 
@@ -117,3 +118,42 @@ def test_component_builds_the_same_definitions(tmp_path: Any) -> None:
     names = _names(merged)
     assert names["checks"] == ["numbers:artifactstore_digests_match"]
     assert "artifactstore_retention_sweep" in names["jobs"]
+
+
+def test_the_component_takes_what_the_factory_takes(tmp_path: Any) -> None:
+    """Schedules, checks, the IO manager's default kind, tiers and S3 settings were
+    attributes of the factory the Component could not set."""
+    component = ArtifactStoreComponent(
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        storage_url=str(tmp_path / "blobs"),
+        tier_cold_url=str(tmp_path / "cold"),
+        s3_endpoint_url="http://127.0.0.1:9",
+        s3_region="eu-west-1",
+        default_kind="report",
+        checked_assets=["numbers"],
+        blocking_checks=True,
+        sweep_run_config={"ops": {"artifactstore_sweep": {"config": {"dry_run": True}}}},
+        execution_timezone="Europe/Berlin",
+        schedule_status="RUNNING",
+    )
+    defs = component.build_defs(ComponentTree.for_test().load_context)
+    resources = defs.resources or {}
+    resource, io_manager = resources["artifactstore"], resources["io_manager"]
+    assert (resource.tier_cold_url, resource.s3_region) == (str(tmp_path / "cold"), "eu-west-1")
+    assert resource.s3_endpoint_url == "http://127.0.0.1:9"
+    assert io_manager.default_kind == "report"
+    schedules = {s.name: s for s in defs.schedules or []}
+    sweep = schedules["artifactstore_retention_sweep_daily"]
+    assert sweep.default_status == DefaultScheduleStatus.RUNNING
+    assert sweep.execution_timezone == "Europe/Berlin"
+    (tmp_path / "home").mkdir()
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+        build_schedule_context(instance=instance) as context,
+    ):
+        requests = sweep.evaluate_tick(context).run_requests or []
+    assert [r.run_config for r in requests] == [component.sweep_run_config]
+    merged = Definitions.merge(Definitions(assets=[numbers]), defs)
+    Definitions.validate_loadable(merged)
+    checks = list(defs.asset_checks or [])
+    assert checks and all(spec.blocking for c in checks for spec in c.check_specs)
