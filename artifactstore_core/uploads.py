@@ -304,7 +304,7 @@ class Uploads:
         upload = row["upload_id"].hex
         parts = [(name, count) for _, name, count in row["chunks"]]
         hasher = self._hashes.take(upload, row["received"])
-        known = None if hasher is _UNKNOWN else hasher.result()
+        known = None if hasher is None else hasher.result()
         return lambda: self._hot.write_staged(upload, parts, known=known)
 
     def _stored(self, content_address: str) -> BlobHash:
@@ -389,9 +389,9 @@ def _session(row: Mapping[str, Any]) -> UploadSession:
 
 
 class _Hashed(io.RawIOBase):
-    """``stream``, feeding what is read from it to ``hasher``."""
+    """``stream``, feeding what is read from it to ``hasher`` (if any)."""
 
-    def __init__(self, stream: BinaryIO, hasher: HashingWriter) -> None:
+    def __init__(self, stream: BinaryIO, hasher: HashingWriter | None) -> None:
         super().__init__()
         self._stream = stream
         self._hasher = hasher
@@ -401,7 +401,7 @@ class _Hashed(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        if data:
+        if data and self._hasher is not None:
             self._hasher.write(data)
         return data
 
@@ -418,32 +418,19 @@ class _RunningHashes:
         self._lock = threading.Lock()
         self._states: dict[str, tuple[int, HashingWriter]] = {}
 
-    def take(self, upload: str, offset: int) -> HashingWriter:
-        """The hasher of ``upload`` if it has hashed exactly ``offset`` bytes, else a new
-        one (which is right only for ``offset`` 0: see ``keep``)."""
+    def take(self, upload: str, offset: int) -> HashingWriter | None:
+        """The hasher of ``upload`` if it has hashed exactly ``offset`` bytes, a new one at
+        offset 0, else ``None`` (the parts before ``offset`` were received elsewhere)."""
         with self._lock:
             state = self._states.pop(upload, None)
         if state is not None and state[0] == offset:
             return state[1]
-        return HashingWriter() if offset == 0 else _UNKNOWN
+        return HashingWriter() if offset == 0 else None
 
-    def keep(self, upload: str, offset: int, hasher: HashingWriter) -> None:
-        if hasher is _UNKNOWN:
+    def keep(self, upload: str, offset: int, hasher: HashingWriter | None) -> None:
+        if hasher is None:
             return
         with self._lock:
             self._states[upload] = (offset, hasher)
             while len(self._states) > self.LIMIT:
                 del self._states[next(iter(self._states))]
-
-
-class _UnknownHash(HashingWriter):
-    """Stands for a hash this process cannot know (parts it did not receive)."""
-
-    def write(self, data: bytes | memoryview) -> int:
-        return len(data)
-
-    def result(self) -> BlobHash:
-        raise AssertionError("the hash of parts received elsewhere is unknown")
-
-
-_UNKNOWN = _UnknownHash()

@@ -428,7 +428,8 @@ class LocalBlobStore(BlobStore):
     def stage_chunk(self, upload: str, start: int, source: BinaryIO) -> tuple[str, int]:
         """See ``BlobStore.stage_chunk``: written at offset ``start`` of the upload's one
         data file (under ``staging_lock``) and synced, so that committing adopts the file
-        as the blob without copying it. Bytes past the last recorded part are ignored."""
+        as the blob without copying it (``write_staged``: parts are never read back one by
+        one). Bytes past the last recorded part are ignored."""
         path = os.path.join(self._upload_dir(upload), _UPLOAD_DATA)
         count = 0
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -446,13 +447,6 @@ class LocalBlobStore(BlobStore):
         finally:
             os.close(fd)
         return _UPLOAD_DATA, count
-
-    def open_chunk(self, upload: str, name: str) -> BinaryIO:
-        check_staging_name(name)
-        try:
-            return open(os.path.join(self._upload_dir(upload), name), "rb")
-        except FileNotFoundError:
-            raise self.missing_chunk(upload, name) from None
 
     def write_staged(
         self,
