@@ -205,7 +205,9 @@ def test_a_download_the_client_abandons_closes_its_blob(sqlite_gateway: LiveServ
         client.stream("GET", "/v1/packages/gone%2Fclient/files/f.bin") as response,
     ):
         assert response.status_code == 200
-        next(response.iter_raw(65536))
+        # Keep the iterator: dropping it closes httpcore's stream, and so the connection.
+        chunks = response.iter_raw(65536)
+        next(chunks)
         deadline = time.monotonic() + 10  # the server's worker thread holds it open
         while (held := _open_descriptors(path)) == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
