@@ -9,8 +9,11 @@ materialization of every partition:
 - ``digest``: every blob is read and re-hashed (BLAKE3 and SHA-256 compared).
 
 Check metadata: packages and blobs verified, bytes re-hashed, and each missing or corrupt
-blob with the packages that need it. Packages that expired by policy are listed, not
-failed: their absence is retention working, not corruption.
+blob with the packages that need it. The check fails when a package behind a latest
+materialization is expired (its bytes go, or are gone), unknown to the registry, or has
+missing or corrupt blobs: Dagster still shows that materialization as current, and the
+next run that loads it would fail. Keep rules (``keep_latest_versions`` of the IO
+manager) keep these packages by default.
 """
 
 # No `from __future__ import annotations`: Dagster reads the annotations of decorated
@@ -143,14 +146,17 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
             metadata["expired_packages"] = MetadataValue.json(list(result.expired[:_LISTED]))
         if result.unknown:
             metadata["unknown_packages"] = MetadataValue.json(list(result.unknown[:_LISTED]))
-        problems = len(result.problems) + len(result.unknown)
+        problems = len(result.problems) + len(result.unknown) + len(result.expired)
+        passed = result.ok and not result.expired
         description = (
             f"{result.packages} package(s), {result.blobs} blob(s) intact"
-            if result.ok
-            else f"{problems} problem(s): {len(missing)} missing, {len(corrupt)} "
-            f"corrupt blob(s), {len(result.unknown)} package(s) unknown to the registry"
+            if passed
+            else f"{problems} problem(s): {len(result.expired)} package(s) behind the latest "
+            f"materialization expired ({', '.join(result.expired[:3]) or 'none'}), "
+            f"{len(missing)} missing, {len(corrupt)} corrupt blob(s), "
+            f"{len(result.unknown)} package(s) unknown to the registry"
         )
-        return AssetCheckResult(passed=result.ok, metadata=metadata, description=description)
+        return AssetCheckResult(passed=passed, metadata=metadata, description=description)
 
     return check
 

@@ -117,6 +117,8 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     package_prefix: str = ""
     default_kind: str = "output"
     auto_data_version: bool = False
+    keep_latest_versions: int = 1
+    retention_class_by_group: dict[str, str] = Field(default_factory=dict)
     checked_assets: list[str] = Field(default_factory=list)
     check_mode: Literal["exists", "digest"] = "exists"
     blocking_checks: bool = False
@@ -138,6 +140,8 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
                 package_prefix=self.package_prefix,
                 default_kind=self.default_kind,
                 auto_data_version=self.auto_data_version,
+                keep_latest_versions=self.keep_latest_versions,
+                retention_class_by_group=self.retention_class_by_group,
             ),
             resource_key=self.resource_key,
             io_manager_key=self.io_manager_key,

@@ -17,6 +17,7 @@ the translator, override what you need, and return it from
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,11 @@ class OutputKey:
             )
             return f"asset {self.asset_key.to_user_string()!r}{partition}"
         return f"output {self.output_name!r} of step {self.step_key!r} in job {self.job_name!r}"
+
+    def unpartitioned(self) -> OutputKey:
+        """The same output without its partition: whose package name prefixes every
+        partition's."""
+        return dataclasses.replace(self, partition_key=None, keys_by_dimension=None)
 
     @classmethod
     def of(cls, context: OutputContext) -> OutputKey:

@@ -130,6 +130,9 @@ def test_the_component_takes_what_the_factory_takes(tmp_path: Any) -> None:
         s3_endpoint_url="http://127.0.0.1:9",
         s3_region="eu-west-1",
         default_kind="report",
+        default_retention_class="summary-evidence",
+        keep_latest_versions=3,
+        retention_class_by_group={"finance": "permanent-record"},
         checked_assets=["numbers"],
         blocking_checks=True,
         sweep_run_config={"ops": {"artifactstore_sweep": {"config": {"dry_run": True}}}},
@@ -142,6 +145,9 @@ def test_the_component_takes_what_the_factory_takes(tmp_path: Any) -> None:
     assert (resource.tier_cold_url, resource.s3_region) == (str(tmp_path / "cold"), "eu-west-1")
     assert resource.s3_endpoint_url == "http://127.0.0.1:9"
     assert io_manager.default_kind == "report"
+    assert resource.default_retention_class == "summary-evidence"
+    assert io_manager.keep_latest_versions == 3
+    assert io_manager.retention_class_by_group == {"finance": "permanent-record"}
     schedules = {s.name: s for s in defs.schedules or []}
     sweep = schedules["artifactstore_retention_sweep_daily"]
     assert sweep.default_status == DefaultScheduleStatus.RUNNING

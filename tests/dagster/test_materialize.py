@@ -407,6 +407,7 @@ def test_expired_input_names_asset_partition_package_class_and_date(
     assert _run([raw_logs], io_manager, instance, partition_key="2024-05-05").success
     package = store.describe("raw_logs/2024-05-05")
     past = store.clock() - dt.timedelta(days=1)
+    store.remove_keep_rule("prefix:raw_logs", reason="test: let the current version expire")
     store.set_retention(package.id, expires_at=past, override=True, reason="test")
     store.sweep(grace=dt.timedelta(0))
     result = _run(
