@@ -52,7 +52,13 @@ from artifactstore_dagster.keys import (
 from artifactstore_dagster.names import content_digest
 from artifactstore_dagster.resources import ArtifactStoreResource, Registry
 from artifactstore_dagster.serializers import SerializerRegistry, StoredContent, default_registry
-from artifactstore_dagster.translator import LoadedInput, OutputKey, PackageTranslator, expiry
+from artifactstore_dagster.translator import (
+    LoadedInput,
+    OutputKey,
+    PackageTranslator,
+    expiry,
+    package_url,
+)
 
 _MISSING = object()
 
@@ -152,7 +158,12 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         digest = content_digest((e.path, e.blob.content_address) for e in package.files)
         context.add_output_metadata(
             translator.get_output_metadata(
-                package, digest=digest, storage_uri=store.uri_of(package), inputs=inputs
+                package,
+                digest=digest,
+                storage_uri=store.uri_of(package),
+                inputs=inputs,
+                value=obj,
+                url=package_url(store, package),
             )
         )
         if self.auto_data_version:
