@@ -2,8 +2,10 @@
 
 ``build_artifact_checks(assets, mode=...)`` returns one check per asset. It verifies the
 package that Dagster's latest materialization points to with ``ArtifactStore.verify``;
-for a partitioned asset, the run's partition when the run has one, else the latest
-materialization of every partition:
+for a partitioned asset, the run's partition (only) when the run has one, else the latest
+materialization of every partition. The check of a partitioned asset given as a definition
+is partitioned like it, so the UI shows its result per partition (such a check runs for
+one partition; check every partition with a check built from the key, or the verify job):
 
 - ``exists``: every blob is present in its backend (cheap; no bytes read);
 - ``digest``: every blob is read and re-hashed (BLAKE3 and SHA-256 compared).
@@ -16,6 +18,7 @@ failed: their absence is retention working, not corruption.
 # No `from __future__ import annotations`: Dagster reads the annotations of decorated
 # functions (context, config) at definition time and needs real types there.
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -30,6 +33,8 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     MetadataValue,
+    PartitionsDefinition,
+    PreviewWarning,
     asset_check,
 )
 
@@ -43,38 +48,52 @@ CHECK_NAMES: dict[str, str] = {
     "digest": "artifactstore_digests_match",
 }
 _LISTED = 50
-PARTITION_TAG = "dagster/partition"
 
 AssetLike = AssetKey | str | Sequence[str] | AssetsDefinition | AssetSpec
 
 
-def _keys(assets: Iterable[AssetLike]) -> list[AssetKey]:
-    keys: list[AssetKey] = []
+def _targets(assets: Iterable[AssetLike]) -> dict[AssetKey, PartitionsDefinition | None]:
+    """The asset keys to check, with their partitions when the argument says (a definition
+    or spec does; a bare key does not)."""
+    targets: dict[AssetKey, PartitionsDefinition | None] = {}
     for item in assets:
         if isinstance(item, AssetsDefinition):
-            keys.extend(item.keys)
+            targets.update((spec.key, spec.partitions_def) for spec in item.specs)
         elif isinstance(item, AssetSpec):
-            keys.append(item.key)
+            targets[item.key] = item.partitions_def
         elif isinstance(item, AssetKey):
-            keys.append(item)
+            targets.setdefault(item, None)
         elif isinstance(item, str):
-            keys.append(AssetKey.from_user_string(item))
+            targets.setdefault(AssetKey.from_user_string(item), None)
         else:
-            keys.append(AssetKey(list(item)))
-    return list(dict.fromkeys(keys))
+            targets.setdefault(AssetKey(list(item)), None)
+    return targets
 
 
-def latest_package_ids(instance: DagsterInstance, asset_key: AssetKey) -> dict[str | None, str]:
-    """Package ids of the asset's latest materialization, per partition (``None``: unpartitioned).
+def latest_package_ids(
+    instance: DagsterInstance, asset_key: AssetKey, partition: str | None = None
+) -> dict[str | None, str]:
+    """Package ids of the asset's latest materialization, per partition (``None``: unpartitioned);
+    with ``partition``, of that partition only.
 
     Materializations not recorded by artifact-store are left out.
     """
-    by_partition = instance.get_latest_storage_id_by_partition(
-        asset_key, DagsterEventType.ASSET_MATERIALIZATION
+    by_partition = (
+        {}
+        if partition is not None
+        else instance.get_latest_storage_id_by_partition(
+            asset_key, DagsterEventType.ASSET_MATERIALIZATION
+        )
     )
-    if by_partition:
+    if partition is not None:
+        records: list[Any] = list(
+            instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+            ).records
+        )
+    elif by_partition:
         storage_ids = list(by_partition.values())
-        records: list[Any] = []
+        records = []
         for start in range(0, len(storage_ids), 500):
             chunk = storage_ids[start : start + 500]
             records += instance.fetch_materializations(
@@ -106,21 +125,25 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
     def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         resource: ArtifactStoreResource = getattr(context.resources, resource_key)
         store = resource.get_store()
-        pointers = latest_package_ids(context.instance, asset_key)
-        # In a run for one partition, check that partition; otherwise every partition.
-        partition = context.run.tags.get(PARTITION_TAG)
-        scope = "all partitions" if None not in pointers else "latest materialization"
-        if partition is not None and partition in pointers:
-            pointers = {partition: pointers[partition]}
-            scope = f"partition {partition}"
+        # In a run for one partition, check that partition only; otherwise every partition.
+        partition = context.partition_key if context.has_partition_key else None
+        pointers = latest_package_ids(context.instance, asset_key, partition)
+        scope = (
+            f"partition {partition}"
+            if partition is not None
+            else "all partitions"
+            if None not in pointers
+            else "latest materialization"
+        )
         if not pointers:
+            where = f" partition {partition!r}" if partition is not None else ""
             return AssetCheckResult(
                 passed=False,
                 description=(
-                    f"{asset_key.to_user_string()} has no materialization recorded by "
+                    f"{asset_key.to_user_string()}{where} has no materialization recorded by "
                     "artifact-store"
                 ),
-                metadata={"mode": mode, "packages_verified": 0},
+                metadata={"mode": mode, "scope": scope, "packages_verified": 0},
             )
         result = store.verify(references=list(pointers.values()), rehash=mode == "digest")
         missing = [_problem(p) for p in result.problems if p.problem == "missing"]
@@ -144,7 +167,7 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
         if result.unknown:
             metadata["unknown_packages"] = MetadataValue.json(list(result.unknown[:_LISTED]))
         problems = len(result.problems) + len(result.unknown)
-        description = (
+        description = f"{scope}: " + (
             f"{result.packages} package(s), {result.blobs} blob(s) intact"
             if result.ok
             else f"{problems} problem(s): {len(missing)} missing, {len(corrupt)} "
@@ -162,23 +185,31 @@ def build_artifact_checks(
     resource_key: str = "artifactstore",
     blocking: bool = False,
     name: str | None = None,
+    partitioned: bool = True,
 ) -> list[AssetChecksDefinition]:
     """One integrity check per asset (``exists``: blobs present; ``digest``: re-hash).
 
-    The checks use the ``ArtifactStoreResource`` under ``resource_key``.
+    The checks use the ``ArtifactStoreResource`` under ``resource_key``. The check of a
+    partitioned asset given as a definition or spec is partitioned like it (the UI shows
+    its result per partition; a Dagster preview feature, ``partitioned=False`` leaves it
+    out); any check run for one partition verifies that partition only.
     """
     if mode not in CHECK_NAMES:
         raise ValueError(f"unknown check mode {mode!r}; use 'exists' or 'digest'")
     check_name = name or CHECK_NAMES[mode]
     what = "present in storage" if mode == "exists" else "re-hashed and match their digests"
     checks = []
-    for key in _keys(assets):
-        decorator = asset_check(
-            asset=key,
-            name=check_name,
-            description=f"The blobs of the latest artifact-store package(s) are {what}.",
-            blocking=blocking,
-            required_resource_keys={resource_key},
-        )
+    for key, partitions_def in _targets(assets).items():
+        with warnings.catch_warnings():
+            # Partitioned checks are a Dagster preview; tests/dagster/test_checks.py pins them.
+            warnings.simplefilter("ignore", PreviewWarning)
+            decorator = asset_check(
+                asset=key,
+                name=check_name,
+                description=f"The blobs of the latest artifact-store package(s) are {what}.",
+                blocking=blocking,
+                required_resource_keys={resource_key},
+                partitions_def=partitions_def if partitioned else None,
+            )
         checks.append(decorator(_check_fn(key, mode, resource_key)))
     return checks
