@@ -195,7 +195,7 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     io_manager_key: str | None = "io_manager"
     package_prefix: str = ""
     default_kind: str = "output"
-    auto_data_version: bool = False
+    auto_data_version: bool = True
     checked_assets: list[str] = Field(default_factory=list)
     check_mode: Literal["exists", "digest"] = "exists"
     blocking_checks: bool = False

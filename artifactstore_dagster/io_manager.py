@@ -82,10 +82,11 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
     )
     default_kind: str = Field(default="output", description="Package kind when none is set")
     auto_data_version: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Set each materialization's data version to the digest of the stored files from "
-            "inside the IO manager (uses the step context; no effect where Dagster lacks it)"
+            "Set each materialization's data version to the digest of the stored files, so "
+            "a re-run with equal bytes keeps its data version (data_versions.py: rests on "
+            "Dagster's step data-version cache; False: Dagster's own, new on every run)"
         ),
     )
     scratch_dir: str | None = Field(
