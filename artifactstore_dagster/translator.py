@@ -178,21 +178,23 @@ def expiry(package: Package) -> str:
 
 def readable_size(size: int) -> str:
     """``size`` bytes as people read it: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    if size < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
 
 
 def package_url(store: Any, package: Package) -> str | None:
     """The package's page on the registry server (``<url>/v1/packages/<name>@<version>``)
     when ``store`` is a server's client; ``None`` for an embedded registry."""
-    url = getattr(store, "url", None) if isinstance(store, RemoteArtifactStore) else None
-    if url is None:
+    if not isinstance(store, RemoteArtifactStore):
         return None
-    return f"{url.rstrip('/')}/v1/packages/{quote(package.name, safe='')}@{package.version}"
+    base = store.url.rstrip("/")
+    return f"{base}/v1/packages/{quote(package.name, safe='')}@{package.version}"
 
 
 def upstream_metadata(inputs: Sequence[LoadedInput]) -> dict[str, MetadataValue]:

@@ -133,7 +133,9 @@ def test_a_package_that_never_expires_says_so(
 def test_sizes_read_as_people_read_them() -> None:
     assert readable_size(0) == "0 B"
     assert readable_size(1536) == "1.5 KiB"
+    assert readable_size(1023) == "1023 B"
     assert readable_size(5 * 1024**3) == "5.0 GiB"
+    assert readable_size(3 * 1024**5) == "3072.0 TiB"
 
 
 @asset(key=["team", "numbers"])
