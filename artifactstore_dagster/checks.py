@@ -32,6 +32,7 @@ from dagster import (
     AssetSpec,
     DagsterEventType,
     DagsterInstance,
+    DagsterInvariantViolationError,
     MetadataValue,
     PartitionsDefinition,
     PreviewWarning,
@@ -71,27 +72,27 @@ def _targets(assets: Iterable[AssetLike]) -> dict[AssetKey, PartitionsDefinition
 
 
 def latest_package_ids(
-    instance: DagsterInstance, asset_key: AssetKey, partition: str | None = None
+    instance: DagsterInstance, asset_key: AssetKey, partitions: Sequence[str] | None = None
 ) -> dict[str | None, str]:
     """Package ids of the asset's latest materialization, per partition (``None``: unpartitioned);
-    with ``partition``, of that partition only.
+    with ``partitions``, of those partitions only.
 
     Materializations not recorded by artifact-store are left out.
     """
-    by_partition = (
-        {}
-        if partition is not None
-        else instance.get_latest_storage_id_by_partition(
-            asset_key, DagsterEventType.ASSET_MATERIALIZATION
-        )
-    )
-    if partition is not None:
+    if partitions is not None and len(partitions) == 1:
         records: list[Any] = list(
             instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+                AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(partitions)),
+                limit=1,
             ).records
         )
-    elif by_partition:
+    else:
+        by_partition = instance.get_latest_storage_id_by_partition(
+            asset_key, DagsterEventType.ASSET_MATERIALIZATION
+        )
+        if partitions is not None:
+            wanted = set(partitions)
+            by_partition = {k: v for k, v in by_partition.items() if k in wanted}
         storage_ids = list(by_partition.values())
         records = []
         for start in range(0, len(storage_ids), 500):
@@ -99,8 +100,8 @@ def latest_package_ids(
             records += instance.fetch_materializations(
                 AssetRecordsFilter(asset_key=asset_key, storage_ids=chunk), limit=len(chunk)
             ).records
-    else:
-        records = list(instance.fetch_materializations(asset_key, limit=1).records)
+        if not by_partition and partitions is None:
+            records = list(instance.fetch_materializations(asset_key, limit=1).records)
     result: dict[str | None, str] = {}
     for record in records:
         materialization = record.asset_materialization
@@ -125,22 +126,32 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
     def check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         resource: ArtifactStoreResource = getattr(context.resources, resource_key)
         store = resource.get_store()
-        # In a run for one partition, check that partition only; otherwise every partition.
-        partition = context.partition_key if context.has_partition_key else None
-        pointers = latest_package_ids(context.instance, asset_key, partition)
+        # In a run for some partitions, check those only; otherwise every partition.
+        partitions = _run_partitions(context)
+        pointers = latest_package_ids(context.instance, asset_key, partitions)
         scope = (
-            f"partition {partition}"
-            if partition is not None
-            else "all partitions"
-            if None not in pointers
-            else "latest materialization"
+            "all partitions"
+            if partitions is None
+            else f"partition {partitions[0]}"
+            if len(partitions) == 1
+            else f"partitions {partitions[0]}...{partitions[-1]}"
         )
-        if not pointers:
-            where = f" partition {partition!r}" if partition is not None else ""
+        if partitions is None and None in pointers:
+            scope = "latest materialization"
+        absent = [p for p in partitions or [] if p not in pointers]
+        if absent or not pointers:
+            named = ", ".join(repr(p) for p in absent[:_LISTED])
+            what = (
+                " has"
+                if not absent
+                else f" partition {named} has"
+                if len(absent) == 1
+                else f" partitions {named} have"
+            )
             return AssetCheckResult(
                 passed=False,
                 description=(
-                    f"{asset_key.to_user_string()}{where} has no materialization recorded by "
+                    f"{asset_key.to_user_string()}{what} no materialization recorded by "
                     "artifact-store"
                 ),
                 metadata={"mode": mode, "scope": scope, "packages_verified": 0},
@@ -176,6 +187,18 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
         return AssetCheckResult(passed=result.ok, metadata=metadata, description=description)
 
     return check
+
+
+def _run_partitions(context: AssetCheckExecutionContext) -> list[str] | None:
+    """The partitions the check's run is for (one, or a range's), ``None`` outside any."""
+    if context.has_partition_key:
+        return [context.partition_key]
+    if context.has_partition_key_range:
+        try:
+            return list(context.partition_keys)
+        except DagsterInvariantViolationError:  # the check itself is not partitioned
+            return None
+    return None
 
 
 def build_artifact_checks(

@@ -240,3 +240,47 @@ def test_a_check_run_for_a_partition_checks_it_even_when_never_materialized(
             "sharded partition 's2' has no materialization recorded by artifact-store"
         )
         assert evaluation.metadata["scope"].value == "partition s2"
+
+
+triple = StaticPartitionsDefinition(["t1", "t2", "t3"])
+
+
+@asset(partitions_def=triple)
+def tripled(context: AssetExecutionContext) -> str:
+    return f"part {context.partition_key}"
+
+
+def test_a_check_run_for_a_partition_range_checks_that_range(
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    store: ArtifactStore,
+    instance: DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    for key in ("t1", "t2", "t3"):
+        _materialize([tripled], io_manager, instance, partition_key=key)
+    _blob_path(store, "tripled/t3", tmp_path).unlink()  # outside the range checked below
+    checks = build_artifact_checks([tripled])
+    defs = Definitions(
+        assets=[tripled],
+        asset_checks=checks,
+        resources={"io_manager": io_manager, "artifactstore": resource},
+    )
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={checks[0].check_key}, asset_selection=set()
+    )
+
+    def run_range(start: str, end: str) -> Any:
+        tags = {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+        run = job.execute_in_process(instance=instance, run_config=QUIET, tags=tags)
+        return run.get_asset_check_evaluations()[0]
+
+    evaluation = run_range("t1", "t2")
+    assert evaluation.passed and evaluation.metadata["scope"].value == "partitions t1...t2"
+    assert sorted(evaluation.metadata["packages"].value) == ["tripled/t1@1", "tripled/t2@1"]
+    evaluation = run_range("t2", "t3")
+    assert not evaluation.passed
+    assert evaluation.metadata["missing"].value[0]["packages"] == ["tripled/t3@1"]
