@@ -2,10 +2,10 @@
 
 ``build_artifact_checks(assets, mode=...)`` returns one check per asset. It verifies the
 package that Dagster's latest materialization points to with ``ArtifactStore.verify``;
-for a partitioned asset, the run's partition (only) when the run has one, else the latest
-materialization of every partition. The check of a partitioned asset given as a definition
-is partitioned like it, so the UI shows its result per partition (such a check runs for
-one partition; check every partition with a check built from the key, or the verify job):
+for a partitioned asset, the run's partition (or range) only when the run has one, else
+the latest materialization of every partition. With ``partitioned=True`` the check of a
+partitioned asset given as a definition is partitioned like it, so the UI shows its
+result per partition (a Dagster preview; such a check runs only for partitions):
 
 - ``exists``: every blob is present in its backend (cheap; no bytes read);
 - ``digest``: every blob is read and re-hashed (BLAKE3 and SHA-256 compared).
@@ -208,14 +208,14 @@ def build_artifact_checks(
     resource_key: str = "artifactstore",
     blocking: bool = False,
     name: str | None = None,
-    partitioned: bool = True,
+    partitioned: bool = False,
 ) -> list[AssetChecksDefinition]:
     """One integrity check per asset (``exists``: blobs present; ``digest``: re-hash).
 
-    The checks use the ``ArtifactStoreResource`` under ``resource_key``. The check of a
-    partitioned asset given as a definition or spec is partitioned like it (the UI shows
-    its result per partition; a Dagster preview feature, ``partitioned=False`` leaves it
-    out); any check run for one partition verifies that partition only.
+    The checks use the ``ArtifactStoreResource`` under ``resource_key``; a check run for
+    partitions verifies those only. With ``partitioned`` the check of a partitioned asset
+    given as a definition or spec is partitioned like it: the UI shows its result per
+    partition, but it can no longer run outside a partition (a Dagster 1.13 preview).
     """
     if mode not in CHECK_NAMES:
         raise ValueError(f"unknown check mode {mode!r}; use 'exists' or 'digest'")

@@ -109,6 +109,7 @@ def build_artifactstore_defs(
     checked_assets: Iterable[AssetLike] = (),
     check_mode: Literal["exists", "digest"] = "exists",
     blocking_checks: bool = False,
+    partitioned_checks: bool = False,
     retention_jobs: bool = True,
     sweep_cron: str | None = "0 3 * * *",
     verify_cron: str | None = "30 3 * * *",
@@ -120,8 +121,9 @@ def build_artifactstore_defs(
 
     With ``defs`` (your definitions) the result is both merged, and ``checked_assets`` are
     checked against yours: a name no asset has raises ``InvalidInputError`` (see
-    ``validate_checked_assets``), and a partitioned asset named by its key gets a check
-    partitioned like it. Without, merge the result yourself (``Definitions.merge``).
+    ``validate_checked_assets``), and with ``partitioned_checks`` a partitioned asset
+    named by its key gets a check partitioned like it (see ``build_artifact_checks``).
+    Without, merge the result yourself (``Definitions.merge``).
 
     ``resource`` defaults to one configured from ``ARTIFACTSTORE_*`` settings;
     ``io_manager`` to an ``ArtifactStoreIOManager`` on that resource (``io_manager_key=None``
@@ -132,10 +134,14 @@ def build_artifactstore_defs(
     resources: dict[str, Any] = {resource_key: resource}
     if io_manager_key is not None:
         resources[io_manager_key] = io_manager or ArtifactStoreIOManager(store=resource)
-    if defs is not None:
+    if defs is not None and partitioned_checks:
         checked_assets = _with_partitions(checked_assets, defs, resources)
     checks = build_artifact_checks(
-        checked_assets, mode=check_mode, resource_key=resource_key, blocking=blocking_checks
+        checked_assets,
+        mode=check_mode,
+        resource_key=resource_key,
+        blocking=blocking_checks,
+        partitioned=partitioned_checks,
     )
     jobs: list[Any] = []
     schedules: list[Any] = []
@@ -199,6 +205,7 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     checked_assets: list[str] = Field(default_factory=list)
     check_mode: Literal["exists", "digest"] = "exists"
     blocking_checks: bool = False
+    partitioned_checks: bool = False
     retention_jobs: bool = True
     sweep_cron: str | None = "0 3 * * *"
     verify_cron: str | None = "30 3 * * *"
@@ -223,6 +230,7 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
             checked_assets=self.checked_assets,
             check_mode=self.check_mode,
             blocking_checks=self.blocking_checks,
+            partitioned_checks=self.partitioned_checks,
             retention_jobs=self.retention_jobs,
             sweep_cron=self.sweep_cron,
             verify_cron=self.verify_cron,

@@ -45,13 +45,8 @@ def _check(
     resource: ArtifactStoreResource,
     io_manager: ArtifactStoreIOManager,
     instance: DagsterInstance,
-    *,
-    by_key: bool = False,
 ) -> Any:
-    """Run the checks alone, outside any partition (``by_key``: built from the asset keys,
-    so not partitioned: such a check verifies every partition)."""
-    targets = [a.key for a in assets] if by_key else assets
-    checks = build_artifact_checks(targets, mode=mode)  # type: ignore[arg-type]
+    checks = build_artifact_checks(assets, mode=mode)  # type: ignore[arg-type]
     defs = Definitions(
         assets=assets,
         asset_checks=checks,
@@ -129,10 +124,10 @@ def test_partitioned_asset_checks_every_partition(
 ) -> None:
     for shard in ("s1", "s2"):
         _materialize([sharded], io_manager, instance, partition_key=shard)
-    result = _check([sharded], "exists", resource, io_manager, instance, by_key=True)[0]
+    result = _check([sharded], "exists", resource, io_manager, instance)[0]
     assert result.passed and result.metadata["packages_verified"].value == 2
     _blob_path(store, "sharded/s2", tmp_path).unlink()
-    result = _check([sharded], "exists", resource, io_manager, instance, by_key=True)[0]
+    result = _check([sharded], "exists", resource, io_manager, instance)[0]
     assert not result.passed
     assert result.metadata["missing"].value[0]["packages"] == ["sharded/s2@1"]
 
@@ -151,11 +146,11 @@ def test_a_blob_shared_by_partitions_is_checked_once_and_names_every_package(
 ) -> None:
     for shard in ("s1", "s2"):
         _materialize([same_bytes], io_manager, instance, partition_key=shard)
-    result = _check([same_bytes], "digest", resource, io_manager, instance, by_key=True)[0]
+    result = _check([same_bytes], "digest", resource, io_manager, instance)[0]
     assert result.passed and result.metadata["packages_verified"].value == 2
     assert result.metadata["blobs_verified"].value == 1
     _blob_path(store, "same_bytes/s1", tmp_path).unlink()
-    result = _check([same_bytes], "exists", resource, io_manager, instance, by_key=True)[0]
+    result = _check([same_bytes], "exists", resource, io_manager, instance)[0]
     assert not result.passed and result.metadata["missing_blobs"].value == 1
     assert sorted(result.metadata["missing"].value[0]["packages"]) == [
         "same_bytes/s1@1",
@@ -201,10 +196,12 @@ def test_the_check_of_a_partitioned_asset_is_partitioned_like_it(
     instance: DagsterInstance,
 ) -> None:
     # Rests on Dagster's (preview) partitioned asset checks: this fails if they change.
-    checks = build_artifact_checks([sharded])
+    checks = build_artifact_checks([sharded], partitioned=True)
     assert [spec.partitions_def for spec in checks[0].check_specs] == [shards]
-    (by_key,) = build_artifact_checks(["sharded"])[0].check_specs
+    (by_key,) = build_artifact_checks(["sharded"], partitioned=True)[0].check_specs
     assert by_key.partitions_def is None  # a bare key says nothing about partitions
+    (default,) = build_artifact_checks([sharded])[0].check_specs
+    assert default.partitions_def is None  # opt-in: such checks cannot run unpartitioned
     result = materialize(
         [sharded, *checks],
         partition_key="s1",
@@ -223,7 +220,10 @@ def test_a_check_run_for_a_partition_checks_it_even_when_never_materialized(
     instance: DagsterInstance,
 ) -> None:
     _materialize([sharded], io_manager, instance, partition_key="s1")
-    for checks in (build_artifact_checks([sharded]), build_artifact_checks(["sharded"])):
+    for checks in (
+        build_artifact_checks([sharded], partitioned=True),
+        build_artifact_checks([sharded]),
+    ):
         defs = Definitions(
             assets=[sharded],
             asset_checks=checks,
@@ -260,7 +260,7 @@ def test_a_check_run_for_a_partition_range_checks_that_range(
     for key in ("t1", "t2", "t3"):
         _materialize([tripled], io_manager, instance, partition_key=key)
     _blob_path(store, "tripled/t3", tmp_path).unlink()  # outside the range checked below
-    checks = build_artifact_checks([tripled])
+    checks = build_artifact_checks([tripled], partitioned=True)
     defs = Definitions(
         assets=[tripled],
         asset_checks=checks,

@@ -199,6 +199,7 @@ def test_checked_assets_resolve_against_your_definitions(
         yours,
         resource=resource,
         checked_assets=["numbers", "sharded_numbers", "uploaded_elsewhere"],
+        partitioned_checks=True,
     )
     Definitions.validate_loadable(defs)
     assert validate_checked_assets(defs) is defs
@@ -208,7 +209,7 @@ def test_checked_assets_resolve_against_your_definitions(
         "sharded_numbers",
         "uploaded_elsewhere",
     }
-    # Named by its key, a partitioned asset still gets a check partitioned like it.
+    # Named by its key, a partitioned asset still gets a check partitioned like it (opt-in).
     partitions = {
         spec.asset_key.to_user_string(): spec.partitions_def
         for check in defs.asset_checks or []
