@@ -32,7 +32,6 @@ from dagster import (
     AssetSpec,
     DagsterEventType,
     DagsterInstance,
-    DagsterInvariantViolationError,
     MetadataValue,
     PartitionsDefinition,
     PreviewWarning,
@@ -127,7 +126,7 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
         resource: ArtifactStoreResource = getattr(context.resources, resource_key)
         store = resource.get_store()
         # In a run for some partitions, check those only; otherwise every partition.
-        partitions = _run_partitions(context)
+        partitions = _run_partitions(context, asset_key)
         pointers = latest_package_ids(context.instance, asset_key, partitions)
         scope = (
             "all partitions"
@@ -189,16 +188,15 @@ def _check_fn(asset_key: AssetKey, mode: CheckMode, resource_key: str) -> Any:
     return check
 
 
-def _run_partitions(context: AssetCheckExecutionContext) -> list[str] | None:
-    """The partitions the check's run is for (one, or a range's), ``None`` outside any."""
-    if context.has_partition_key:
-        return [context.partition_key]
-    if context.has_partition_key_range:
-        try:
-            return list(context.partition_keys)
-        except DagsterInvariantViolationError:  # the check itself is not partitioned
-            return None
-    return None
+def _run_partitions(context: AssetCheckExecutionContext, asset_key: AssetKey) -> list[str] | None:
+    """The partitions of the asset the check's run is for (one, or a range's); ``None``
+    outside any, or for an unpartitioned asset in a partitioned run."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    graph = context.op_execution_context.job_def.asset_layer.asset_graph
+    if graph.has(asset_key) and not graph.get(asset_key).is_partitioned:
+        return None
+    return [context.partition_key] if context.has_partition_key else list(context.partition_keys)
 
 
 def build_artifact_checks(

@@ -250,7 +250,9 @@ def tripled(context: AssetExecutionContext) -> str:
     return f"part {context.partition_key}"
 
 
+@pytest.mark.parametrize("partitioned", [False, True])
 def test_a_check_run_for_a_partition_range_checks_that_range(
+    partitioned: bool,
     resource: ArtifactStoreResource,
     io_manager: ArtifactStoreIOManager,
     store: ArtifactStore,
@@ -260,7 +262,7 @@ def test_a_check_run_for_a_partition_range_checks_that_range(
     for key in ("t1", "t2", "t3"):
         _materialize([tripled], io_manager, instance, partition_key=key)
     _blob_path(store, "tripled/t3", tmp_path).unlink()  # outside the range checked below
-    checks = build_artifact_checks([tripled], partitioned=True)
+    checks = build_artifact_checks([tripled], partitioned=partitioned)
     defs = Definitions(
         assets=[tripled],
         asset_checks=checks,
@@ -284,3 +286,21 @@ def test_a_check_run_for_a_partition_range_checks_that_range(
     evaluation = run_range("t2", "t3")
     assert not evaluation.passed
     assert evaluation.metadata["missing"].value[0]["packages"] == ["tripled/t3@1"]
+
+
+def test_an_unpartitioned_assets_check_in_a_partitioned_run_checks_its_package(
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    instance: DagsterInstance,
+) -> None:
+    checks = build_artifact_checks([evidence])
+    result = materialize(
+        [sharded, evidence, *checks],
+        partition_key="s1",
+        resources={"io_manager": io_manager, "artifactstore": resource},
+        instance=instance,
+        run_config=QUIET,
+    )
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert evaluation.passed and evaluation.metadata["scope"].value == "latest materialization"
+    assert evaluation.metadata["packages"].value == ["evidence@1"]
