@@ -56,6 +56,19 @@ def _is_relative_directory(url: str) -> bool:
     return "://" not in url and not Path(url).is_absolute()
 
 
+def _anchored(home: Path, relative: str) -> Path:
+    """``home / relative``, refused when only the working directory has something there."""
+    anchored, stray = home / relative, Path.cwd() / relative
+    if stray.exists() and not anchored.exists() and stray.resolve() != anchored.resolve():
+        raise ConfigurationError(
+            f"relative registry path {relative!r} is ambiguous: it exists at {str(stray)!r} "
+            f"(the working directory) but not at {str(anchored)!r} (DAGSTER_HOME, where "
+            "Dagster resolves relative paths); set ARTIFACTSTORE_DATABASE_URL and "
+            "ARTIFACTSTORE_STORAGE_URL to absolute paths"
+        )
+    return anchored
+
+
 def anchor_relative_paths(settings: Settings, dagster_home: str | None) -> Settings:
     """``settings`` with relative local paths (the SQLite file, blob directories) made
     absolute under ``dagster_home``, so that every Dagster process (webserver, daemon,
@@ -63,8 +76,9 @@ def anchor_relative_paths(settings: Settings, dagster_home: str | None) -> Setti
 
     Without ``dagster_home`` the settings are returned unchanged (relative to the working
     directory, as the CLI reads them). Raises ``ConfigurationError`` when ``dagster_home``
-    is not absolute, or when a registry exists at the relative path in the working
-    directory but not under ``dagster_home``: which one is meant is ambiguous.
+    is not absolute, or when a relative path exists in the working directory but not under
+    ``dagster_home`` (a registry made before, or by the CLI): which one is meant is
+    ambiguous.
     """
     if not dagster_home:
         return settings
@@ -74,20 +88,12 @@ def anchor_relative_paths(settings: Settings, dagster_home: str | None) -> Setti
     updates: dict[str, str] = {}
     database = _relative_sqlite_path(settings.database_url)
     if database is not None:
-        anchored, stray = home / database, Path.cwd() / database
-        if stray.exists() and not anchored.exists() and stray.resolve() != anchored.resolve():
-            raise ConfigurationError(
-                f"relative registry path {database!r} is ambiguous: a registry exists at "
-                f"{str(stray)!r} (the working directory) but not at {str(anchored)!r} "
-                "(DAGSTER_HOME, where Dagster resolves relative paths); set "
-                "ARTIFACTSTORE_DATABASE_URL and ARTIFACTSTORE_STORAGE_URL to absolute paths"
-            )
-        url = parse_database_url(settings.database_url).set(database=str(anchored))
+        url = parse_database_url(settings.database_url).set(database=str(_anchored(home, database)))
         updates["database_url"] = url.render_as_string(hide_password=False)
     for name in _LOCAL_PATH_SETTINGS:
         value = getattr(settings, name)
         if value and _is_relative_directory(value):
-            updates[name] = str(home / value)
+            updates[name] = str(_anchored(home, value))
     return settings.model_copy(update=updates)
 
 

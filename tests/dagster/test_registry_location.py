@@ -63,21 +63,28 @@ def test_a_registry_left_in_the_working_directory_is_an_ambiguity_named(
 ) -> None:
     monkeypatch.chdir(defaults / "cli")
     monkeypatch.delenv("DAGSTER_HOME")
-    ArtifactStoreResource().get_store()  # without DAGSTER_HOME: the working directory
+    # Without DAGSTER_HOME: the working directory, as the CLI.
+    ArtifactStoreResource().get_store().put("made-here", {"a.txt": b"a"})
     close_cached_stores()
     assert (defaults / "cli" / "var" / "artifactstore.db").exists()
+    assert (defaults / "cli" / "var" / "blobs").is_dir()
 
     monkeypatch.setenv("DAGSTER_HOME", str(defaults / "home"))
     with pytest.raises(ConfigurationError) as raised:
         ArtifactStoreResource().get_store()
     assert str(raised.value) == (
-        "relative registry path 'var/artifactstore.db' is ambiguous: a registry exists at "
+        "relative registry path 'var/artifactstore.db' is ambiguous: it exists at "
         f"'{defaults}/cli/var/artifactstore.db' (the working directory) but not at "
         f"'{defaults}/home/var/artifactstore.db' (DAGSTER_HOME, where Dagster resolves "
         "relative paths); set ARTIFACTSTORE_DATABASE_URL and ARTIFACTSTORE_STORAGE_URL to "
         "absolute paths"
     )
     assert not (defaults / "home" / "var").exists()  # nothing created on refusal
+
+    # An absolute database (shared PostgreSQL, say) does not hide relative blobs.
+    absolute_db = ArtifactStoreResource(database_url=f"sqlite:///{defaults / 'shared.db'}")
+    with pytest.raises(ConfigurationError, match="relative registry path 'var/blobs' is"):
+        absolute_db.settings()
 
 
 def test_absolute_remote_and_memory_locations_are_left_alone(
