@@ -52,7 +52,13 @@ from artifactstore_dagster.keys import (
 from artifactstore_dagster.names import content_digest
 from artifactstore_dagster.resources import ArtifactStoreResource, Registry
 from artifactstore_dagster.serializers import SerializerRegistry, StoredContent, default_registry
-from artifactstore_dagster.translator import LoadedInput, OutputKey, PackageTranslator, expiry
+from artifactstore_dagster.translator import (
+    LoadedInput,
+    OutputKey,
+    PackageTranslator,
+    expiry,
+    package_url,
+)
 
 _MISSING = object()
 
@@ -76,10 +82,11 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
     )
     default_kind: str = Field(default="output", description="Package kind when none is set")
     auto_data_version: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Set each materialization's data version to the digest of the stored files from "
-            "inside the IO manager (uses the step context; no effect where Dagster lacks it)"
+            "Set each materialization's data version to the digest of the stored files, so "
+            "a re-run with equal bytes keeps its data version (data_versions.py: rests on "
+            "Dagster's step data-version cache; False: Dagster's own, new on every run)"
         ),
     )
     scratch_dir: str | None = Field(
@@ -171,7 +178,12 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         digest = content_digest((e.path, e.blob.content_address) for e in package.files)
         context.add_output_metadata(
             translator.get_output_metadata(
-                package, digest=digest, storage_uri=store.uri_of(package), inputs=inputs
+                package,
+                digest=digest,
+                storage_uri=store.uri_of(package),
+                inputs=inputs,
+                value=obj,
+                url=package_url(store, package),
             )
         )
         if self.auto_data_version:

@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(DAGSTER_HOME.absolute())))
+    # Absolute, so that the registry stays in ./var (where the CLI run here looks) rather
+    # than under DAGSTER_HOME, where the resource anchors relative paths.
+    os.environ.setdefault(
+        "ARTIFACTSTORE_DATABASE_URL", f"sqlite:///{Path.cwd()}/var/artifactstore.db"
+    )
+    os.environ.setdefault("ARTIFACTSTORE_STORAGE_URL", str(Path.cwd() / "var" / "blobs"))
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
     if not settings.exists():
