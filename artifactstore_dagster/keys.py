@@ -14,6 +14,9 @@ SERIALIZER_KEY = "artifactstore/serializer"
 PACKAGE_METADATA_KEY = "artifactstore/metadata"
 #: Definition metadata of an input: skip partitions never materialized.
 ALLOW_MISSING_PARTITIONS_KEY = "allow_missing_partitions"
+#: Definition metadata of an input (or of the upstream asset): concatenate the DataFrames
+#: of a partition range into one instead of a dict of partition key to value.
+CONCAT_KEY = "artifactstore/concat"
 
 #: Output metadata keys the IO manager writes (shown in the Dagster UI).
 PACKAGE_ID = "artifactstore/package_id"
