@@ -293,7 +293,8 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 raise NotFoundError(
                     f"cannot load {output.where}: its latest materialization ({when}) was not "
                     f"recorded by artifact-store (no {PACKAGE_ID!r} metadata); materialize it "
-                    "again with ArtifactStoreIOManager"
+                    "again with ArtifactStoreIOManager, or move the stored values with "
+                    "artifactstore_dagster.migrate_to_artifactstore"
                 )
             reference = str(_context.plain(meta[PACKAGE_ID]))
             pointer = f"Dagster's latest materialization ({when}) points to "

@@ -31,6 +31,8 @@ STORAGE_URI = "artifactstore/storage_uri"
 UPSTREAM_PACKAGE_IDS = "artifactstore/upstream_package_ids"
 CONTENT_DIGEST = "artifactstore/content_digest"
 SERIALIZER = "artifactstore/serializer"
+#: On a materialization ``migrate_to_artifactstore`` reported: the run it came from.
+MIGRATED_FROM = "artifactstore/migrated_from"
 #: ``False`` on the materialization of a ``None`` output: nothing was stored.
 STORED = "artifactstore/stored"
 OUTPUT_METADATA_KEYS = (
