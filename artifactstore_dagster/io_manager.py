@@ -140,6 +140,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         # A single-run backfill: each partition's materialization gets its own metadata
         # (Dagster lays partition-scoped asset metadata over the output's). Dagster keeps
         # one data version per asset and step, so auto_data_version is not applied here.
+        # Outside a step (build_output_context) there is no materialization to attach to.
         step = _context.step_context(context)
         if step is not None:
             for item in stored:
@@ -161,7 +162,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         retention_class = translator.get_retention_class(context)
         names = [translator.get_package_name(output) for output, _, _ in parts]
         shown = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
-        failure = f"cannot store {_where(parts)} as package {shown!r}"
+        failure = f"cannot store {_where([p[0] for p in parts])} as package {shown!r}"
         try:
             validate_kind(kind)  # its syntax; the registry checks that the kind exists
         except InvalidInputError as exc:
@@ -457,9 +458,7 @@ def _parts(
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         return [(outputs[0], keys[0], obj)]
     keys = list(context.asset_partition_keys)
-    where = (
-        f"{_where([(o, None, None) for o in outputs])}: one output covers {len(keys)} partitions"
-    )
+    where = f"{_where(outputs)}: one output covers {len(keys)} partitions"
     if not isinstance(obj, Mapping):
         raise InvalidInputError(
             f"{where}; return a dict keyed by partition key, not {type(obj).__name__}"
@@ -468,23 +467,17 @@ def _parts(
     expected = {str(k) for k in keys}
     missing = [str(k) for k in keys if str(k) not in given]
     extra = sorted(k for k in given if k not in expected)
-    if missing or extra:
-        wrong = "; ".join(
-            text
-            for text in (
-                f"missing {_listed(missing)}" if missing else "",
-                f"not in the range: {_listed(extra)}" if extra else "",
-            )
-            if text
-        )
-        raise InvalidInputError(f"{where}, but the dict returned has keys {wrong}")
+    problems = [f"is missing {_listed(missing)}"] if missing else []
+    problems += [f"has keys not in the range: {_listed(extra)}"] if extra else []
+    if problems:
+        raise InvalidInputError(f"{where}, but the dict returned {' and '.join(problems)}")
     return [(output, key, given[str(key)]) for output, key in zip(outputs, keys, strict=True)]
 
 
-def _where(parts: list[tuple[OutputKey, Any, Any]]) -> str:
+def _where(outputs: list[OutputKey]) -> str:
     """The output, or the partition range of an asset, as error messages name it."""
-    first, last = parts[0][0], parts[-1][0]
-    if len(parts) == 1 or first.asset_key is None:
+    first, last = outputs[0], outputs[-1]
+    if len(outputs) == 1 or first.asset_key is None:
         return first.where
     return (
         f"asset {first.asset_key.to_user_string()!r} partitions "

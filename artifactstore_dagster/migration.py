@@ -16,15 +16,15 @@ discovery, loading, skipping and batching) with a destination that:
   ``artifactstore/*`` metadata and the source's data version tags, so Dagster points to
   the package, and the asset is not shown as changed.
 
-Whatever the latest materialization already points to a package is skipped, so a second
-run stores nothing.
+An asset (partition) whose latest materialization already points to a package is
+skipped, so a second run stores nothing.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetKey,
@@ -37,54 +37,45 @@ from dagster import (
     InputContext,
     IOManager,
     MetadataValue,
-    OpExecutionContext,
+    MigrateIOStorageResult,
     OutputContext,
     build_output_context,
 )
 from dagster import migrate_io_storage as dagster_migrate_io_storage
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
-from artifactstore_core.errors import InvalidInputError, NotFoundError
+from artifactstore_core.errors import NotFoundError
 from artifactstore_dagster.io_manager import ArtifactStoreIOManager, _timestamp
 from artifactstore_dagster.keys import MIGRATED_FROM, PACKAGE_ID
 from artifactstore_dagster.translator import OutputKey
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
 __all__ = ["migrate_to_artifactstore"]
 
 
 def migrate_to_artifactstore(
     *,
+    definitions: Definitions,
+    instance: DagsterInstance,
     io_manager: ArtifactStoreIOManager,
-    definitions: Definitions | None = None,
-    instance: DagsterInstance | None = None,
-    context: OpExecutionContext | None = None,
     selection: AssetSelection | None = None,
     should_skip: Callable[[AssetKey, str | None], bool] | None = None,
     batch_partitions: bool = False,
     transform: Callable[[object], object] | None = None,
-) -> Any:
+) -> MigrateIOStorageResult:
     """Migrate every materialized asset (partition) of ``definitions`` (as they are, with
-    the IO managers that wrote the values) into artifact-store through ``io_manager``.
+    the IO managers that wrote the values) on ``instance`` into artifact-store through
+    ``io_manager``.
 
-    Takes the arguments of ``dagster.migrate_io_storage`` (``definitions`` and
-    ``instance``, or the ``context`` of an op running in the code location) and returns
-    its ``MigrateIOStorageResult``; a failed asset (partition) is logged by Dagster with
-    its reason and left as it was. Switch the definitions to ``ArtifactStoreIOManager``
-    afterwards.
+    ``selection``, ``should_skip``, ``batch_partitions`` and ``transform`` are those of
+    ``dagster.migrate_io_storage``, whose ``MigrateIOStorageResult`` is returned; a failed
+    asset (partition) is logged by Dagster with its reason and left as it was. Switch the
+    definitions to ``ArtifactStoreIOManager`` afterwards.
     """
-    if (definitions is None) == (context is None):
-        raise InvalidInputError("give either definitions (with instance) or context")
-    if context is not None:
-        instance = context.instance
-        graph: AssetGraph = context.repository_def.asset_graph
-        resources: Mapping[str, Any] = {}
-    else:
-        assert definitions is not None
-        if instance is None:
-            raise InvalidInputError("definitions need the Dagster instance they were run on")
-        graph = definitions.resolve_asset_graph()
-        resources = definitions.resources or {}
-    destination = _Destination(io_manager, instance, graph, resources)
+    destination = _Destination(
+        io_manager, instance, definitions.resolve_asset_graph(), definitions.resources or {}
+    )
 
     def skip(key: AssetKey, partition: str | None) -> bool:
         if should_skip is not None and should_skip(key, partition):
@@ -97,9 +88,8 @@ def migrate_to_artifactstore(
         warnings.filterwarnings("ignore", message=".*migrate_io_storage.*preview")
         return dagster_migrate_io_storage(
             definitions=definitions,
+            instance=instance,
             destination_io_manager=destination,
-            instance=instance if context is None else None,
-            context=context,
             selection=selection,
             should_skip=skip,
             batch_partitions=batch_partitions,

@@ -132,6 +132,24 @@ def test_a_range_load_concatenates_frames_on_request(
     assert result.output_for_node("rows_by_day") == DAYS
 
 
+def test_concat_set_on_the_upstream_asset_keeps_a_meaningful_index(
+    io_manager: ArtifactStoreIOManager, instance: DagsterInstance
+) -> None:
+    @asset(partitions_def=DAILY, metadata={CONCAT_KEY: True})
+    def indexed(context: AssetExecutionContext) -> pd.DataFrame:
+        return _frame(context.partition_key).set_index("day")
+
+    @asset
+    def combined(indexed: pd.DataFrame) -> pd.DataFrame:
+        return indexed
+
+    for day in DAYS:
+        assert _run([indexed], io_manager, instance, partition_key=day).success
+    result = _run([indexed, combined], io_manager, instance, selection=[combined])
+    expected = pd.concat([_frame(day).set_index("day") for day in DAYS])
+    pd.testing.assert_frame_equal(result.output_for_node("combined"), expected)
+
+
 def test_concat_refuses_values_that_are_not_frames(
     io_manager: ArtifactStoreIOManager, instance: DagsterInstance
 ) -> None:
