@@ -21,7 +21,11 @@ from dagster._utils.warnings import PreviewWarning
 
 from artifactstore_core.errors import NotFoundError
 from artifactstore_core.store import ArtifactStore
-from artifactstore_dagster import ArtifactStoreIOManager, migrate_to_artifactstore
+from artifactstore_dagster import (
+    ArtifactStoreIOManager,
+    ArtifactStoreResource,
+    migrate_to_artifactstore,
+)
 from artifactstore_dagster.keys import MIGRATED_FROM, PACKAGE_ID
 
 from .conftest import QUIET
@@ -62,6 +66,14 @@ def report(summary: dict[str, dict[str, Any]]) -> int:
 
 
 SOURCE = [raw, settings, summary]
+
+
+@pytest.fixture
+def resource(database_url: str, tmp_path: Path) -> ArtifactStoreResource:
+    """The registry on SQLite and on PostgreSQL, where a team would keep it."""
+    return ArtifactStoreResource(
+        database_url=database_url, storage_url=str(tmp_path / "blobs"), actor="tests"
+    )
 
 
 def _latest(instance: DagsterInstance, key: str, partition: str | None = None) -> Any:
