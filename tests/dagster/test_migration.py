@@ -13,6 +13,9 @@ from dagster import (
     DailyPartitionsDefinition,
     Definitions,
     FilesystemIOManager,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
     asset,
     materialize,
     migrate_io_storage,
@@ -65,15 +68,21 @@ def report(summary: dict[str, dict[str, Any]]) -> int:
     return sum(s["above"] for s in summary.values())
 
 
-SOURCE = [raw, settings, summary]
+REGIONS = MultiPartitionsDefinition(
+    {
+        "day": StaticPartitionsDefinition(DAYS[:2]),
+        "region": StaticPartitionsDefinition(["eu", "us"]),
+    }
+)
 
 
-@pytest.fixture
-def resource(database_url: str, tmp_path: Path) -> ArtifactStoreResource:
-    """The registry on SQLite and on PostgreSQL, where a team would keep it."""
-    return ArtifactStoreResource(
-        database_url=database_url, storage_url=str(tmp_path / "blobs"), actor="tests"
-    )
+@asset(partitions_def=REGIONS)
+def measurements(context: AssetExecutionContext) -> bytes:
+    return str(context.partition_key).encode()
+
+
+SOURCE = [raw, settings, summary, measurements]
+MULTI = [MultiPartitionKey({"day": DAYS[0], "region": r}) for r in ("eu", "us")]
 
 
 def _latest(instance: DagsterInstance, key: str, partition: str | None = None) -> Any:
@@ -85,28 +94,43 @@ def _latest(instance: DagsterInstance, key: str, partition: str | None = None) -
     ).records[0]
 
 
-def _materialize_on_the_filesystem(tmp_path: Path, instance: DagsterInstance) -> Definitions:
+def _materialize_on_the_filesystem(
+    tmp_path: Path, instance: DagsterInstance, *, multi: bool = False
+) -> Definitions:
     filesystem = FilesystemIOManager(base_dir=str(tmp_path / "fs"))
+    for key in MULTI if multi else []:
+        run = materialize([measurements], partition_key=key, instance=instance,
+                          resources={"io_manager": filesystem}, run_config=QUIET)  # fmt: skip
+        assert run.success
     for day in DAYS:
-        selection = SOURCE if day == DAYS[0] else [raw, summary]
+        selection = [raw, settings, summary] if day == DAYS[0] else [raw, summary]
         run = materialize(SOURCE, selection=selection, partition_key=day, instance=instance,
                           resources={"io_manager": filesystem}, run_config=QUIET)  # fmt: skip
         assert run.success
     return Definitions(assets=SOURCE, resources={"io_manager": filesystem})
 
 
-@pytest.mark.parametrize("batch_partitions", [False, True], ids=["per-partition", "batched"])
+@pytest.mark.parametrize(
+    ("database_url", "batch_partitions"),
+    [("sqlite", False), ("postgresql", True)],
+    ids=["sqlite-per-partition", "postgresql-batched"],
+    indirect=["database_url"],
+)
 def test_a_filesystem_project_migrates_and_runs_on(
-    tmp_path: Path,
-    instance: DagsterInstance,
-    io_manager: ArtifactStoreIOManager,
-    store: ArtifactStore,
-    batch_partitions: bool,
+    tmp_path: Path, instance: DagsterInstance, database_url: str, batch_partitions: bool
 ) -> None:
-    old = _materialize_on_the_filesystem(tmp_path, instance)
+    resource = ArtifactStoreResource(database_url=database_url, storage_url=str(tmp_path / "b"))
+    io_manager = ArtifactStoreIOManager(store=resource)
+    store = resource.get_store()
+    old = _materialize_on_the_filesystem(tmp_path, instance, multi=True)
     sources = {
         (key, day): _latest(instance, key, day)
-        for key, days in (("raw", DAYS), ("summary", DAYS), ("settings", [None]))
+        for key, days in (
+            ("raw", DAYS),
+            ("summary", DAYS),
+            ("settings", [None]),
+            ("measurements", [str(k) for k in MULTI]),
+        )
         for day in days
     }
 
@@ -114,14 +138,14 @@ def test_a_filesystem_project_migrates_and_runs_on(
         definitions=old, instance=instance, io_manager=io_manager, batch_partitions=batch_partitions
     )
     assert result.failed == ()
-    assert sum(s.size for s in result.migrated) == 7
+    assert sum(s.size for s in result.migrated) == 9
 
     # Dagster now points to the packages, and each says where its value came from.
     for (key, day), source in sources.items():
         latest = _latest(instance, key, day)
         meta = latest.asset_materialization.metadata
         package = store.describe(meta[PACKAGE_ID].value)
-        assert package.name == (f"{key}/{day}" if day else key)
+        assert package.name == (f"{key}/{day.replace('|', '/')}" if day else key)
         assert source.run_id in meta[MIGRATED_FROM].value
         migrated = package.provenance.attributes["migrated"]
         assert migrated["run_id"] == source.run_id
@@ -135,6 +159,9 @@ def test_a_filesystem_project_migrates_and_runs_on(
             latest.asset_materialization.tags[DATA_VERSION_TAG]
             == source.asset_materialization.tags[DATA_VERSION_TAG]
         )
+    assert store.read_bytes(store.list_packages(name="measurements/2024-05-01/us")[0]) == (
+        b"2024-05-01|us"
+    )
     raw_package = store.list_packages(name="raw/2024-05-02")[0]
     assert raw_package.kind == "log"  # the asset's definition metadata applies
     assert raw_package.provenance.code_version == "v3"
@@ -160,7 +187,7 @@ def test_a_filesystem_project_migrates_and_runs_on(
     packages = len(store.list_packages())
     again = migrate_to_artifactstore(definitions=old, instance=instance, io_manager=io_manager)
     assert again.migrated == ()
-    assert sum(s.size for s in again.skipped) == 7
+    assert sum(s.size for s in again.skipped) == 9
     assert len(store.list_packages()) == packages
 
 
