@@ -9,6 +9,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
@@ -27,6 +28,7 @@ from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import (
     ArtifactStoreIOManager,
     ArtifactStoreResource,
+    build_artifact_checks,
     migrate_to_artifactstore,
 )
 from artifactstore_dagster.keys import MIGRATED_FROM, PACKAGE_ID
@@ -165,6 +167,16 @@ def test_a_filesystem_project_migrates_and_runs_on(
     raw_package = store.list_packages(name="raw/2024-05-02")[0]
     assert raw_package.kind == "log"  # the asset's definition metadata applies
     assert raw_package.provenance.code_version == "v3"
+
+    # The integrity checks see the migrated packages behind the latest materializations.
+    checks = build_artifact_checks([raw, settings, summary], mode="digest")
+    run = materialize([*SOURCE, *checks], selection=AssetSelection.all_asset_checks(),
+                      instance=instance, resources={"artifactstore": resource},
+                      run_config=QUIET)  # fmt: skip
+    evaluations = run.get_asset_check_evaluations()
+    assert len(evaluations) == 3
+    assert all(e.passed for e in evaluations)
+    assert sum(e.metadata["packages_verified"].value for e in evaluations) == 7
 
     # Downstream assets run on artifact-store and load the migrated values.
     new = {"io_manager": io_manager}
