@@ -9,6 +9,10 @@ space) is one ``Tracking`` object per IO manager (``_tracking.py``); data versio
 
 Loading follows what Dagster's latest materialization of the upstream asset (partition)
 points to, so the value is exactly the one Dagster shows.
+
+An output covering a partition range (a single-run backfill) is a dict keyed by partition
+key and becomes one package per partition, each partition's materialization pointing to
+its own; ``store_output`` (also used by ``migration.py``) stores without touching Dagster.
 """
 
 from __future__ import annotations
