@@ -144,26 +144,28 @@ class _Destination(IOManager):
         def provenance(output: OutputKey, recorded: dict[str, Any]) -> dict[str, Any]:
             source = sources[output.partition_key]
             tags = source.asset_materialization.tags if source.asset_materialization else {}
-            code_version = (tags or {}).get("dagster/code_version") or recorded["code_version"]
-            run = self._instance.get_run_by_id(source.run_id) if source.run_id else None
+            code_version = (tags or {}).get("dagster/code_version") or recorded.get("code_version")
+            run_id = source.run_id or None  # a runless source event has run id ""
+            run = self._instance.get_run_by_id(run_id) if run_id else None
+            attributes = recorded.get("attributes") or {}
             dagster = {
-                **recorded["attributes"]["dagster"],
-                "run_id": source.run_id or None,
+                **(attributes.get("dagster") or {}),
+                "run_id": run_id,
                 "job_name": run.job_name if run is not None else None,
                 "run_tags": dict(run.tags) if run is not None else {},
                 "code_version": code_version,
             }
             migrated = {
-                "run_id": source.run_id or None,
+                "run_id": run_id,
                 "storage_id": source.storage_id,
                 "materialized_at": _timestamp(source.timestamp),
                 "io_manager_key": io_manager_key,
                 "io_manager": type(source_io_manager).__name__ if source_io_manager else None,
             }
-            attributes = {**recorded["attributes"], "dagster": dagster, "migrated": migrated}
+            attributes = {**attributes, "dagster": dagster, "migrated": migrated}
             return {
                 **recorded,
-                "run_id": source.run_id or None,
+                "run_id": run_id,
                 "code_version": code_version,
                 "attributes": attributes,
             }
