@@ -19,6 +19,7 @@ from artifactstore_dagster.definitions import (
 )
 from artifactstore_dagster.io_manager import ArtifactStoreIOManager
 from artifactstore_dagster.keys import RETENTION_TAG
+from artifactstore_dagster.migration import migrate_to_artifactstore
 from artifactstore_dagster.resources import ArtifactStoreResource, close_cached_stores
 from artifactstore_dagster.retention_jobs import (
     SweepConfig,
@@ -60,6 +61,7 @@ __all__ = [
     "close_cached_stores",
     "default_registry",
     "files_digest",
+    "migrate_to_artifactstore",
     "register_serializer",
     "set_data_version_from_io_manager",
     "validate_checked_assets",

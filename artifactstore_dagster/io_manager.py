@@ -9,11 +9,18 @@ space) is one ``Tracking`` object per IO manager (``_tracking.py``); data versio
 
 Loading follows what Dagster's latest materialization of the upstream asset (partition)
 points to, so the value is exactly the one Dagster shows.
+
+An output covering a partition range (a single-run backfill) is a dict keyed by partition
+key and becomes one package per partition, each partition's materialization pointing to
+its own; ``store_output`` (also used by ``migration.py``) stores without touching Dagster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +45,13 @@ from artifactstore_core.errors import (
     UnknownRetentionClassError,
     add_context,
 )
+from artifactstore_core.ingest import PutRequest
 from artifactstore_dagster import _context
 from artifactstore_dagster._tracking import Tracking
 from artifactstore_dagster.data_versions import set_data_version_from_io_manager
 from artifactstore_dagster.keys import (
     ALLOW_MISSING_PARTITIONS_KEY,
+    CONCAT_KEY,
     KIND_KEY,
     PACKAGE_ID,
     RETENTION_CLASS_KEY,
@@ -61,6 +70,24 @@ from artifactstore_dagster.translator import (
 )
 
 _MISSING = object()
+
+#: Rewrites the provenance of the package stored for an output (see ``store_output``).
+ProvenanceHook = Callable[[OutputKey, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """What ``store_output`` did for one output (one partition of a range)."""
+
+    output: OutputKey
+    #: The partition key as Dagster gave it (``None`` for an unpartitioned output).
+    key: str | None
+    #: ``None`` when the value was ``None``: nothing was stored.
+    package: Package | None
+    #: The materialization metadata for this output (partition).
+    metadata: Mapping[str, Any]
+    #: ``names.content_digest`` of the package's files.
+    digest: str | None
 
 
 class ArtifactStoreIOManager(ConfigurableIOManager):
@@ -132,34 +159,73 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
             # loading it back gives None again.
             context.add_output_metadata({STORED: False})
             return
+        stored = self.store_output(context, obj)
+        if len(stored) == 1:
+            context.add_output_metadata(stored[0].metadata)
+            if self.auto_data_version and stored[0].digest is not None:
+                set_data_version_from_io_manager(context, stored[0].digest)
+            return
+        # A single-run backfill: each partition's materialization gets its own metadata
+        # (Dagster lays partition-scoped asset metadata over the output's). Dagster keeps
+        # one data version per asset and step, so auto_data_version is not applied here.
+        # Outside a step (build_output_context) there is no materialization to attach to.
+        step = _context.step_context(context)
+        if step is not None:
+            for item in stored:
+                step.add_asset_metadata(
+                    item.metadata, asset_key=item.output.asset_key, partition_key=item.key
+                )
+
+    def store_output(
+        self, context: OutputContext, obj: Any, *, provenance: ProvenanceHook | None = None
+    ) -> list[StoredOutput]:
+        """Store a value as the package(s) of an output, all or none; no Dagster metadata
+        is attached (``handle_output`` does that). An output covering several asset
+        partitions (a single-run backfill) takes a dict keyed by partition key and stores
+        one package per partition. ``provenance`` may rewrite each package's provenance
+        (the migration helper records where a value came from)."""
         translator = self.get_translator()
-        output = OutputKey.of(context)
-        name = translator.get_package_name(output)
+        parts = _parts(context, OutputKey.each(context), obj)
         kind = translator.get_kind(context)
         retention_class = translator.get_retention_class(context) or self._default_class(context)
-        failure = f"cannot store {output.where} as package {name!r}"
+        names = [translator.get_package_name(output) for output, _, _ in parts]
+        shown = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+        failure = f"cannot store {_where([p[0] for p in parts])} as package {shown!r}"
         try:
             validate_kind(kind)  # its syntax; the registry checks that the kind exists
         except InvalidInputError as exc:
             add_context(exc, failure, _origin(context, translator, KIND_KEY, kind))
             raise
         try:
-            serializer, files = self.serializers().serialize(
-                obj, _context.setting(context, SERIALIZER_KEY)
-            )
             inputs = self._step_inputs(context)
-            store = self.store.get_store()
-            package = store.put(
-                name,
-                files,
-                kind=kind,
-                metadata=translator.get_package_metadata(context),
-                retention_class=retention_class,
-                inputs=[i.package_id for i in inputs],
-                provenance=translator.get_provenance(
+            requests: list[PutRequest] = []
+            for (output, _, value), name in zip(parts, names, strict=True):
+                if value is None:
+                    continue
+                try:
+                    serializer, files = self.serializers().serialize(
+                        value, _context.setting(context, SERIALIZER_KEY)
+                    )
+                except ArtifactStoreError as exc:
+                    if len(parts) > 1:
+                        add_context(exc, f"partition {output.partition_key!r}")
+                    raise
+                recorded = translator.get_provenance(
                     context, output, serializer=serializer.name, inputs=inputs
-                ),
-            )
+                )
+                requests.append(
+                    PutRequest(
+                        name,
+                        files,
+                        kind=kind,
+                        metadata=translator.get_package_metadata(context),
+                        retention_class=retention_class,
+                        inputs=[i.package_id for i in inputs],
+                        provenance=provenance(output, recorded) if provenance else recorded,
+                    )
+                )
+            store = self.store.get_store()
+            packages = iter(store.put_many(requests) if requests else [])
         except ArtifactStoreError as exc:
             refused = ""
             if isinstance(exc, UnknownRetentionClassError) and exc.name == retention_class:
@@ -168,26 +234,31 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 refused = _origin(context, translator, KIND_KEY, kind)
             add_context(exc, failure, refused)
             raise
-        if output.asset_key is not None:
-            self._keep_current(store, translator.get_package_name(output.unpartitioned()))
+        first = parts[0][0]
+        if requests and first.asset_key is not None:
+            self._keep_current(store, translator.get_package_name(first.unpartitioned()))
         run_id = _context.run_id(context)
-        if run_id is not None and output.asset_key is not None:
-            self._tracking.add_output(
-                run_id, (tuple(output.asset_key.path), output.partition_key), package
-            )
-        digest = content_digest((e.path, e.blob.content_address) for e in package.files)
-        context.add_output_metadata(
-            translator.get_output_metadata(
+        stored: list[StoredOutput] = []
+        for output, key, value in parts:
+            if value is None:  # nothing stored for this partition, as for a None output
+                stored.append(StoredOutput(output, key, None, {STORED: False}, None))
+                continue
+            package = next(packages)
+            if run_id is not None and output.asset_key is not None:
+                self._tracking.add_output(
+                    run_id, (tuple(output.asset_key.path), output.partition_key), package
+                )
+            digest = content_digest((e.path, e.blob.content_address) for e in package.files)
+            metadata = translator.get_output_metadata(
                 package,
                 digest=digest,
                 storage_uri=store.uri_of(package),
                 inputs=inputs,
-                value=obj,
+                value=value,
                 url=package_url(store, package),
             )
-        )
-        if self.auto_data_version:
-            set_data_version_from_io_manager(context, digest)
+            stored.append(StoredOutput(output, key, package, metadata, digest))
+        return stored
 
     def _default_class(self, context: OutputContext) -> str | None:
         """The class of the asset's group (``retention_class_by_group``), else the
@@ -233,7 +304,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 value = self._load_asset(context, store, key)
                 if value is not _MISSING:
                     values[str(key)] = value
-            return values
+            return _concatenated(context, values) if _wants_concat(context) else values
         return self._load_op_output(context, store)
 
     def _load_asset(self, context: InputContext, store: Registry, key: str | None) -> Any:
@@ -280,7 +351,8 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 raise NotFoundError(
                     f"cannot load {output.where}: its latest materialization ({when}) was not "
                     f"recorded by artifact-store (no {PACKAGE_ID!r} metadata); materialize it "
-                    "again with ArtifactStoreIOManager"
+                    "again with ArtifactStoreIOManager, or move the stored values with "
+                    "artifactstore_dagster.migrate_to_artifactstore"
                 )
             reference = str(_context.plain(meta[PACKAGE_ID]))
             pointer = f"Dagster's latest materialization ({when}) points to "
@@ -397,6 +469,33 @@ def _consumer(context: InputContext) -> tuple[str | None, str | None, str]:
     return run_id, step_key, input_name
 
 
+def _wants_concat(context: InputContext) -> bool:
+    """``artifactstore/concat`` on the input, else on the upstream asset's definition."""
+    if CONCAT_KEY in (context.definition_metadata or {}):
+        return bool(_context.plain(context.definition_metadata[CONCAT_KEY]))
+    upstream = _context.optional(lambda: context.upstream_output)
+    metadata = (_context.optional(lambda: upstream.definition_metadata) if upstream else None) or {}
+    return bool(_context.plain(metadata.get(CONCAT_KEY)))
+
+
+def _concatenated(context: InputContext, values: dict[str, Any]) -> Any:
+    """The DataFrames of a partition range as one, in partition order (a default
+    ``RangeIndex`` is renumbered, any other index kept); partitions stored as None skipped."""
+    frames = {key: value for key, value in values.items() if value is not None}
+    pd = sys.modules.get("pandas")  # a DataFrame means pandas is imported already
+    for key, value in frames.items():
+        if pd is None or not isinstance(value, pd.DataFrame):
+            raise InvalidInputError(
+                f"cannot concatenate input {context.name!r}: asset "
+                f"{context.asset_key.to_user_string()!r} partition {key!r} is a "
+                f"{type(value).__name__}, not a pandas DataFrame ({CONCAT_KEY!r} is set)"
+            )
+    if pd is None or not frames:
+        return None
+    renumber = all(type(f.index) is pd.RangeIndex for f in frames.values())
+    return pd.concat(list(frames.values()), ignore_index=renumber)
+
+
 def _origin(context: OutputContext, translator: PackageTranslator, key: str, value: str) -> str:
     """Where a refused kind or retention class came from, for the error message."""
     if _context.setting(context, key) == value:
@@ -405,6 +504,47 @@ def _origin(context: OutputContext, translator: PackageTranslator, key: str, val
     if getattr(type(translator), method) is not getattr(PackageTranslator, method):
         return f" (from {type(translator).__name__}.{method})"
     return ""
+
+
+def _parts(
+    context: OutputContext, outputs: list[OutputKey], obj: Any
+) -> list[tuple[OutputKey, str | None, Any]]:
+    """Each output (partition) with its Dagster partition key and its value. A range takes
+    a dict keyed by partition key, with exactly the range's keys (Dagster's convention)."""
+    if len(outputs) == 1:
+        keys = context.asset_partition_keys if context.has_asset_partitions else [None]
+        return [(outputs[0], keys[0], obj)]
+    keys = list(context.asset_partition_keys)
+    where = f"{_where(outputs)}: one output covers {len(keys)} partitions"
+    if not isinstance(obj, Mapping):
+        raise InvalidInputError(
+            f"{where}; return a dict keyed by partition key, not {type(obj).__name__}"
+        )
+    given = {str(k): v for k, v in obj.items()}
+    expected = {str(k) for k in keys}
+    missing = [str(k) for k in keys if str(k) not in given]
+    extra = sorted(k for k in given if k not in expected)
+    problems = [f"is missing {_listed(missing)}"] if missing else []
+    problems += [f"has keys not in the range: {_listed(extra)}"] if extra else []
+    if problems:
+        raise InvalidInputError(f"{where}, but the dict returned {' and '.join(problems)}")
+    return [(output, key, given[str(key)]) for output, key in zip(outputs, keys, strict=True)]
+
+
+def _where(outputs: list[OutputKey]) -> str:
+    """The output, or the partition range of an asset, as error messages name it."""
+    first, last = outputs[0], outputs[-1]
+    if len(outputs) == 1 or first.asset_key is None:
+        return first.where
+    return (
+        f"asset {first.asset_key.to_user_string()!r} partitions "
+        f"{first.partition_key}..{last.partition_key}"
+    )
+
+
+def _listed(keys: list[str], shown: int = 5) -> str:
+    more = f" (and {len(keys) - shown} more)" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
 
 
 def _timestamp(value: float) -> str:

@@ -14,6 +14,9 @@ SERIALIZER_KEY = "artifactstore/serializer"
 PACKAGE_METADATA_KEY = "artifactstore/metadata"
 #: Definition metadata of an input: skip partitions never materialized.
 ALLOW_MISSING_PARTITIONS_KEY = "allow_missing_partitions"
+#: Definition metadata of an input (or of the upstream asset): concatenate the DataFrames
+#: of a partition range into one instead of a dict of partition key to value.
+CONCAT_KEY = "artifactstore/concat"
 
 #: Output metadata keys the IO manager writes (shown in the Dagster UI).
 PACKAGE_ID = "artifactstore/package_id"
@@ -36,6 +39,8 @@ PACKAGE_URL = "artifactstore/package_url"
 UPSTREAM_PACKAGES = "artifactstore/upstream_packages"
 UPSTREAM_ASSET = "artifactstore/upstream/"
 FILES = "artifactstore/files"
+#: On a materialization ``migrate_to_artifactstore`` reported: the run it came from.
+MIGRATED_FROM = "artifactstore/migrated_from"
 #: ``False`` on the materialization of a ``None`` output: nothing was stored.
 STORED = "artifactstore/stored"
 OUTPUT_METADATA_KEYS = (

@@ -76,25 +76,21 @@ class OutputKey:
         return dataclasses.replace(self, partition_key=None, keys_by_dimension=None)
 
     @classmethod
-    def of(cls, context: OutputContext) -> OutputKey:
-        """The output a context handles; an output covering several partitions is refused."""
+    def each(cls, context: OutputContext) -> list[OutputKey]:
+        """One key per asset partition the output covers (a single-run backfill covers a
+        range); one key for an unpartitioned asset or an op output."""
         if context.has_asset_key:
             key = context.asset_key
             if not context.has_asset_partitions:
-                return cls(asset_key=key)
-            partition_keys = context.asset_partition_keys
-            if len(partition_keys) != 1:
-                raise InvalidInputError(
-                    f"asset {key.to_user_string()!r}: one output covers {len(partition_keys)} "
-                    "partitions; artifact-store records one package per partition. Launch "
-                    "the backfill as one run per partition, or return None from the asset "
-                    "and store the partitions yourself"
-                )
+                return [cls(asset_key=key)]
             partitions_def = _context.optional(lambda: context.asset_partitions_def)
-            partition, dims = _context.partition_key_and_dimensions(
-                partition_keys[0], partitions_def
-            )
-            return cls(asset_key=key, partition_key=partition, keys_by_dimension=dims)
+            outputs = []
+            for partition_key in context.asset_partition_keys:
+                partition, dims = _context.partition_key_and_dimensions(
+                    partition_key, partitions_def
+                )
+                outputs.append(cls(asset_key=key, partition_key=partition, keys_by_dimension=dims))
+            return outputs
         job = _context.optional(lambda: context.job_name)
         step = _context.optional(lambda: context.step_key)
         if job is None or step is None:
@@ -103,7 +99,9 @@ class OutputKey:
                 "name and step key"
             )
         output = _context.optional(lambda: context.name) or "result"
-        return cls(job_name=job, step_key=step, output_name=output, mapping_key=context.mapping_key)
+        return [
+            cls(job_name=job, step_key=step, output_name=output, mapping_key=context.mapping_key)
+        ]
 
 
 @dataclass(frozen=True)
