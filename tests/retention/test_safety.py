@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -24,6 +25,7 @@ from hypothesis.stateful import (
 
 from artifactstore_core import ArtifactStore, Package, Settings
 from artifactstore_core.config import create_engine
+from artifactstore_core.domain.retention import keeping_rule
 from artifactstore_core.errors import RetentionError
 from artifactstore_core.testing.clock import FrozenClock
 
@@ -97,10 +99,28 @@ def _machine(fresh: Callable[[], tuple[ArtifactStore, FrozenClock]]) -> type[Rul
             if packages:
                 store.move_tier(packages[index % len(packages)].id, tier)
 
+        @initialize()
+        def keep_the_current_version_of_one_name(self) -> None:
+            store.set_keep_rule("prefix:pkg/1", 1)
+
+        @rule(selector=st.sampled_from(["prefix:pkg/0", "prefix:pkg", *(f"class:{c}" for c in
+              CLASSES[:3])]), count=st.integers(min_value=1, max_value=3))  # fmt: skip
+        def keep(self, selector: str, count: int) -> None:
+            store.set_keep_rule(selector, count, reason="stateful")
+
+        @rule(index=st.integers(min_value=0, max_value=10))
+        def unkeep(self, index: int) -> None:
+            rules = store.keep_rules()
+            if rules:
+                store.remove_keep_rule(rules[index % len(rules)].selector, reason="stateful")
+
         @rule(days=st.integers(min_value=0, max_value=400))
         def sweep(self, days: int) -> None:
             clock.advance(dt.timedelta(days=days))
+            current = _kept_by_rules(store)
             store.sweep(grace=dt.timedelta(0))
+            after = {p.id: p.status for p in _all_packages(store)}
+            assert all(after[p] == "active" for p in current), "a sweep expired a current version"
             live = {
                 e.blob.content_address
                 for p in _all_packages(store)
@@ -133,6 +153,24 @@ def _machine(fresh: Callable[[], tuple[ArtifactStore, FrozenClock]]) -> type[Rul
             store.verify_log()
 
     return RetentionMachine
+
+
+def _kept_by_rules(store: ArtifactStore) -> set[object]:
+    """Active packages a keep rule keeps: fewer than its count of newer live versions."""
+    packages = _all_packages(store)
+    kept = set()
+    for package in packages:
+        if package.status != "active":
+            continue
+        newer = sum(
+            1 for other in packages
+            if other.name == package.name and other.version > package.version
+            and (other.status == "active" or other.on_hold)
+        )  # fmt: skip
+        rule = keeping_rule(store.keep_rules(), package.name, package.retention_class, newer)
+        if rule is not None:
+            kept.add(package.id)
+    return kept
 
 
 def _new_database(database_url: str, tmp_path: Path, index: int) -> str:
