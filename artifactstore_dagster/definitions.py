@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from dagster import (
+    AssetKey,
+    AssetSpec,
     Component,
     ComponentLoadContext,
     DefaultScheduleStatus,
@@ -27,6 +29,11 @@ from artifactstore_dagster.checks import AssetLike, build_artifact_checks
 from artifactstore_dagster.io_manager import ArtifactStoreIOManager
 from artifactstore_dagster.resources import ArtifactStoreResource
 from artifactstore_dagster.retention_jobs import build_retention_jobs, build_retention_schedule
+from artifactstore_dagster.sensors import (
+    ExternalAsset,
+    build_external_packages_sensor,
+    build_retention_sensor,
+)
 
 
 def build_artifactstore_defs(
@@ -44,6 +51,8 @@ def build_artifactstore_defs(
     sweep_run_config: Mapping[str, Any] | None = None,
     execution_timezone: str = "UTC",
     schedule_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
+    external_assets: Iterable[ExternalAsset] = (),
+    retention_sensor: bool = True,
 ) -> Definitions:
     """Definitions for artifact-store: resource, IO manager, integrity checks, retention jobs.
 
@@ -51,6 +60,11 @@ def build_artifactstore_defs(
     ``io_manager`` to an ``ArtifactStoreIOManager`` on that resource (``io_manager_key=None``
     leaves the IO manager out). Schedules (sweep daily, verification daily; ``None`` for
     none) are created stopped unless ``schedule_status`` says otherwise.
+
+    ``external_assets`` (``AssetSpec``\\ s, included in the result) are assets whose
+    packages are put outside Dagster: a running sensor reports each as a materialization.
+    ``retention_sensor`` adds a running sensor that shows every expiry, purge, hold and
+    tier move of an asset's package as an observation on it.
     """
     resource = resource or ArtifactStoreResource()
     resources: dict[str, Any] = {resource_key: resource}
@@ -85,7 +99,29 @@ def build_artifactstore_defs(
                     default_status=schedule_status,
                 )
             )
-    return Definitions(resources=resources, asset_checks=checks, jobs=jobs, schedules=schedules)
+    external = list(external_assets)
+    prefix = io_manager.package_prefix if io_manager is not None else ""
+    sensors: list[Any] = []
+    if external:
+        sensors.append(
+            build_external_packages_sensor(
+                external, resource_key=resource_key, package_prefix=prefix
+            )
+        )
+    if retention_sensor:
+        sensors.append(
+            build_retention_sensor(
+                resource_key=resource_key, package_prefix=prefix, external_assets=external
+            )
+        )
+    return Definitions(
+        assets=external,
+        resources=resources,
+        asset_checks=checks,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+    )
 
 
 class ArtifactStoreComponent(Component, Resolvable, Model):
@@ -97,6 +133,7 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
         attributes:
           database_url: "{{ env.ARTIFACTSTORE_DATABASE_URL }}"
           checked_assets: [raw_logs, summary_report]
+          external_assets: [raw_upload]  # packages put by the CLI become materializations
     """
 
     database_url: str | None = None
@@ -126,6 +163,8 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     sweep_run_config: dict[str, Any] | None = None
     execution_timezone: str = "UTC"
     schedule_status: Literal["RUNNING", "STOPPED"] = "STOPPED"
+    external_assets: list[str] = Field(default_factory=list)
+    retention_sensor: bool = True
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         resource = ArtifactStoreResource(
@@ -150,6 +189,8 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
             sweep_run_config=self.sweep_run_config,
             execution_timezone=self.execution_timezone,
             schedule_status=DefaultScheduleStatus(self.schedule_status),
+            external_assets=[AssetSpec(AssetKey.from_user_string(k)) for k in self.external_assets],
+            retention_sensor=self.retention_sensor,
         )
 
 
