@@ -20,7 +20,10 @@ from dagster import (
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
     SensorDefinition,
+    StaticPartitionsDefinition,
     TimestampMetadataValue,
     asset,
     build_sensor_context,
@@ -173,8 +176,16 @@ def test_partitioned_uploads_map_their_last_segment_to_the_partition(
     for name in ("daily_uploads/2024-05-01", "daily_uploads/2024-05-02", "daily_uploads/junk"):
         store.put(name, {"day.csv": name.encode()})
     store.put("daily_uploads", {"day.csv": b"no partition"})
-    ticker = Ticker(build_external_packages_sensor([daily_uploads]), instance, resource)
-    reported = ticker.tick()
+    last = store.events()[-1].sequence
+    ticker = Ticker(
+        build_external_packages_sensor([daily_uploads], batch_size=2), instance, resource
+    )
+    reported = []
+    while ticker.cursor != str(last):  # at most 2 events a tick, each reported once
+        before = int(ticker.cursor or 0)
+        reported += ticker.tick()
+        assert 0 < int(ticker.cursor or 0) - before <= 2
+    assert ticker.tick() == []
     assert [(e.asset_key, e.partition) for e in reported] == [
         (AssetKey("daily_uploads"), "2024-05-01"),
         (AssetKey("daily_uploads"), "2024-05-02"),
@@ -197,15 +208,26 @@ def test_package_name_metadata_and_prefix_choose_the_name(
 ) -> None:
     named = AssetSpec("vendor_feed", metadata={k.PACKAGE_NAME: "inbox/vendor"})
     prefixed = AssetSpec(["lake", "events"])
-    sensor = build_external_packages_sensor([named, prefixed], package_prefix="team")
+    regions = StaticPartitionsDefinition(["eu", "us"])
+    regional = AssetSpec(
+        "regional", partitions_def=MultiPartitionsDefinition({"day": days, "region": regions})
+    )
+    sensor = build_external_packages_sensor([named, prefixed, regional], package_prefix="team")
     store.put("inbox/vendor", {"a": b"1"})
     store.put("vendor_feed", {"a": b"2"})
     store.put("team/lake/events", {"a": b"3"})
     store.put("lake/events", {"a": b"4"})
+    store.put("team/regional/2024-05-03/eu", {"a": b"5"})  # dimensions in name order
+    store.put("team/regional/eu/2024-05-03", {"a": b"6"})
     reported = Ticker(sensor, instance, resource).tick()
-    assert [(e.asset_key, _meta(e)[k.REFERENCE]) for e in reported] == [
-        (AssetKey("vendor_feed"), "inbox/vendor@1"),
-        (AssetKey(["lake", "events"]), "team/lake/events@1"),
+    assert [(e.asset_key, e.partition, _meta(e)[k.REFERENCE]) for e in reported] == [
+        (AssetKey("vendor_feed"), None, "inbox/vendor@1"),
+        (AssetKey(["lake", "events"]), None, "team/lake/events@1"),
+        (
+            AssetKey("regional"),
+            MultiPartitionKey({"day": "2024-05-03", "region": "eu"}),
+            "team/regional/2024-05-03/eu@1",
+        ),
     ]
 
 
