@@ -7,6 +7,7 @@ tick to tick as the daemon stores it.
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,55 @@ def test_every_retention_event_is_observed_with_the_package_state(
     assert [e["actor"] for e in seen[k.EVENTS].value] == ["alice", "alice"]
     assert ticker.tick() == []
     assert len(_observations(instance, "scratch_logs")) == 6
+
+
+# ---------------------------------------------------------------------------- daemon
+@pytest.mark.slow
+def test_the_sensor_daemon_records_uploads_and_cli_sweeps(
+    tmp_path: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real sensor daemon iteration over ``tests/dagster/sensor_project.py`` (its code
+    server in a subprocess): both sensors run by default and their events are recorded."""
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import PythonFileTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    from . import sensor_project
+
+    resource = ArtifactStoreResource(
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}", storage_url=str(tmp_path / "b")
+    )
+    for name in ("database_url", "storage_url"):
+        monkeypatch.setenv(f"ARTIFACTSTORE_{name.upper()}", str(getattr(resource, name)))
+    store = resource.get_store()
+    io_manager = ArtifactStoreIOManager(store=resource)
+    assert materialize([sensor_project.scratch], resources={"io_manager": io_manager},
+                       instance=instance, run_config=QUIET).success  # fmt: skip
+    past = store.clock() - dt.timedelta(hours=1)
+    store.set_retention("scratch", expires_at=past, override=True, reason="test")
+    _cli(resource, "retention", "sweep", "--grace-seconds", "0")
+    upload = tmp_path / "data.json"
+    upload.write_text(json.dumps({"rows": [1, None]}))
+    _cli(resource, "put", "raw_upload", str(upload))
+
+    target = PythonFileTarget(sensor_project.__file__, "defs", None, None)
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        list(execute_sensor_iteration(workspace, logging.getLogger(__name__), None, None))
+
+    [observation] = _observations(instance, "scratch")
+    assert observation.metadata[k.STATUS].value == "purged"
+    [record] = instance.fetch_materializations(AssetKey("raw_upload"), limit=5).records
+    assert record.asset_materialization is not None
+    package_id = record.asset_materialization.metadata[k.PACKAGE_ID].value
+    result = materialize(
+        [sensor_project.raw_upload, sensor_project.cleaned],
+        selection=[sensor_project.cleaned],
+        resources={"io_manager": io_manager},
+        instance=instance,
+        run_config=QUIET,
+    )
+    assert result.output_for_node("cleaned") == {"rows": [1]}
+    assert [str(p.id) for _, p in store.lineage("cleaned")] == [package_id]
 
 
 # ---------------------------------------------------------------------------- wiring
