@@ -38,6 +38,7 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    partition_loading_context,
     sensor,
 )
 
@@ -97,10 +98,8 @@ class _Mapped:
             key = segments[0]
         else:
             return False, None
-        try:
-            known = self.partitions_def.has_partition_key(key)
-        except Exception:  # dynamic partitions need an instance: not mapped
-            known = False
+        # Dynamic partitions: looked up in the instance of ``partition_loading_context``.
+        known = self.partitions_def.has_partition_key(key)
         return known, key if known else None
 
 
@@ -216,7 +215,8 @@ def build_external_packages_sensor(
             event = recorded.event
             if not isinstance(event, ev.PackageRegistered) or written_by_dagster(event.provenance):
                 continue
-            asset_key, partition = mapping.asset_of(event.name)
+            with partition_loading_context(dynamic_partitions_store=context.instance):
+                asset_key, partition = mapping.asset_of(event.name)
             if asset_key is None:
                 continue
             try:
@@ -377,7 +377,8 @@ def build_retention_sensor(
                 continue
             asset_key, partition = _asset_of(package)
             if asset_key is None:
-                asset_key, partition = mapping.asset_of(package.name)
+                with partition_loading_context(dynamic_partitions_store=context.instance):
+                    asset_key, partition = mapping.asset_of(package.name)
             if asset_key is None:
                 continue
             ordered = sorted(recorded_events, key=lambda r: r.sequence)

@@ -21,6 +21,7 @@ from dagster import (
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
+    DynamicPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
     SensorDefinition,
@@ -213,13 +214,19 @@ def test_package_name_metadata_and_prefix_choose_the_name(
     regional = AssetSpec(
         "regional", partitions_def=MultiPartitionsDefinition({"day": days, "region": regions})
     )
-    sensor = build_external_packages_sensor([named, prefixed, regional], package_prefix="team")
+    drops = AssetSpec("drops", partitions_def=DynamicPartitionsDefinition(name="vendors"))
+    instance.add_dynamic_partitions("vendors", ["acme"])
+    sensor = build_external_packages_sensor(
+        [named, prefixed, regional, drops], package_prefix="team"
+    )
     store.put("inbox/vendor", {"a": b"1"})
     store.put("vendor_feed", {"a": b"2"})
     store.put("team/lake/events", {"a": b"3"})
     store.put("lake/events", {"a": b"4"})
     store.put("team/regional/2024-05-03/eu", {"a": b"5"})  # dimensions in name order
     store.put("team/regional/eu/2024-05-03", {"a": b"6"})
+    store.put("team/drops/acme", {"a": b"7"})
+    store.put("team/drops/initech", {"a": b"8"})  # no such partition (yet)
     reported = Ticker(sensor, instance, resource).tick()
     assert [(e.asset_key, e.partition, _meta(e)[k.REFERENCE]) for e in reported] == [
         (AssetKey("vendor_feed"), None, "inbox/vendor@1"),
@@ -229,6 +236,7 @@ def test_package_name_metadata_and_prefix_choose_the_name(
             MultiPartitionKey({"day": "2024-05-03", "region": "eu"}),
             "team/regional/2024-05-03/eu@1",
         ),
+        (AssetKey("drops"), "acme", "team/drops/acme@1"),
     ]
 
 
