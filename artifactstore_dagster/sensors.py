@@ -145,10 +145,8 @@ def written_by_dagster(provenance: Mapping[str, Any]) -> bool:
 
 # ---------------------------------------------------------------------------- cursor
 def _since(context: SensorEvaluationContext) -> int:
-    try:
-        return int(context.cursor or 0)
-    except ValueError:
-        return 0
+    """The last event sequence reported (0 before the first tick)."""
+    return int(context.cursor) if context.cursor else 0
 
 
 def _read(store: Registry, since: int, batch_size: int) -> tuple[list[RecordedEvent], int]:

@@ -272,15 +272,19 @@ def test_a_cli_sweep_shows_on_the_asset_partitions_it_touched(
             run_config=QUIET,
         ).success
     store.put("someone/else", {"a": b"not an asset"}, retention_class="transient")
-    ticker = Ticker(build_retention_sensor(), instance, resource)
+    store.put("raw_upload", {"a": b"an upload"}, retention_class="transient")
+    ticker = Ticker(build_retention_sensor(external_assets=[raw_upload]), instance, resource)
     assert ticker.tick() == []  # registrations and reads are no retention events
 
     past = store.clock() - dt.timedelta(hours=1)
-    store.set_retention("scratch_logs/2024-05-01", expires_at=past, override=True, reason="t")
-    store.set_retention("someone/else", expires_at=past, override=True, reason="t")
+    for name in ("scratch_logs/2024-05-01", "someone/else", "raw_upload"):
+        store.set_retention(name, expires_at=past, override=True, reason="t")
     _cli(resource, "retention", "sweep", "--grace-seconds", "0")
 
-    [swept] = ticker.tick()  # one per package and tick; the other package is no asset's
+    # One per package and tick; "someone/else" is no asset's.
+    swept, upload = sorted(ticker.tick(), key=lambda o: o.asset_key.to_user_string(), reverse=True)
+    assert upload.asset_key == AssetKey("raw_upload") and upload.partition is None
+    assert _meta(upload)[k.STATUS] == "purged"
     assert swept.asset_key == AssetKey("scratch_logs") and swept.partition == "2024-05-01"
     seen = _meta(swept)
     assert seen[k.STATUS] == "purged" and seen[k.EXPIRED] is True and seen[k.TIER] == "hot"
