@@ -43,6 +43,8 @@ from artifactstore_dagster import (
     build_retention_sensor,
 )
 from artifactstore_dagster import keys as k
+from tests.http import conftest as http
+from tests.http.conftest import LiveServer, issue_token
 
 from .conftest import QUIET
 
@@ -352,6 +354,37 @@ def test_every_retention_event_is_observed_with_the_package_state(
     assert [e["actor"] for e in seen[k.EVENTS].value] == ["alice", "alice"]
     assert ticker.tick() == []
     assert len(_observations(instance, "scratch_logs")) == 6
+
+
+# ---------------------------------------------------------------------------- remote
+gateway_store = http.gateway_store
+gateway = http.gateway
+
+
+def test_the_sensors_read_a_registry_server_with_a_read_token(
+    gateway: LiveServer, instance: DagsterInstance
+) -> None:
+    """Remote mode (``url`` + a read-only token) over SQLite + local blobs and over
+    PostgreSQL + the S3 server: the same events, the same asset events."""
+    registry = gateway.store
+    resource = ArtifactStoreResource(
+        url=gateway.url, token=issue_token(registry, "package:**:read", actor="dagster")
+    )
+    registry.put("raw_upload", {"data.json": b'{"rows": []}'}, retention_class="transient")
+    external = Ticker(build_external_packages_sensor([raw_upload]), instance, resource)
+    [reported] = external.tick()
+    assert _meta(reported)[k.PACKAGE_ID] == str(registry.describe("raw_upload").id)
+    assert _meta(reported)[k.STORAGE_URI].startswith(gateway.url)  # the server's URL
+
+    registry.set_retention(
+        "raw_upload", expires_at=registry.clock() - dt.timedelta(hours=1), override=True,
+        reason="test",
+    )  # fmt: skip
+    registry.sweep(grace=dt.timedelta(0))
+    retention = Ticker(build_retention_sensor(external_assets=[raw_upload]), instance, resource)
+    [observed] = retention.tick()
+    assert _meta(observed)[k.STATUS] == "purged"
+    assert external.tick() == [] and retention.tick() == []
 
 
 # ---------------------------------------------------------------------------- daemon
