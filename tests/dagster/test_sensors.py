@@ -181,14 +181,14 @@ def test_partitioned_uploads_map_their_last_segment_to_the_partition(
         store.put(name, {"day.csv": name.encode()})
     store.put("daily_uploads", {"day.csv": b"no partition"})
     last = store.events()[-1].sequence
-    ticker = Ticker(
-        build_external_packages_sensor([daily_uploads], batch_size=2), instance, resource
-    )
+    sensor = build_external_packages_sensor([daily_uploads], batch_size=1, scan_limit=3)
+    ticker = Ticker(sensor, instance, resource)
     reported = []
-    while ticker.cursor != str(last):  # at most 2 events a tick, each reported once
+    while ticker.cursor != str(last):  # at most 3 events read and 1 reported a tick
         before = int(ticker.cursor or 0)
-        reported += ticker.tick()
-        assert 0 < int(ticker.cursor or 0) - before <= 2
+        events = ticker.tick()
+        assert len(events) <= 1 and 0 < int(ticker.cursor or 0) - before <= 3
+        reported += events
     assert ticker.tick() == []
     assert [(e.asset_key, e.partition) for e in reported] == [
         (AssetKey("daily_uploads"), "2024-05-01"),
