@@ -393,8 +393,9 @@ def build_retention_sensor(
     ``AssetObservation`` of the asset (partition) with the package's retention state.
 
     Packages map to assets through the provenance the IO manager records, or through
-    ``external_assets`` (as ``build_external_packages_sensor``). One observation per
-    package per tick lists the events in ``artifactstore/events``.
+    ``external_assets`` (as ``build_external_packages_sensor``); only assets of the
+    sensor's own code location are reported. One observation per package per tick lists
+    the events in ``artifactstore/events``.
     """
     mapping = PackageAssets(external_assets, package_prefix)
     prefix = package_prefix.strip("/")
@@ -423,6 +424,9 @@ def build_retention_sensor(
         purged = _purged_packages(store, set(purges), prefixes) if purges else {}
         for package_id, addresses in purged.items():
             happened[package_id] += dict.fromkeys(purges[a] for a in sorted(addresses))
+        # Only this code location's assets: each location with the sensor reports its own.
+        repository = _context.optional(lambda: context.repository_def)
+        defined = repository.asset_graph.get_all_asset_keys() if repository else None
         reported: list[AssetMaterialization | AssetObservation] = []
         for package_id, recorded_events in happened.items():
             try:
@@ -433,7 +437,7 @@ def build_retention_sensor(
             if asset_key is None:
                 with partition_loading_context(dynamic_partitions_store=context.instance):
                     asset_key, partition = mapping.asset_of(package.name)
-            if asset_key is None:
+            if asset_key is None or (defined is not None and asset_key not in defined):
                 continue
             ordered = sorted(recorded_events, key=lambda r: r.sequence)
             reported.append(

@@ -75,9 +75,14 @@ class Ticker:
     """Evaluates a sensor tick after tick and records its events, as the daemon does."""
 
     def __init__(
-        self, sensor: SensorDefinition, instance: DagsterInstance, resource: ArtifactStoreResource
+        self,
+        sensor: SensorDefinition,
+        instance: DagsterInstance,
+        resource: ArtifactStoreResource,
+        definitions: Definitions | None = None,
     ) -> None:
         self.sensor, self.instance, self.resource = sensor, instance, resource
+        self.definitions = definitions
         self.cursor: str | None = None
 
     def tick(self) -> list[Any]:
@@ -85,6 +90,7 @@ class Ticker:
             instance=self.instance,
             cursor=self.cursor,
             resources={"artifactstore": self.resource},
+            definitions=self.definitions,
         ) as context:
             data = self.sensor.evaluate_tick(context)
         for event in data.asset_events:
@@ -275,8 +281,12 @@ def test_a_cli_sweep_shows_on_the_asset_partitions_it_touched(
         ).success
     store.put("someone/else", {"a": b"not an asset"}, retention_class="transient")
     store.put("raw_upload", {"a": b"an upload"}, retention_class="transient")
-    ticker = Ticker(build_retention_sensor(external_assets=[raw_upload]), instance, resource)
+    sensor = build_retention_sensor(external_assets=[raw_upload])
+    ticker = Ticker(sensor, instance, resource)
     assert ticker.tick() == []  # registrations and reads are no retention events
+    # The same sensor in a code location that defines the upload but not scratch_logs.
+    elsewhere = Ticker(sensor, instance, resource, Definitions(assets=[raw_upload, cleaned]))
+    assert elsewhere.tick() == []
 
     past = store.clock() - dt.timedelta(hours=1)
     for name in ("scratch_logs/2024-05-01", "someone/else", "raw_upload"):
@@ -297,6 +307,8 @@ def test_a_cli_sweep_shows_on_the_asset_partitions_it_touched(
     ]
     assert seen[k.EXPIRES_AT] == past.timestamp()
     assert ticker.tick() == []
+    [only_upload] = elsewhere.tick()
+    assert only_upload.asset_key == AssetKey("raw_upload")
 
 
 def test_every_retention_event_is_observed_with_the_package_state(
