@@ -239,6 +239,19 @@ leases = sa.Table(
     sa.Column("expires_at", Timestamp, nullable=False),
 )
 
+retention_keep_rules = sa.Table(
+    "retention_keep_rules",
+    metadata,
+    # "class:<retention class>" or "prefix:<package name>" (domain.retention.KeepRule).
+    sa.Column("selector", sa.String(600), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("pattern", sa.String(NAME_LEN), nullable=False),
+    sa.Column("keep_latest", sa.Integer, nullable=False),
+    sa.Column("set_by", sa.String(255), nullable=False),
+    sa.Column("set_at", Timestamp, nullable=False),
+    sa.Column("event_sequence", sa.BigInteger, nullable=False),
+)
+
 access_tokens = sa.Table(
     "access_tokens",
     metadata,
@@ -288,5 +301,6 @@ PROJECTION_TABLES: tuple[sa.Table, ...] = (
     retention_state,
     retention_holds,
     metadata_schemas,
+    retention_keep_rules,
     access_tokens,
 )

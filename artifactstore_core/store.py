@@ -25,6 +25,7 @@ from artifactstore_core.domain.manifest import Provenance, normalize_json_object
 from artifactstore_core.domain.names import validate_kind, validate_tag
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
+from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.errors import InvalidInputError, PreconditionFailedError
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import BlobHash, Digest
@@ -34,7 +35,7 @@ from artifactstore_core.ledger import Clock, Ledger, utcnow
 from artifactstore_core.projections import check_views, rebuild_views
 from artifactstore_core.projections.rebuild import Difference, Progress
 from artifactstore_core.reading import Reading
-from artifactstore_core.retention import commands, tiering
+from artifactstore_core.retention import commands, keep, tiering
 from artifactstore_core.retention import sweep as sweeping
 from artifactstore_core.retention.explain import Explanation, explain
 from artifactstore_core.schema import metadata_schemas, package_tags
@@ -495,6 +496,31 @@ class ArtifactStore:
     ) -> Package:
         """Release one hold of a package; ``NotFoundError`` if it has no such hold."""
         return commands.release_hold(self.ledger, reference, hold_id, reason=reason, actor=actor)
+
+    def set_keep_rule(
+        self,
+        selector: str,
+        keep_latest: int = 1,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> KeepRule:
+        """Keep the newest ``keep_latest`` live versions of each name ``selector`` matches
+        (``class:<retention class>`` or ``prefix:<name>``) whatever their expiry: the
+        current version of a name never expires while the rule stands. Setting the same
+        rule again records nothing; lowering its count needs a ``reason``."""
+        return keep.set_rule(self.ledger, selector, keep_latest, reason=reason, actor=actor)[0]
+
+    def remove_keep_rule(
+        self, selector: str, *, reason: str | None = None, actor: str | None = None
+    ) -> None:
+        """Remove keep rule ``selector`` (needs a ``reason``: its packages may then expire)."""
+        keep.remove_rule(self.ledger, selector, reason=reason, actor=actor)
+
+    def keep_rules(self) -> list[KeepRule]:
+        """The keep rules in force, by selector."""
+        with self.ledger.reading() as conn:
+            return keep.load_rules(conn)
 
     def plan_sweep(
         self,

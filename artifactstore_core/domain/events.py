@@ -369,6 +369,34 @@ class RetentionClassDefined(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class _KeepRuleEvent(Event):
+    subject_kind: ClassVar[str] = "keep_rule"
+    selector: str
+
+    @property
+    def subject_id(self) -> str:
+        return self.selector
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepRuleSet(_KeepRuleEvent):
+    """From now on, the newest ``keep_latest`` live versions of each name ``selector``
+    matches are kept whatever their expiry (``domain.retention.KeepRule``)."""
+
+    event_type: ClassVar[str] = "KeepRuleSet"
+    keep_latest: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepRuleRemoved(_KeepRuleEvent):
+    """The keep rule ``selector`` no longer applies."""
+
+    event_type: ClassVar[str] = "KeepRuleRemoved"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class _TokenEvent(Event):
     subject_kind: ClassVar[str] = "token"
     token_id: str
@@ -418,6 +446,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BlobPurged,
         MetadataSchemaRegistered,
         RetentionClassDefined,
+        KeepRuleSet,
+        KeepRuleRemoved,
         TokenIssued,
         TokenRevoked,
     )

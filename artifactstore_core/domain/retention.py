@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artifactstore_core.domain.limits import check_time
+from artifactstore_core.domain.names import validate_class_name, validate_name
 from artifactstore_core.errors import InvalidInputError, RetentionError
 
 HOT = "hot"
 TIERS = (HOT, "cold", "archive")
 """Tier names, warmest first: a class's transitions only ever move a package later in it."""
 HOLD_KINDS = ("legal", "operational")
+KEEP_SCOPES = ("class", "prefix")
+MAX_KEEP_LATEST = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +76,81 @@ def is_live(status: str, on_hold: bool) -> bool:
     return on_hold or status == "active"
 
 
-def is_due(status: str, on_hold: bool, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
-    """ADR-0003 "due": an active package, not held, whose expiry has come; the sweep at
-    ``now`` expires it. SQL form: ``predicates.due``."""
-    return status == "active" and not on_hold and expires_at is not None and expires_at <= now
+def is_due(
+    status: str,
+    on_hold: bool,
+    expires_at: dt.datetime | None,
+    now: dt.datetime,
+    kept_by_rule: bool = False,
+) -> bool:
+    """ADR-0003 "due": an active package, not held nor kept by a keep rule, whose expiry
+    has come; the sweep at ``now`` expires it. SQL form: ``predicates.due``."""
+    if kept_by_rule or status != "active" or on_hold:
+        return False
+    return expires_at is not None and expires_at <= now
 
 
 def survives_sweep(
-    status: str, on_hold: bool, expires_at: dt.datetime | None, now: dt.datetime
+    status: str,
+    on_hold: bool,
+    expires_at: dt.datetime | None,
+    now: dt.datetime,
+    kept_by_rule: bool = False,
 ) -> bool:
     """Whether a package still keeps its bytes after a sweep at ``now``: live and not due.
     SQL form: ``predicates.kept_by_sweep``."""
-    return is_live(status, on_hold) and not is_due(status, on_hold, expires_at, now)
+    due = is_due(status, on_hold, expires_at, now, kept_by_rule)
+    return is_live(status, on_hold) and not due
+
+
+@dataclass(frozen=True, slots=True)
+class KeepRule:
+    """Keep the newest ``keep_latest`` live versions of each name the rule matches, whatever
+    their expiry: ``class:<retention class>`` matches a package of that class,
+    ``prefix:<name>`` a package named ``<name>`` or ``<name>/...`` (whole segments)."""
+
+    scope: str
+    pattern: str
+    keep_latest: int
+
+    @property
+    def selector(self) -> str:
+        return f"{self.scope}:{self.pattern}"
+
+    @classmethod
+    def parse(cls, selector: str, keep_latest: int = 1) -> KeepRule:
+        """The rule ``selector`` names; ``InvalidInputError`` names a bad selector or count."""
+        scope, sep, pattern = selector.partition(":") if isinstance(selector, str) else ("", "", "")
+        if not sep or scope not in KEEP_SCOPES:
+            raise InvalidInputError(
+                f"invalid keep-rule selector {selector!r}: use 'class:<retention class>' or "
+                "'prefix:<package name prefix>'"
+            )
+        if scope == "class":
+            validate_class_name(pattern)
+        else:
+            validate_name(pattern)
+        if type(keep_latest) is not int or not 1 <= keep_latest <= MAX_KEEP_LATEST:
+            raise InvalidInputError(
+                f"keep_latest must be an integer from 1 to {MAX_KEEP_LATEST}, got {keep_latest!r}"
+            )
+        return cls(scope, pattern, keep_latest)
+
+    def matches(self, name: str, retention_class: str) -> bool:
+        """Whether the rule covers a package of ``name`` in ``retention_class``."""
+        if self.scope == "class":
+            return retention_class == self.pattern
+        return name == self.pattern or name.startswith(self.pattern + "/")
+
+
+def keeping_rule(
+    rules: Sequence[KeepRule], name: str, retention_class: str, newer_live: int
+) -> KeepRule | None:
+    """The rule that keeps a package of ``name`` in ``retention_class`` with ``newer_live``
+    live versions of its name newer than it, if any (the one keeping most versions).
+    SQL form: ``predicates.kept_by_rule``."""
+    keeping = [r for r in rules if r.matches(name, retention_class) and newer_live < r.keep_latest]
+    return max(keeping, key=lambda r: r.keep_latest, default=None)
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.eventlog import RecordedEvent
 from artifactstore_core.projections.ops import Delete, Insert, Op, Update, Upsert
 
@@ -258,6 +259,32 @@ def _class_defined(rec: RecordedEvent, event: ev.Event) -> list[Op]:
             },
         )
     ]
+
+
+@_projector(ev.KeepRuleSet)
+def _keep_rule_set(rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.KeepRuleSet)
+    rule = KeepRule.parse(event.selector, event.keep_latest)
+    return [
+        Upsert(
+            "retention_keep_rules",
+            {
+                "selector": rule.selector,
+                "scope": rule.scope,
+                "pattern": rule.pattern,
+                "keep_latest": rule.keep_latest,
+                "set_by": rec.actor,
+                "set_at": rec.created_at,
+                "event_sequence": rec.sequence,
+            },
+        )
+    ]
+
+
+@_projector(ev.KeepRuleRemoved)
+def _keep_rule_removed(rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.KeepRuleRemoved)
+    return [Delete("retention_keep_rules", {"selector": event.selector})]
 
 
 @_projector(ev.TokenIssued)

@@ -10,7 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from artifactstore_core.domain.package import Package, iso
+from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.retention import predicates as rules
+from artifactstore_core.retention.keep import rule_keeping
 from artifactstore_core.schema import artifact_files, artifact_packages, retention_state
 
 
@@ -24,6 +26,8 @@ class Explanation:
     shared_blobs: int
     shared_bytes: int
     sharing_packages: tuple[str, ...]
+    #: The selector of the keep rule that keeps the package as a current version, if any.
+    kept_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         p = self.package
@@ -40,6 +44,7 @@ class Explanation:
             "shared_blobs": self.shared_blobs,
             "shared_bytes": self.shared_bytes,
             "sharing_packages": list(self.sharing_packages),
+            "kept_by": self.kept_by,
             "verdict": self.verdict,
             "now": iso(self.now),
         }
@@ -54,11 +59,13 @@ class Explanation:
             shared_blobs=data["shared_blobs"],
             shared_bytes=data["shared_bytes"],
             sharing_packages=tuple(data["sharing_packages"]),
+            kept_by=data.get("kept_by"),
         )
 
 
-def verdict(package: Package, now: dt.datetime) -> str:
-    """A sentence saying why the package is kept or when it goes."""
+def verdict(package: Package, now: dt.datetime, rule: KeepRule | None = None) -> str:
+    """A sentence saying why the package is kept or when it goes (``rule``: the keep rule
+    that keeps it as one of the current versions of its name)."""
     if package.holds:
         who = "; ".join(f"{h.kind} hold by {h.actor}: {h.reason}" for h in package.holds)
         return f"kept: {len(package.holds)} hold(s) stand ({who})"
@@ -66,6 +73,17 @@ def verdict(package: Package, now: dt.datetime) -> str:
         return (
             f"expired on {iso(package.expires_at)} (swept {iso(package.expired_at)}); "
             "its bytes go unless another live package shares them"
+        )
+    if rule is not None:
+        which = (
+            "the current version"
+            if rule.keep_latest == 1
+            else f"one of the {rule.keep_latest} current versions"
+        )
+        return (
+            f"kept: {which} of {package.name!r} (keep rule {rule.selector!r}); its expiry "
+            f"({iso(package.expires_at) or 'never'}) applies once {rule.keep_latest} newer "
+            "version(s) exist"
         )
     if package.expires_at is None:
         return f"kept forever: class {package.retention_class!r} never expires"
@@ -90,5 +108,6 @@ def explain(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanat
     ).all()
     sizes = {r.content_address: r.size for r in rows}
     sharing = tuple(dict.fromkeys(f"{r.name}@{r.version}" for r in rows))
-    return Explanation(package, now, verdict(package, now), len(sizes), sum(sizes.values()),
-                       sharing)  # fmt: skip
+    rule = rule_keeping(conn, package)[0] if package.status == "active" else None
+    return Explanation(package, now, verdict(package, now, rule), len(sizes),
+                       sum(sizes.values()), sharing, rule.selector if rule else None)  # fmt: skip

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
-from artifactstore_core.domain.retention import survives_sweep, tiers_holding
+from artifactstore_core.domain.retention import (
+    KeepRule,
+    is_live,
+    keeping_rule,
+    survives_sweep,
+    tiers_holding,
+)
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import parse_time
@@ -29,30 +35,40 @@ _EVENT_TYPES = tuple(
         ev.HoldReleased,
         ev.PackageExpired,
         ev.PackageTierChanged,
+        ev.KeepRuleSet,
+        ev.KeepRuleRemoved,
     )
 )
 
 
 @dataclass
 class _PackageState:
-    reference: str
+    name: str
+    version: int
+    retention_class: str
     expires_at: dt.datetime | None
     expired: bool = False
     holds: set[str] = field(default_factory=set)
     tier: str = "hot"
     restore_status: str | None = None
+    #: The keep rule that keeps it, as of the last ``LogLiveness.kept`` call.
+    rule: KeepRule | None = None
 
-    def kept(self, now: dt.datetime) -> bool:
-        """Whether a sweep at ``now`` keeps the package's bytes, by the log."""
-        status = "expired" if self.expired else "active"
-        return survives_sweep(status, bool(self.holds), self.expires_at, now)
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def live(self) -> bool:
+        return is_live("expired" if self.expired else "active", bool(self.holds))
 
     def describe(self, package_id: str) -> str:
-        state = (
-            f"on hold ({', '.join(sorted(self.holds))})"
-            if self.holds
-            else f"active until {self.expires_at.isoformat() if self.expires_at else 'never'}"
-        )
+        if self.holds:
+            state = f"on hold ({', '.join(sorted(self.holds))})"
+        elif self.rule is not None and not self.expired:
+            state = f"kept by keep rule {self.rule.selector!r}"
+        else:
+            state = f"active until {self.expires_at.isoformat() if self.expires_at else 'never'}"
         return f"package {self.reference} ({package_id}) is {state} in the event log"
 
 
@@ -69,6 +85,9 @@ class LogLiveness:
         self._addresses = set(addresses)
         self._states: dict[str, _PackageState] = {}
         self._users: dict[str, list[str]] = {}
+        # Versions of the names of tracked packages: keep rules count the newer live ones.
+        self._versions: dict[str, list[_PackageState]] = {}
+        self._rules: dict[str, KeepRule] = {}
         self._sequence = 0
 
     def catch_up(self, conn: sa.Connection, *, until: int | None = None) -> None:
@@ -83,19 +102,28 @@ class LogLiveness:
     def _apply(self, event: ev.Event) -> None:
         if isinstance(event, ev.PackageRegistered):
             used = {entry["content_address"] for entry in event.files} & self._addresses
-            if used or event.package_id in self._package_ids:
-                reference = f"{event.name}@{event.version}"
-                self._states[event.package_id] = _PackageState(
-                    reference, parse_time(event.expires_at)
-                )
+            if used or event.package_id in self._package_ids or event.name in self._versions:
+                added = _PackageState(
+                    event.name, event.version, event.retention_class,
+                    parse_time(event.expires_at),
+                )  # fmt: skip
+                self._states[event.package_id] = added
+                self._versions.setdefault(event.name, []).append(added)
                 for address in used:
                     self._users.setdefault(address, []).append(event.package_id)
+            return
+        if isinstance(event, ev.KeepRuleSet):
+            self._rules[event.selector] = KeepRule.parse(event.selector, event.keep_latest)
+            return
+        if isinstance(event, ev.KeepRuleRemoved):
+            self._rules.pop(event.selector, None)
             return
         state = self._states.get(event.subject_id)
         if state is None:
             return
         if isinstance(event, ev.RetentionChanged):
             state.expires_at = parse_time(event.expires_at)
+            state.retention_class = event.retention_class
         elif isinstance(event, ev.HoldPlaced):
             state.holds.add(event.hold_id)
         elif isinstance(event, ev.HoldReleased):
@@ -110,14 +138,29 @@ class LogLiveness:
         state = self._states.get(package_id)
         if state is None:
             return f"package {package_id} is not registered in the event log"
-        return state.describe(package_id) if state.kept(now) else None
+        return state.describe(package_id) if self._kept(state, now) else None
+
+    def _kept(self, state: _PackageState, now: dt.datetime) -> bool:
+        """Whether a sweep at ``now`` keeps the package's bytes, by the log."""
+        newer_live = sum(
+            1
+            for other in self._versions[state.name]
+            if other.version > state.version and other.live
+        )
+        state.rule = keeping_rule(
+            list(self._rules.values()), state.name, state.retention_class, newer_live
+        )
+        status = "expired" if state.expired else "active"
+        return survives_sweep(
+            status, bool(state.holds), state.expires_at, now, state.rule is not None
+        )
 
     def keeps_blob(self, address: str, tier: str, now: dt.datetime) -> str | None:
         """Why the log keeps the copy of blob ``address`` in ``tier`` at ``now`` (``None``:
         no live package needs that copy)."""
         for package_id in self._users.get(address, ()):
             state = self._states[package_id]
-            if state.kept(now) and tier in tiers_holding(state.tier, state.restore_status):
+            if self._kept(state, now) and tier in tiers_holding(state.tier, state.restore_status):
                 return f"{state.describe(package_id)} and needs blob {address} in tier {tier}"
         return None
 

@@ -15,7 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from artifactstore_core.domain.retention import HOT
-from artifactstore_core.schema import artifact_files, retention_state
+from artifactstore_core.schema import (
+    artifact_files,
+    artifact_packages,
+    retention_keep_rules,
+    retention_state,
+)
 
 Predicate = sa.ColumnElement[bool]
 
@@ -29,14 +34,56 @@ def live(state: Any) -> Predicate:
 
 
 def due(state: Any, now: dt.datetime) -> Predicate:
-    """ADR-0003 "due": active, not held, its expiry reached at ``now``: the sweep at ``now``
-    expires it (``domain.retention.is_due``). Never NULL: SQL's third value would make
-    ``NOT due`` unknown, so not kept, for a package that never expires."""
+    """ADR-0003 "due": active, not held nor kept by a keep rule, its expiry reached at
+    ``now``: the sweep at ``now`` expires it (``domain.retention.is_due``). Never NULL:
+    SQL's third value would make ``NOT due`` unknown, so not kept, for a package that
+    never expires."""
     return sa.and_(
         state.c.status == "active",
         state.c.on_hold.is_(False),
         state.c.expires_at.is_not(None),
         state.c.expires_at <= now,
+        sa.not_(kept_by_rule(state)),
+    )
+
+
+def newer_live_versions(package: Any) -> sa.ScalarSelect[int]:
+    """How many live versions of ``package``'s name (a row of ``artifact_packages`` or an
+    alias) are newer than it."""
+    newer, newer_state = artifact_packages.alias("newer"), retention_state.alias("newer_state")
+    return (
+        sa.select(sa.func.count())
+        .select_from(newer.join(newer_state, newer_state.c.package_id == newer.c.package_id))
+        .where(newer.c.name == package.c.name, newer.c.version > package.c.version)
+        .where(live(newer_state))
+        .scalar_subquery()
+    )
+
+
+def rule_matches(rule: Any, package: Any, state: Any) -> Predicate:
+    """Keep rule ``rule`` covers the package (``domain.retention.KeepRule.matches``)."""
+    pattern_length = sa.func.length(rule.c.pattern)
+    return sa.or_(
+        sa.and_(rule.c.scope == "class", rule.c.pattern == state.c.retention_class),
+        sa.and_(
+            rule.c.scope == "prefix",
+            sa.or_(
+                package.c.name == rule.c.pattern,
+                sa.func.substr(package.c.name, 1, pattern_length + 1) == rule.c.pattern + "/",
+            ),
+        ),
+    )
+
+
+def kept_by_rule(state: Any) -> sa.Exists:
+    """A keep rule keeps the package: it matches the package and fewer than its
+    ``keep_latest`` live versions of the name are newer (``domain.retention.keeping_rule``)."""
+    package, rule = artifact_packages.alias("kept_package"), retention_keep_rules.alias("rule")
+    return (
+        sa.exists()
+        .where(package.c.package_id == state.c.package_id)
+        .where(rule_matches(rule, package, state))
+        .where(newer_live_versions(package) < rule.c.keep_latest)
     )
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from artifactstore_core.config import create_engine
 from artifactstore_core.domain.retention import TIERS, tiers_holding
 from artifactstore_core.retention import predicates as rules
-from artifactstore_core.schema import Timestamp
+from artifactstore_core.schema import Timestamp, metadata
 from tests.unit.test_retention_rules import NOW, STATES
 
 pytestmark = pytest.mark.integration
@@ -26,6 +26,7 @@ cases = sa.Table(
     _CASES,
     sa.Column("case", sa.Integer, primary_key=True),
     sa.Column("package_id", sa.Uuid, nullable=False),
+    sa.Column("retention_class", sa.String(64), nullable=False, default="transient"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("on_hold", sa.Boolean, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=True),
@@ -41,6 +42,7 @@ def _selected(conn: sa.Connection, predicate: sa.ColumnElement[bool]) -> set[int
 
 def test_sql_predicates_select_what_the_pure_rules_accept(database_url: str) -> None:
     engine = create_engine(database_url)
+    metadata.create_all(engine)  # "due" asks the keep rules (none here) about each package
     _CASES.create_all(engine)
     rows = [
         {"case": index * len(PLACES) + spot, "package_id": uuid.uuid4(), "status": status,
@@ -78,6 +80,7 @@ def test_a_limited_plan_keeps_the_due_packages_it_leaves_for_later(database_url:
     """``kept_by_sweep`` with ``through``: due packages after the last one a limited sweep
     expires stay live."""
     engine = create_engine(database_url)
+    metadata.create_all(engine)
     _CASES.create_all(engine)
     ids = sorted(uuid.uuid4() for _ in range(4))
     try:

@@ -1,0 +1,152 @@
+"""Retention never takes what Dagster still considers current (issue #14, item 1).
+
+A daily-partitioned pipeline runs for a simulated year under the shipped sweep job: the
+package behind each partition's latest materialization keeps its bytes, superseded
+versions go, and the integrity check fails (never passes on nothing) once the package
+behind a latest materialization is expired or purged.
+"""
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    DagsterInstance,
+    Definitions,
+    DailyPartitionsDefinition,
+    asset,
+    materialize,
+)
+
+from artifactstore_core.store import ArtifactStore
+from artifactstore_core.testing.clock import FrozenClock
+from artifactstore_dagster import (
+    ArtifactStoreIOManager,
+    ArtifactStoreResource,
+    build_artifact_checks,
+    build_retention_jobs,
+)
+
+from .conftest import QUIET
+
+pytestmark = [pytest.mark.dagster, pytest.mark.integration]
+
+CLOCK = FrozenClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+days = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-04")
+DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+
+class ClockedResource(ArtifactStoreResource):
+    """The resource on a registry whose clock the test moves."""
+
+    def _open(self) -> Any:
+        return ArtifactStore.open(settings=self.settings(), migrate=self.migrate, clock=CLOCK)
+
+
+@asset(partitions_def=days)
+def daily_report(context: AssetExecutionContext) -> str:
+    return f"report of {context.partition_key}, run {context.run_id}"
+
+
+@asset(partitions_def=days, ins={"report": AssetIn("daily_report")})
+def published(report: str) -> str:
+    return report.upper()
+
+
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[ClockedResource]:
+    CLOCK.set(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    yield ClockedResource(
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        storage_url=str(tmp_path / "blobs"),
+        actor="tests",
+    )
+
+
+def _materialize(io: ArtifactStoreIOManager, instance: DagsterInstance, day: str) -> None:
+    resources = {"io_manager": io}
+    result = materialize(
+        [daily_report, published], partition_key=day, resources=resources,
+        instance=instance, run_config=QUIET,
+    )  # fmt: skip
+    assert result.success
+
+
+def _sweep(resource: ArtifactStoreResource, instance: DagsterInstance) -> dict[str, Any]:
+    job = build_retention_jobs()["sweep"]
+    op_name = next(iter(job.graph.node_dict))
+    result = job.execute_in_process(
+        resources={"artifactstore": resource}, instance=instance,
+        run_config={**QUIET, "ops": {op_name: {"config": {"grace_seconds": 0}}}},
+    )  # fmt: skip
+    assert result.success
+    outputs = [e for e in result.all_node_events if e.is_successful_output]
+    return {k: v.value for k, v in outputs[0].step_output_data.metadata.items()}
+
+
+def _check(resource: ArtifactStoreResource, io: ArtifactStoreIOManager,
+           instance: DagsterInstance) -> Any:  # fmt: skip
+    checks = build_artifact_checks([daily_report], mode="digest")
+    defs = Definitions(
+        assets=[daily_report, published], asset_checks=checks,
+        resources={"io_manager": io, "artifactstore": resource},
+    )  # fmt: skip
+    keys = {key for check in checks for key in check.check_keys}
+    job = defs.get_implicit_global_asset_job_def().get_subset(
+        asset_check_selection=keys, asset_selection=set()
+    )
+    run = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    (evaluation,) = run.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_a_year_of_sweeps_keeps_every_partitions_latest_materialization(
+    clocked: ClockedResource, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    io = ArtifactStoreIOManager(store=clocked, scratch_dir=str(tmp_path / "scratch"))
+    for day in DAYS:
+        _materialize(io, instance, day)
+    store = clocked.get_store()
+    first = {day: store.describe(f"daily_report/{day}") for day in DAYS}
+    assert {p.retention_class for p in first.values()} == {"raw-evidence"}  # 90 days
+
+    CLOCK.advance(dt.timedelta(days=365))
+    swept = _sweep(clocked, instance)
+    assert swept["expired_packages"] == 0
+    for day in DAYS:
+        package = store.describe(f"daily_report/{day}")
+        assert package.status == "active"
+        assert "current version" in store.explain(package).verdict
+    evaluation = _check(clocked, io, instance)
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["packages_verified"].value == len(DAYS)
+    _materialize(io, instance, DAYS[0])  # the downstream asset still loads day one
+
+    # Day one was materialized again: its first version is no longer current and goes.
+    CLOCK.advance(dt.timedelta(days=365))
+    swept = _sweep(clocked, instance)
+    assert store.describe(f"daily_report/{DAYS[0]}@1").status == "expired"
+    assert store.describe(f"daily_report/{DAYS[0]}@2").status == "active"
+    assert all(store.describe(f"daily_report/{day}@1").status == "active" for day in DAYS[1:])
+    assert _check(clocked, io, instance).passed
+
+
+def test_the_check_fails_when_the_latest_materialization_is_expired(
+    clocked: ClockedResource, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    io = ArtifactStoreIOManager(
+        store=clocked, scratch_dir=str(tmp_path / "scratch"), keep_latest_versions=0
+    )
+    _materialize(io, instance, DAYS[0])
+    CLOCK.advance(dt.timedelta(days=365))
+    _sweep(clocked, instance)
+    store = clocked.get_store()
+    assert store.describe(f"daily_report/{DAYS[0]}").status == "expired"
+    evaluation = _check(clocked, io, instance)
+    assert not evaluation.passed
+    assert "expired" in (evaluation.description or "")
+    assert f"daily_report/{DAYS[0]}@1" in str(evaluation.metadata["expired_packages"].value)
