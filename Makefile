@@ -48,7 +48,7 @@ demo: install
 # The Dagster UI on the example pipeline.
 dev: install
 	mkdir -p var/dagster
-	DAGSTER_HOME=$(CURDIR)/var/dagster $(RUN) dagster dev -m examples.evidence_pipeline.definitions
+	DAGSTER_HOME=$(CURDIR)/var/dagster ARTIFACTSTORE_DATABASE_URL=$${ARTIFACTSTORE_DATABASE_URL:-sqlite:///$(CURDIR)/var/artifactstore.db} ARTIFACTSTORE_STORAGE_URL=$${ARTIFACTSTORE_STORAGE_URL:-$(CURDIR)/var/blobs} $(RUN) dagster dev -m examples.evidence_pipeline.definitions
 
 # Speed and memory targets (ratios measured within one run; see benchmarks/README.md).
 bench: install

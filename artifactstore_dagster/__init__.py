@@ -12,7 +12,11 @@ from artifactstore_dagster.data_versions import (
     files_digest,
     set_data_version_from_io_manager,
 )
-from artifactstore_dagster.definitions import ArtifactStoreComponent, build_artifactstore_defs
+from artifactstore_dagster.definitions import (
+    ArtifactStoreComponent,
+    build_artifactstore_defs,
+    validate_checked_assets,
+)
 from artifactstore_dagster.io_manager import ArtifactStoreIOManager
 from artifactstore_dagster.keys import RETENTION_TAG
 from artifactstore_dagster.resources import ArtifactStoreResource, close_cached_stores
@@ -61,4 +65,5 @@ __all__ = [
     "files_digest",
     "register_serializer",
     "set_data_version_from_io_manager",
+    "validate_checked_assets",
 ]

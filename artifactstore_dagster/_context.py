@@ -71,6 +71,16 @@ def op_code_version(context: OutputContext) -> str | None:
     return version
 
 
+def group_name(context: OutputContext) -> str | None:
+    """The group of the asset an output materializes (``None`` for op outputs)."""
+    key = optional(lambda: context.asset_key)
+    step = step_context(context)
+    if key is None or step is None:
+        return None
+    group: str | None = optional(lambda: step.job_def.asset_layer.get(key).group_name)
+    return group
+
+
 def plain(value: Any) -> Any:
     """The Python value of a metadata entry (``MetadataValue`` objects are unwrapped)."""
     return value.value if isinstance(value, MetadataValue) else value

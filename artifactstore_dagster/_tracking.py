@@ -33,7 +33,8 @@ class Tracking:
       process with one IO manager, whichever executor runs it, so this is complete;
     - run outputs: the package each (run, asset, partition) was stored as, so a later step
       of the same run reads it without a lookup in Dagster's event log;
-    - scratch: where loaded file and directory packages are exported.
+    - scratch: where loaded file and directory packages are exported;
+    - keep rules: the selectors already made sure of (one registry query per asset).
 
     Both maps are bounded (oldest entries go first), for IO managers that live long.
     """
@@ -43,6 +44,7 @@ class Tracking:
         self._outputs: OrderedDict[tuple[str, AssetPartition], Package] = OrderedDict()
         self._max_steps = max_steps
         self._max_outputs = max_outputs
+        self._kept: set[str] = set()
         self._lock = threading.Lock()
         self._temporary: Path | None = None
         self._cleanup: Callable[[], object] | None = None  # a weakref.finalize
@@ -74,6 +76,15 @@ class Tracking:
         with self._lock:
             return self._outputs.get((run_id, where))
 
+    def kept(self, selector: str) -> bool:
+        """Whether keep rule ``selector`` was already made sure of."""
+        with self._lock:
+            return selector in self._kept
+
+    def mark_kept(self, selector: str) -> None:
+        with self._lock:
+            self._kept.add(selector)
+
     def scratch_dir(self, configured: str | None) -> Path:
         """A new empty directory for one export: under ``configured`` (kept), else under
         a temporary directory this object owns (removed by ``close``)."""
@@ -95,6 +106,7 @@ class Tracking:
         with self._lock:
             self._inputs.clear()
             self._outputs.clear()
+            self._kept.clear()
             cleanup, self._cleanup, self._temporary = self._cleanup, None, None
         if cleanup is not None:
             cleanup()

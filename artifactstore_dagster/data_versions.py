@@ -1,8 +1,15 @@
 """Data versions from content: equal files give an equal ``DataVersion`` in any run.
 
 The digest is ``names.content_digest`` over the paths and blob addresses of the files a
-value is stored as: ``artifact_result`` returns it from an asset (the supported route),
-``set_data_version_from_io_manager`` sets it from inside ``handle_output``.
+value is stored as. Two routes:
+
+- by default the IO manager sets it from inside ``handle_output``
+  (``set_data_version_from_io_manager``) through the step's data-version cache, which
+  Dagster reads when it builds the materialization. That cache is not a public Dagster
+  API: ``tests/dagster/test_data_versions.py`` fails loudly if a Dagster release changes
+  it, and the integration pins Dagster's minor version;
+- ``artifact_result`` returns it from an asset as ``MaterializeResult(data_version=...)``,
+  Dagster's public API (and wins over the IO manager's).
 """
 
 from __future__ import annotations
@@ -32,8 +39,15 @@ def set_data_version_from_io_manager(context: OutputContext, digest: str) -> boo
     was set (no step context or no asset key: not).
     """
     step = _context.step_context(context)
+    if step is None or not context.has_asset_key:
+        return False
     setter = getattr(step, "set_data_version", None)
-    if step is None or setter is None or not context.has_asset_key:
+    if setter is None:
+        context.log.warning(
+            "this Dagster release has no step data-version cache: the data version of "
+            f"{context.asset_key.to_user_string()} is Dagster's own, not the content digest "
+            "(use artifactstore_dagster.artifact_result)"
+        )
         return False
     setter(context.asset_key, DataVersion(digest))
     return True

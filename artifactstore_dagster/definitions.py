@@ -10,11 +10,13 @@ is the same factory as a Dagster Component (``defs.yaml``).
 # No `from __future__ import annotations`: Dagster reads the annotations of decorated
 # functions (context, config) at definition time and needs real types there.
 
+import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from dagster import (
     AssetKey,
+    AssetsDefinition,
     AssetSpec,
     Component,
     ComponentLoadContext,
@@ -25,6 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from artifactstore_core.errors import InvalidInputError
 from artifactstore_dagster.checks import AssetLike, build_artifact_checks
 from artifactstore_dagster.io_manager import ArtifactStoreIOManager
 from artifactstore_dagster.resources import ArtifactStoreResource
@@ -35,8 +38,74 @@ from artifactstore_dagster.sensors import (
     build_retention_sensor,
 )
 
+#: Metadata Dagster puts on the asset it invents for a key nothing defines (a phantom).
+_STUB_FLAG = "dagster/auto_created_stub_asset"
+
+
+def validate_checked_assets(defs: Definitions) -> Definitions:
+    """``defs``, once every asset check in it targets an asset that ``defs`` defines.
+
+    Dagster silently invents an asset for a check on a key nothing defines (a phantom the
+    UI shows as never materialized); this raises ``InvalidInputError`` naming such keys
+    instead. An asset defined in another code location is declared with ``AssetSpec(key)``.
+    """
+    graph = defs.resolve_asset_graph()
+    phantoms = sorted(
+        {
+            check.asset_key.to_user_string()
+            for check in graph.asset_check_keys
+            if graph.get(check.asset_key).metadata.get(_STUB_FLAG)
+        }
+    )
+    if phantoms:
+        defined = sorted(
+            key.to_user_string()
+            for key in graph.get_all_asset_keys()
+            if not graph.get(key).metadata.get(_STUB_FLAG)
+        )
+        near = {name: difflib.get_close_matches(name, defined, n=1) for name in phantoms}
+        named = ", ".join(
+            repr(name) + (f" (did you mean {near[name][0]!r}?)" if near[name] else "")
+            for name in phantoms
+        )
+        raise InvalidInputError(
+            f"asset checks target {named}, which no asset of these definitions is; check an "
+            "asset that exists, or declare one defined elsewhere with AssetSpec(key)"
+        )
+    return defs
+
+
+def _with_partitions(
+    checked_assets: Iterable[AssetLike], defs: Definitions, resources: Mapping[str, Any]
+) -> list[AssetLike]:
+    """``checked_assets`` with each key replaced by the spec ``defs`` defines for it, so its
+    check is partitioned like the asset; a key ``defs`` does not define is left as is (and
+    refused by ``validate_checked_assets``)."""
+    specs = {
+        spec.key: spec
+        for spec in Definitions.merge(
+            defs, Definitions(resources=resources)
+        ).resolve_all_asset_specs()
+        if not spec.metadata.get(_STUB_FLAG)
+    }
+    resolved: list[AssetLike] = []
+    for item in checked_assets:
+        if isinstance(item, AssetsDefinition | AssetSpec):
+            resolved.append(item)
+            continue
+        key = (
+            item
+            if isinstance(item, AssetKey)
+            else AssetKey.from_user_string(item)
+            if isinstance(item, str)
+            else AssetKey(list(item))
+        )
+        resolved.append(specs.get(key, key))
+    return resolved
+
 
 def build_artifactstore_defs(
+    defs: Definitions | None = None,
     *,
     resource: ArtifactStoreResource | None = None,
     io_manager: ArtifactStoreIOManager | None = None,
@@ -45,6 +114,7 @@ def build_artifactstore_defs(
     checked_assets: Iterable[AssetLike] = (),
     check_mode: Literal["exists", "digest"] = "exists",
     blocking_checks: bool = False,
+    partitioned_checks: bool = False,
     retention_jobs: bool = True,
     sweep_cron: str | None = "0 3 * * *",
     verify_cron: str | None = "30 3 * * *",
@@ -55,6 +125,12 @@ def build_artifactstore_defs(
     retention_sensor: bool = True,
 ) -> Definitions:
     """Definitions for artifact-store: resource, IO manager, integrity checks, retention jobs.
+
+    With ``defs`` (your definitions) the result is both merged, and ``checked_assets`` are
+    checked against yours: a name no asset has raises ``InvalidInputError`` (see
+    ``validate_checked_assets``), and with ``partitioned_checks`` a partitioned asset
+    named by its key gets a check partitioned like it (see ``build_artifact_checks``).
+    Without, merge the result yourself (``Definitions.merge``).
 
     ``resource`` defaults to one configured from ``ARTIFACTSTORE_*`` settings;
     ``io_manager`` to an ``ArtifactStoreIOManager`` on that resource (``io_manager_key=None``
@@ -70,8 +146,14 @@ def build_artifactstore_defs(
     resources: dict[str, Any] = {resource_key: resource}
     if io_manager_key is not None:
         resources[io_manager_key] = io_manager or ArtifactStoreIOManager(store=resource)
+    if defs is not None and partitioned_checks:
+        checked_assets = _with_partitions(checked_assets, defs, resources)
     checks = build_artifact_checks(
-        checked_assets, mode=check_mode, resource_key=resource_key, blocking=blocking_checks
+        checked_assets,
+        mode=check_mode,
+        resource_key=resource_key,
+        blocking=blocking_checks,
+        partitioned=partitioned_checks,
     )
     jobs: list[Any] = []
     schedules: list[Any] = []
@@ -114,7 +196,7 @@ def build_artifactstore_defs(
                 resource_key=resource_key, package_prefix=prefix, external_assets=external
             )
         )
-    return Definitions(
+    ours = Definitions(
         assets=external,
         resources=resources,
         asset_checks=checks,
@@ -122,6 +204,7 @@ def build_artifactstore_defs(
         schedules=schedules,
         sensors=sensors,
     )
+    return ours if defs is None else validate_checked_assets(Definitions.merge(defs, ours))
 
 
 class ArtifactStoreComponent(Component, Resolvable, Model):
@@ -153,10 +236,13 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     io_manager_key: str | None = "io_manager"
     package_prefix: str = ""
     default_kind: str = "output"
-    auto_data_version: bool = False
+    auto_data_version: bool = True
+    keep_latest_versions: int = 1
+    retention_class_by_group: dict[str, str] = Field(default_factory=dict)
     checked_assets: list[str] = Field(default_factory=list)
     check_mode: Literal["exists", "digest"] = "exists"
     blocking_checks: bool = False
+    partitioned_checks: bool = False
     retention_jobs: bool = True
     sweep_cron: str | None = "0 3 * * *"
     verify_cron: str | None = "30 3 * * *"
@@ -177,12 +263,15 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
                 package_prefix=self.package_prefix,
                 default_kind=self.default_kind,
                 auto_data_version=self.auto_data_version,
+                keep_latest_versions=self.keep_latest_versions,
+                retention_class_by_group=self.retention_class_by_group,
             ),
             resource_key=self.resource_key,
             io_manager_key=self.io_manager_key,
             checked_assets=self.checked_assets,
             check_mode=self.check_mode,
             blocking_checks=self.blocking_checks,
+            partitioned_checks=self.partitioned_checks,
             retention_jobs=self.retention_jobs,
             sweep_cron=self.sweep_cron,
             verify_cron=self.verify_cron,

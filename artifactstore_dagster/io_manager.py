@@ -52,7 +52,13 @@ from artifactstore_dagster.keys import (
 from artifactstore_dagster.names import content_digest
 from artifactstore_dagster.resources import ArtifactStoreResource, Registry
 from artifactstore_dagster.serializers import SerializerRegistry, StoredContent, default_registry
-from artifactstore_dagster.translator import LoadedInput, OutputKey, PackageTranslator, expiry
+from artifactstore_dagster.translator import (
+    LoadedInput,
+    OutputKey,
+    PackageTranslator,
+    expiry,
+    package_url,
+)
 
 _MISSING = object()
 
@@ -76,15 +82,33 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
     )
     default_kind: str = Field(default="output", description="Package kind when none is set")
     auto_data_version: bool = Field(
-        default=False,
+        default=True,
         description=(
-            "Set each materialization's data version to the digest of the stored files from "
-            "inside the IO manager (uses the step context; no effect where Dagster lacks it)"
+            "Set each materialization's data version to the digest of the stored files, so "
+            "a re-run with equal bytes keeps its data version (data_versions.py: rests on "
+            "Dagster's step data-version cache; False: Dagster's own, new on every run)"
         ),
     )
     scratch_dir: str | None = Field(
         default=None,
         description="Where loaded file and directory packages are exported (default: a temp dir)",
+    )
+    keep_latest_versions: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description=(
+            "Keep the package behind each asset (partition)'s latest materialization, and this "
+            "many newest versions in all, whatever their expiry: a keep rule "
+            "'prefix:<asset package name>' per asset (0: no rule, expiry alone decides)"
+        ),
+    )
+    retention_class_by_group: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Retention class of the packages of each asset group whose assets name none "
+            "(else the resource's default_retention_class, else the registry's default)"
+        ),
     )
     _tracking: Tracking = PrivateAttr(default_factory=Tracking)
 
@@ -112,7 +136,7 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         output = OutputKey.of(context)
         name = translator.get_package_name(output)
         kind = translator.get_kind(context)
-        retention_class = translator.get_retention_class(context)
+        retention_class = translator.get_retention_class(context) or self._default_class(context)
         failure = f"cannot store {output.where} as package {name!r}"
         try:
             validate_kind(kind)  # its syntax; the registry checks that the kind exists
@@ -144,6 +168,8 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 refused = _origin(context, translator, KIND_KEY, kind)
             add_context(exc, failure, refused)
             raise
+        if output.asset_key is not None:
+            self._keep_current(store, translator.get_package_name(output.unpartitioned()))
         run_id = _context.run_id(context)
         if run_id is not None and output.asset_key is not None:
             self._tracking.add_output(
@@ -152,11 +178,37 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         digest = content_digest((e.path, e.blob.content_address) for e in package.files)
         context.add_output_metadata(
             translator.get_output_metadata(
-                package, digest=digest, storage_uri=store.uri_of(package), inputs=inputs
+                package,
+                digest=digest,
+                storage_uri=store.uri_of(package),
+                inputs=inputs,
+                value=obj,
+                url=package_url(store, package),
             )
         )
         if self.auto_data_version:
             set_data_version_from_io_manager(context, digest)
+
+    def _default_class(self, context: OutputContext) -> str | None:
+        """The class of the asset's group (``retention_class_by_group``), else the
+        resource's ``default_retention_class`` (``None``: the registry's default)."""
+        group = _context.group_name(context)
+        if group is not None and group in self.retention_class_by_group:
+            return self.retention_class_by_group[group]
+        return self.store.default_retention_class
+
+    def _keep_current(self, store: Registry, name: str) -> None:
+        """Make sure a keep rule keeps the newest ``keep_latest_versions`` versions of
+        ``name`` and its partitions (one check per asset and process; never lowers a rule)."""
+        if self.keep_latest_versions < 1:
+            return
+        selector = f"prefix:{name}"
+        if self._tracking.kept(selector):
+            return
+        current = {rule.selector: rule.keep_latest for rule in store.keep_rules()}
+        if current.get(selector, 0) < self.keep_latest_versions:
+            store.set_keep_rule(selector, self.keep_latest_versions)
+        self._tracking.mark_kept(selector)
 
     def _step_inputs(self, context: OutputContext) -> list[LoadedInput]:
         run_id = _context.run_id(context)

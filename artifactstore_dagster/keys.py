@@ -21,6 +21,7 @@ REFERENCE = "artifactstore/reference"
 CONTENT_ADDRESS = "artifactstore/content_address"
 SHA256 = "artifactstore/sha256"
 SIZE = "artifactstore/size"
+SIZE_READABLE = "artifactstore/size_readable"
 FILE_COUNT = "artifactstore/file_count"
 RETENTION_CLASS = "artifactstore/retention_class"
 EXPIRES_AT = "artifactstore/expires_at"
@@ -28,6 +29,13 @@ STORAGE_URI = "artifactstore/storage_uri"
 UPSTREAM_PACKAGE_IDS = "artifactstore/upstream_package_ids"
 CONTENT_DIGEST = "artifactstore/content_digest"
 SERIALIZER = "artifactstore/serializer"
+#: Written when they apply: the package on the registry server (remote mode), the
+#: loaded packages (a table; ``UPSTREAM_ASSET + <input>`` links to the input's asset),
+#: the files of a multi-file package (a table).
+PACKAGE_URL = "artifactstore/package_url"
+UPSTREAM_PACKAGES = "artifactstore/upstream_packages"
+UPSTREAM_ASSET = "artifactstore/upstream/"
+FILES = "artifactstore/files"
 #: ``False`` on the materialization of a ``None`` output: nothing was stored.
 STORED = "artifactstore/stored"
 OUTPUT_METADATA_KEYS = (
@@ -36,6 +44,7 @@ OUTPUT_METADATA_KEYS = (
     CONTENT_ADDRESS,
     SHA256,
     SIZE,
+    SIZE_READABLE,
     FILE_COUNT,
     RETENTION_CLASS,
     EXPIRES_AT,

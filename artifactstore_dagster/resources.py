@@ -15,18 +15,86 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from artifactstore_core.client import RemoteArtifactStore
-from artifactstore_core.config import Settings, load_settings
+from artifactstore_core.config import (
+    Settings,
+    is_memory_sqlite,
+    load_settings,
+    parse_database_url,
+)
 from artifactstore_core.errors import ConfigurationError
 from artifactstore_core.store import ArtifactStore
 
 #: What ``get_store`` returns: the embedded store or the client of a server (same verbs).
 Registry = ArtifactStore | RemoteArtifactStore
+
+
+DAGSTER_HOME = "DAGSTER_HOME"
+#: Settings that may name a local path (the database only when it is a SQLite file).
+_LOCAL_PATH_SETTINGS = ("storage_url", "tier_cold_url", "tier_archive_url")
+
+
+def _relative_sqlite_path(url: str) -> str | None:
+    """The relative file path of a SQLite URL (``sqlite:///var/x.db``), else ``None``."""
+    parsed = parse_database_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(parsed):
+        return None
+    if database.startswith("file:") or Path(database).is_absolute():
+        return None
+    return database
+
+
+def _is_relative_directory(url: str) -> bool:
+    """Whether a storage URL is a plain relative directory path (no scheme)."""
+    return "://" not in url and not Path(url).is_absolute()
+
+
+def _anchored(home: Path, relative: str) -> Path:
+    """``home / relative``, refused when only the working directory has something there."""
+    anchored, stray = home / relative, Path.cwd() / relative
+    if stray.exists() and not anchored.exists() and stray.resolve() != anchored.resolve():
+        raise ConfigurationError(
+            f"relative registry path {relative!r} is ambiguous: it exists at {str(stray)!r} "
+            f"(the working directory) but not at {str(anchored)!r} (DAGSTER_HOME, where "
+            "Dagster resolves relative paths); set ARTIFACTSTORE_DATABASE_URL and "
+            "ARTIFACTSTORE_STORAGE_URL to absolute paths"
+        )
+    return anchored
+
+
+def anchor_relative_paths(settings: Settings, dagster_home: str | None) -> Settings:
+    """``settings`` with relative local paths (the SQLite file, blob directories) made
+    absolute under ``dagster_home``, so that every Dagster process (webserver, daemon,
+    code servers, run workers) opens one registry whatever its working directory.
+
+    Without ``dagster_home`` the settings are returned unchanged (relative to the working
+    directory, as the CLI reads them). Raises ``ConfigurationError`` when ``dagster_home``
+    is not absolute, or when a relative path exists in the working directory but not under
+    ``dagster_home`` (a registry made before, or by the CLI): which one is meant is
+    ambiguous.
+    """
+    if not dagster_home:
+        return settings
+    home = Path(dagster_home)
+    if not home.is_absolute():
+        raise ConfigurationError(f"DAGSTER_HOME {dagster_home!r} is not an absolute path")
+    updates: dict[str, str] = {}
+    database = _relative_sqlite_path(settings.database_url)
+    if database is not None:
+        url = parse_database_url(settings.database_url).set(database=str(_anchored(home, database)))
+        updates["database_url"] = url.render_as_string(hide_password=False)
+    for name in _LOCAL_PATH_SETTINGS:
+        value = getattr(settings, name)
+        if value and _is_relative_directory(value):
+            updates[name] = str(_anchored(home, value))
+    return settings.model_copy(update=updates)
 
 
 class _OpenStores:
@@ -71,7 +139,9 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
     """The artifact-store registry as a Dagster resource.
 
     Unset fields fall back to ``ARTIFACTSTORE_*`` environment variables (and ``.env``),
-    then to the embedded default (SQLite under ``var/``, blobs in ``var/blobs``). Use
+    then to the embedded default (SQLite under ``var/``, blobs in ``var/blobs``). Relative
+    local paths resolve against ``DAGSTER_HOME`` when it is set (every Dagster process
+    agrees on it; working directories differ), else the working directory. Use
     ``dagster.EnvVar`` for secrets such as ``s3_secret_access_key``. Every field but
     ``migrate``, ``url`` and ``token`` is the ``Settings`` field of the same name.
 
@@ -127,18 +197,25 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
     )
 
     def settings(self) -> Settings:
-        """The core ``Settings`` this configuration describes (unset fields: environment)."""
+        """The core ``Settings`` this configuration describes (unset fields: environment),
+        relative local paths anchored in ``DAGSTER_HOME`` when it is set
+        (``anchor_relative_paths``)."""
         overrides = {
             name: value
             for name, value in self.model_dump().items()
             if name in Settings.model_fields and value is not None
         }
-        return load_settings(**overrides)
+        return anchor_relative_paths(load_settings(**overrides), os.environ.get(DAGSTER_HOME))
 
     def _cache_key(self) -> tuple[Any, ...]:
-        # Unset fields come from ARTIFACTSTORE_* variables: they are part of the identity.
+        # Unset fields come from ARTIFACTSTORE_* variables, relative paths are anchored in
+        # DAGSTER_HOME: both are part of the identity.
         environment = tuple(
-            sorted((k, v) for k, v in os.environ.items() if k.startswith("ARTIFACTSTORE_"))
+            sorted(
+                (k, v)
+                for k, v in os.environ.items()
+                if k.startswith("ARTIFACTSTORE_") or k == DAGSTER_HOME
+            )
         )
         return (os.getpid(), environment, *self.model_dump().items())
 

@@ -17,18 +17,35 @@ the translator, override what you need, and return it from
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-from dagster import AssetKey, MetadataValue, OutputContext
+from dagster import (
+    AssetKey,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+)
 
+from artifactstore_core.client import RemoteArtifactStore
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import InvalidInputError
 from artifactstore_dagster import _context, keys
 from artifactstore_dagster.names import asset_package_name, op_package_name
 
 __all__ = ["LoadedInput", "OutputKey", "PackageTranslator"]
+
+#: Rows listed in the upstream and file tables (the rest are counted, not shown).
+_LISTED = 200
+#: Dagster's own metadata keys for tables (shown in the asset's overview).
+ROW_COUNT = "dagster/row_count"
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,11 @@ class OutputKey:
             )
             return f"asset {self.asset_key.to_user_string()!r}{partition}"
         return f"output {self.output_name!r} of step {self.step_key!r} in job {self.job_name!r}"
+
+    def unpartitioned(self) -> OutputKey:
+        """The same output without its partition: whose package name prefixes every
+        partition's."""
+        return dataclasses.replace(self, partition_key=None, keys_by_dimension=None)
 
     @classmethod
     def of(cls, context: OutputContext) -> OutputKey:
@@ -160,25 +182,140 @@ def expiry(package: Package) -> str:
     return package.expires_at.isoformat() if package.expires_at else "never"
 
 
-def default_output_metadata(
-    package: Package, *, digest: str, storage_uri: str, inputs: Sequence[LoadedInput]
-) -> dict[str, MetadataValue]:
-    """The ``artifactstore/*`` entries of ``keys.OUTPUT_METADATA_KEYS``."""
+def readable_size(size: int) -> str:
+    """``size`` bytes as people read it: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    if size < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
+def package_url(store: Any, package: Package) -> str | None:
+    """The package's page on the registry server (``<url>/v1/packages/<name>@<version>``)
+    when ``store`` is a server's client; ``None`` for an embedded registry."""
+    if not isinstance(store, RemoteArtifactStore):
+        return None
+    base = store.url.rstrip("/")
+    return f"{base}/v1/packages/{quote(package.name, safe='')}@{package.version}"
+
+
+def upstream_metadata(inputs: Sequence[LoadedInput]) -> dict[str, MetadataValue]:
+    """The loaded packages as a table (``name@version``, asset, partition) and, per input
+    from an asset, a link to that asset (``artifactstore/upstream/<input>``)."""
+    if not inputs:
+        return {}
+    schema = TableSchema(
+        columns=[
+            TableColumn("input", "string"),
+            TableColumn("package", "string", description="name@version"),
+            TableColumn("asset", "string"),
+            TableColumn("partition", "string"),
+            TableColumn("package_id", "string"),
+        ]
+    )
+    rows = [
+        TableRecord(
+            {
+                "input": i.input_name,
+                "package": i.reference,
+                "asset": AssetKey(list(i.asset_key)).to_user_string() if i.asset_key else None,
+                "partition": i.partition_key,
+                "package_id": i.package_id,
+            }
+        )
+        for i in inputs
+    ]
+    result: dict[str, MetadataValue] = {
+        keys.UPSTREAM_PACKAGES: MetadataValue.table(rows[:_LISTED], schema=schema)
+    }
+    for i in inputs:
+        if i.asset_key is not None:
+            result[keys.UPSTREAM_ASSET + i.input_name] = MetadataValue.asset(
+                AssetKey(list(i.asset_key))
+            )
+    return result
+
+
+def files_metadata(package: Package) -> dict[str, MetadataValue]:
+    """The files of a multi-file (directory) package as a table (the first 200)."""
+    if len(package.files) < 2:
+        return {}
+    schema = TableSchema(
+        columns=[
+            TableColumn("path", "string"),
+            TableColumn("size", "int", description="bytes"),
+            TableColumn("content_address", "string"),
+        ]
+    )
+    rows = [
+        TableRecord(
+            {"path": e.path, "size": e.blob.size, "content_address": e.blob.content_address}
+        )
+        for e in package.files[:_LISTED]
+    ]
+    return {keys.FILES: MetadataValue.table(rows, schema=schema)}
+
+
+def value_metadata(value: Any) -> dict[str, MetadataValue]:
+    """Dagster's own table entries for a pandas DataFrame: ``dagster/row_count`` and
+    ``dagster/column_schema`` (column names and dtypes); nothing for other values."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(value, pandas.DataFrame):
+        return {}
+    schema = TableSchema(
+        columns=[TableColumn(str(name), str(dtype)) for name, dtype in value.dtypes.items()]
+    )
     return {
+        ROW_COUNT: MetadataValue.int(len(value)),
+        COLUMN_SCHEMA: MetadataValue.table_schema(schema),
+    }
+
+
+def default_output_metadata(
+    package: Package,
+    *,
+    digest: str,
+    storage_uri: str,
+    inputs: Sequence[LoadedInput],
+    value: Any = None,
+    url: str | None = None,
+) -> dict[str, MetadataValue]:
+    """The ``artifactstore/*`` entries of ``keys.OUTPUT_METADATA_KEYS``, plus what applies:
+    the upstream table and asset links, the file table, the package URL, and Dagster's
+    row count and column schema for a DataFrame ``value``."""
+    metadata: dict[str, MetadataValue] = {
         keys.PACKAGE_ID: MetadataValue.text(str(package.id)),
         keys.REFERENCE: MetadataValue.text(package.reference),
         keys.CONTENT_ADDRESS: MetadataValue.text(package.content_address),
         keys.SHA256: MetadataValue.text(package.digest_sha256),
         keys.SIZE: MetadataValue.int(package.size),
+        keys.SIZE_READABLE: MetadataValue.text(readable_size(package.size)),
         keys.FILE_COUNT: MetadataValue.int(len(package.files)),
         keys.RETENTION_CLASS: MetadataValue.text(package.retention_class),
-        keys.EXPIRES_AT: MetadataValue.text(expiry(package)),
+        # A timestamp the UI shows in the viewer's time zone; "never" has no timestamp.
+        keys.EXPIRES_AT: (
+            MetadataValue.timestamp(package.expires_at)
+            if package.expires_at
+            else MetadataValue.text("never")
+        ),
         keys.STORAGE_URI: MetadataValue.text(storage_uri),
         keys.UPSTREAM_PACKAGE_IDS: MetadataValue.json([i.package_id for i in inputs]),
         keys.CONTENT_DIGEST: MetadataValue.text(digest),
         keys.SERIALIZER: MetadataValue.text(
             str(package.provenance.attributes.get("serializer", ""))
         ),
+    }
+    if url is not None:
+        metadata[keys.PACKAGE_URL] = MetadataValue.url(url)
+    return {
+        **metadata,
+        **upstream_metadata(inputs),
+        **files_metadata(package),
+        **value_metadata(value),
     }
 
 
@@ -248,8 +385,11 @@ class PackageTranslator:
         digest: str,
         storage_uri: str,
         inputs: Sequence[LoadedInput],
+        value: Any = None,
+        url: str | None = None,
     ) -> dict[str, MetadataValue]:
-        """The materialization's metadata (``default_output_metadata``)."""
+        """The materialization's metadata (``default_output_metadata``); ``value``: the
+        stored object, ``url``: the package on the registry server (remote mode)."""
         return default_output_metadata(
-            package, digest=digest, storage_uri=storage_uri, inputs=inputs
+            package, digest=digest, storage_uri=storage_uri, inputs=inputs, value=value, url=url
         )

@@ -13,7 +13,7 @@ from artifactstore_core.cli._context import CliContext, pass_context
 from artifactstore_core.cli._input import COUNT, parse_time
 from artifactstore_core.cli._output import emit, json_option, size, table
 from artifactstore_core.domain import limits
-from artifactstore_core.domain.retention import TIERS
+from artifactstore_core.domain.retention import MAX_KEEP_LATEST, TIERS
 
 if TYPE_CHECKING:
     from artifactstore_core.retention.explain import Explanation
@@ -46,7 +46,7 @@ def release(ctx: CliContext, reference: str, hold_id: str, reason: str | None) -
 
 @click.group()
 def retention() -> None:
-    """Retention: change class or expiry, sweep, explain."""
+    """Retention: change class or expiry, keep rules, sweep, explain."""
 
 
 @retention.command("set")
@@ -161,11 +161,49 @@ def _print_explanation(explanation: Explanation) -> None:
     for hold_info in info["holds"]:
         click.echo(f"  hold {hold_info['hold_id']} ({hold_info['kind']}) by {hold_info['actor']}: "
                    f"{hold_info['reason']}")  # fmt: skip
+    if explanation.kept_by:
+        click.echo(f"  kept by keep rule {explanation.kept_by}")
     if explanation.shared_blobs:
         click.echo(
             f"  {explanation.shared_blobs} blob(s) ({size(explanation.shared_bytes)}) shared with "
             f"live packages: {', '.join(explanation.sharing_packages[:10])}"
         )
+
+
+@retention.command("keep")
+@click.argument("selector")
+@click.option("--latest", type=click.IntRange(1, MAX_KEEP_LATEST), default=1, show_default=True,
+              help="How many newest versions of each matching name to keep.")  # fmt: skip
+@click.option("--reason", help="Why (required when lowering a rule's count).")
+@json_option
+@pass_context
+def retention_keep(ctx: CliContext, selector: str, latest: int, reason: str | None) -> None:
+    """Keep the newest versions of each name SELECTOR matches, whatever their expiry.
+
+    SELECTOR is 'class:<retention class>' or 'prefix:<package name>' (whole segments).
+    """
+    rule = ctx.store.set_keep_rule(selector, latest, reason=reason)
+    emit(rule, f"keep rule {rule.selector}: the newest {rule.keep_latest} version(s) are kept")
+
+
+@retention.command("unkeep")
+@click.argument("selector")
+@click.option("--reason", required=True, help="Why: its packages may expire at the next sweep.")
+@pass_context
+def retention_unkeep(ctx: CliContext, selector: str, reason: str) -> None:
+    """Remove a keep rule."""
+    ctx.store.remove_keep_rule(selector, reason=reason)
+    click.echo(f"keep rule {selector} removed")
+
+
+@retention.command("rules")
+@json_option
+@pass_context
+def retention_rules(ctx: CliContext) -> None:
+    """List the keep rules in force."""
+    rules = ctx.store.keep_rules()
+    emit(rules, lambda: table(["selector", "keep latest"],
+                              [(r.selector, r.keep_latest) for r in rules]))  # fmt: skip
 
 
 @click.group()

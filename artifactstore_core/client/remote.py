@@ -32,6 +32,7 @@ from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.names import validate_file_paths, validate_kind, validate_name
 from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
+from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.errors import (
     BlobUnknownError,
     ConfigurationError,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     import httpx
 
 PACKAGES = "/v1/packages"
+KEEP_RULES = "/v1/retention/keep-rules"
 PAGE = 1000  # items per page of a listing (the server's maximum)
 INLINE_BYTES = 4 * 1024 * 1024  # small packages' bytes per registration (JSON: 16 MiB)
 LONG_READ = 3600.0  # seconds a verification or a sweep may take on the server
@@ -643,6 +645,35 @@ class RemoteArtifactStore:
             f"{PACKAGES}/{_ref(reference)}/holds/{_segment(str(hold_id))}",
             params=params,
         )
+
+    def set_keep_rule(
+        self,
+        selector: str,
+        keep_latest: int = 1,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> KeepRule:
+        """Keep the newest ``keep_latest`` versions of each name ``selector`` matches
+        (rules as ``ArtifactStore.set_keep_rule``)."""
+        rule = KeepRule.parse(selector, keep_latest)
+        answer = self._json(
+            "PUT", f"{KEEP_RULES}/{rule.selector}",
+            json={"keep_latest": rule.keep_latest, "reason": reason},
+        )  # fmt: skip
+        return KeepRule.from_dict(answer)
+
+    def remove_keep_rule(
+        self, selector: str, *, reason: str | None = None, actor: str | None = None
+    ) -> None:
+        """Remove keep rule ``selector`` (needs a ``reason``)."""
+        params = {"reason": reason} if reason is not None else None
+        path = f"{KEEP_RULES}/{KeepRule.parse(selector).selector}"
+        self.transport.request("DELETE", path, params=params)
+
+    def keep_rules(self) -> list[KeepRule]:
+        """The keep rules in force, by selector."""
+        return [KeepRule.from_dict(item) for item in self._json("GET", KEEP_RULES)["items"]]
 
     def plan_tier_moves(self, tier: str, **_: Any) -> list[Any]:
         """Not available remotely: planning tier moves reads the registry's database."""

@@ -117,6 +117,13 @@ class KeepRule:
     def selector(self) -> str:
         return f"{self.scope}:{self.pattern}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"selector": self.selector, "keep_latest": self.keep_latest}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> KeepRule:
+        return cls.parse(data["selector"], data["keep_latest"])
+
     @classmethod
     def parse(cls, selector: str, keep_latest: int = 1) -> KeepRule:
         """The rule ``selector`` names; ``InvalidInputError`` names a bad selector or count."""

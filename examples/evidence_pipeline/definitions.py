@@ -131,12 +131,11 @@ evidence_assets = [raw_logs, daily_summary, release_bundle]
 evidence_job = define_asset_job("evidence_job", selection=evidence_assets, partitions_def=daily)
 
 store = ArtifactStoreResource(actor="evidence-pipeline")
-defs = Definitions.merge(
+# Given your definitions, the factory merges them and refuses a checked asset they lack.
+defs = build_artifactstore_defs(
     Definitions(assets=evidence_assets, jobs=[evidence_job]),
-    build_artifactstore_defs(
-        resource=store,
-        io_manager=ArtifactStoreIOManager(store=store, package_prefix="evidence"),
-        checked_assets=evidence_assets,
-        check_mode="digest",
-    ),
+    resource=store,
+    io_manager=ArtifactStoreIOManager(store=store, package_prefix="evidence"),
+    checked_assets=["raw_logs", "daily_summary", "release_bundle"],
+    check_mode="digest",
 )

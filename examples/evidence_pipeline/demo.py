@@ -1,8 +1,10 @@
 """``python -m examples.evidence_pipeline.demo``: the evidence pipeline end to end, no server.
 
 Materializes a few daily partitions on the embedded default (SQLite registry and local
-blobs under ``var/``, a Dagster home in ``var/dagster``), runs a retention dry run, then
-prints the registry's packages and the lineage of the newest release bundle.
+blobs under ``var/``, a Dagster home in ``var/dagster``), materializes the first one again,
+runs a retention dry run (the package behind each partition's latest materialization is
+kept; only the superseded first version can go), then prints the registry's packages and
+the lineage of the newest release bundle.
 """
 
 import argparse
@@ -30,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(DAGSTER_HOME.absolute())))
+    # Absolute, so that the registry stays in ./var (where the CLI run here looks) rather
+    # than under DAGSTER_HOME, where the resource anchors relative paths.
+    os.environ.setdefault(
+        "ARTIFACTSTORE_DATABASE_URL", f"sqlite:///{Path.cwd()}/var/artifactstore.db"
+    )
+    os.environ.setdefault("ARTIFACTSTORE_STORAGE_URL", str(Path.cwd() / "var" / "blobs"))
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
     if not settings.exists():
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
     with DagsterInstance.get() as instance:
         job = defs.resolve_job_def("evidence_job")
-        for day in days:
+        for day in [*days, days[0]]:  # the first day twice: its first version is superseded
             result = job.execute_in_process(instance=instance, partition_key=day, run_config=quiet)
             checks = result.get_asset_check_evaluations()
             passed = sum(c.passed for c in checks)

@@ -135,3 +135,15 @@ def test_tokens_are_minted_listed_and_revoked_through_the_server(
         "--expires", "30m", remote=True, expect=2,
     )  # fmt: skip
     assert "for the calling token's actor 'alice' only, not for 'mallory'" in refused.stderr
+
+
+def test_keep_rules_from_the_cli_in_both_modes(modes: Modes) -> None:
+    rule = modes.json("retention", "keep", "prefix:reports", "--latest", "2", remote=True)
+    assert rule == {"selector": "prefix:reports", "keep_latest": 2}
+    assert modes.same("retention", "rules") == [rule]
+    lowered = modes.run("retention", "keep", "prefix:reports", remote=True, expect=2)
+    assert "lowering keep rule 'prefix:reports' from 2 to 1" in lowered.output
+    modes.run("retention", "unkeep", "prefix:reports", "--reason", "cost", remote=True)
+    assert modes.same("retention", "rules") == []
+    modes.run("retention", "keep", "class:transient", remote=False)
+    assert modes.same("retention", "rules") == [{"selector": "class:transient", "keep_latest": 1}]

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from dagster import AssetSpec, Definitions, asset
+from dagster import AssetExecutionContext, AssetSpec, Definitions, asset
 
 from artifactstore_dagster import build_artifactstore_defs
 
@@ -10,8 +10,8 @@ raw_upload = AssetSpec("raw_upload", metadata={"artifactstore/serializer": "json
 
 
 @asset(metadata={"artifactstore/retention_class": "transient"})
-def scratch() -> str:
-    return "scratch"
+def scratch(context: AssetExecutionContext) -> str:
+    return f"scratch of run {context.run_id}"
 
 
 @asset

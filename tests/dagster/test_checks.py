@@ -188,3 +188,119 @@ def test_in_a_partitioned_run_only_that_partition_is_checked(
     evaluation = result.get_asset_check_evaluations()[0]
     assert evaluation.passed and evaluation.metadata["scope"].value == "partition s2"
     assert evaluation.metadata["packages"].value == ["sharded/s2@1"]
+
+
+def test_the_check_of_a_partitioned_asset_is_partitioned_like_it(
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    instance: DagsterInstance,
+) -> None:
+    # Rests on Dagster's (preview) partitioned asset checks: this fails if they change.
+    checks = build_artifact_checks([sharded], partitioned=True)
+    assert [spec.partitions_def for spec in checks[0].check_specs] == [shards]
+    (by_key,) = build_artifact_checks(["sharded"], partitioned=True)[0].check_specs
+    assert by_key.partitions_def is None  # a bare key says nothing about partitions
+    (default,) = build_artifact_checks([sharded])[0].check_specs
+    assert default.partitions_def is None  # opt-in: such checks cannot run unpartitioned
+    result = materialize(
+        [sharded, *checks],
+        partition_key="s1",
+        resources={"io_manager": io_manager, "artifactstore": resource},
+        instance=instance,
+        run_config=QUIET,
+    )
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert evaluation.passed and evaluation.partition == "s1"  # the UI shows it per partition
+    assert evaluation.description == "partition s1: 1 package(s), 1 blob(s) intact"
+
+
+def test_a_check_run_for_a_partition_checks_it_even_when_never_materialized(
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    instance: DagsterInstance,
+) -> None:
+    _materialize([sharded], io_manager, instance, partition_key="s1")
+    for checks in (
+        build_artifact_checks([sharded], partitioned=True),
+        build_artifact_checks([sharded]),
+    ):
+        defs = Definitions(
+            assets=[sharded],
+            asset_checks=checks,
+            resources={"io_manager": io_manager, "artifactstore": resource},
+        )
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_check_selection={checks[0].check_key}, asset_selection=set()
+        )
+        run = job.execute_in_process(instance=instance, run_config=QUIET, partition_key="s2")
+        evaluation = run.get_asset_check_evaluations()[0]
+        # Not s1's intact package standing in for s2: s2 has nothing to verify.
+        assert not evaluation.passed
+        assert evaluation.description == (
+            "sharded partition 's2' has no materialization recorded by artifact-store"
+        )
+        assert evaluation.metadata["scope"].value == "partition s2"
+
+
+triple = StaticPartitionsDefinition(["t1", "t2", "t3"])
+
+
+@asset(partitions_def=triple)
+def tripled(context: AssetExecutionContext) -> str:
+    return f"part {context.partition_key}"
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_a_check_run_for_a_partition_range_checks_that_range(
+    partitioned: bool,
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    store: ArtifactStore,
+    instance: DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    for key in ("t1", "t2", "t3"):
+        _materialize([tripled], io_manager, instance, partition_key=key)
+    _blob_path(store, "tripled/t3", tmp_path).unlink()  # outside the range checked below
+    checks = build_artifact_checks([tripled], partitioned=partitioned)
+    defs = Definitions(
+        assets=[tripled],
+        asset_checks=checks,
+        resources={"io_manager": io_manager, "artifactstore": resource},
+    )
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={checks[0].check_key}, asset_selection=set()
+    )
+
+    def run_range(start: str, end: str) -> Any:
+        tags = {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+        run = job.execute_in_process(instance=instance, run_config=QUIET, tags=tags)
+        return run.get_asset_check_evaluations()[0]
+
+    evaluation = run_range("t1", "t2")
+    assert evaluation.passed and evaluation.metadata["scope"].value == "partitions t1...t2"
+    assert sorted(evaluation.metadata["packages"].value) == ["tripled/t1@1", "tripled/t2@1"]
+    evaluation = run_range("t2", "t3")
+    assert not evaluation.passed
+    assert evaluation.metadata["missing"].value[0]["packages"] == ["tripled/t3@1"]
+
+
+def test_an_unpartitioned_assets_check_in_a_partitioned_run_checks_its_package(
+    resource: ArtifactStoreResource,
+    io_manager: ArtifactStoreIOManager,
+    instance: DagsterInstance,
+) -> None:
+    checks = build_artifact_checks([evidence])
+    result = materialize(
+        [sharded, evidence, *checks],
+        partition_key="s1",
+        resources={"io_manager": io_manager, "artifactstore": resource},
+        instance=instance,
+        run_config=QUIET,
+    )
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert evaluation.passed and evaluation.metadata["scope"].value == "latest materialization"
+    assert evaluation.metadata["packages"].value == ["evidence@1"]

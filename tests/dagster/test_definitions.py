@@ -4,22 +4,26 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AssetSpec,
     ComponentTree,
     DagsterInstance,
     DefaultScheduleStatus,
     Definitions,
     FilesystemIOManager,
+    StaticPartitionsDefinition,
     asset,
     build_schedule_context,
 )
 from dagster._core.errors import DagsterInvariantViolationError
 
+from artifactstore_core.errors import InvalidInputError
 from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import (
     ArtifactStoreComponent,
     ArtifactStoreIOManager,
     ArtifactStoreResource,
     build_artifactstore_defs,
+    validate_checked_assets,
 )
 from artifactstore_dagster.keys import PACKAGE_ID
 
@@ -130,6 +134,9 @@ def test_the_component_takes_what_the_factory_takes(tmp_path: Any) -> None:
         s3_endpoint_url="http://127.0.0.1:9",
         s3_region="eu-west-1",
         default_kind="report",
+        default_retention_class="summary-evidence",
+        keep_latest_versions=3,
+        retention_class_by_group={"finance": "permanent-record"},
         checked_assets=["numbers"],
         blocking_checks=True,
         sweep_run_config={"ops": {"artifactstore_sweep": {"config": {"dry_run": True}}}},
@@ -142,6 +149,9 @@ def test_the_component_takes_what_the_factory_takes(tmp_path: Any) -> None:
     assert (resource.tier_cold_url, resource.s3_region) == (str(tmp_path / "cold"), "eu-west-1")
     assert resource.s3_endpoint_url == "http://127.0.0.1:9"
     assert io_manager.default_kind == "report"
+    assert resource.default_retention_class == "summary-evidence"
+    assert io_manager.keep_latest_versions == 3
+    assert io_manager.retention_class_by_group == {"finance": "permanent-record"}
     schedules = {s.name: s for s in defs.schedules or []}
     sweep = schedules["artifactstore_retention_sweep_daily"]
     assert sweep.default_status == DefaultScheduleStatus.RUNNING
@@ -157,3 +167,62 @@ def test_the_component_takes_what_the_factory_takes(tmp_path: Any) -> None:
     Definitions.validate_loadable(merged)
     checks = list(defs.asset_checks or [])
     assert checks and all(spec.blocking for c in checks for spec in c.check_specs)
+
+
+# ---------------------------------------------------------------------------- checked assets
+daily_shards = StaticPartitionsDefinition(["a", "b"])
+
+
+@asset(partitions_def=daily_shards)
+def sharded_numbers() -> list[int]:
+    return [1]
+
+
+def test_a_checked_asset_that_does_not_exist_is_refused_by_name(
+    resource: ArtifactStoreResource,
+) -> None:
+    yours = Definitions(assets=[numbers, doubled])
+    with pytest.raises(InvalidInputError) as raised:
+        build_artifactstore_defs(yours, resource=resource, checked_assets=["numbers", "numbrs"])
+    assert str(raised.value) == (
+        "asset checks target 'numbrs' (did you mean 'numbers'?), which no asset of these "
+        "definitions is; check an asset that exists, or declare one defined elsewhere with "
+        "AssetSpec(key)"
+    )
+    # Merged by hand, the phantom is caught the same way.
+    merged = Definitions.merge(
+        yours, build_artifactstore_defs(resource=resource, checked_assets=["missing/asset"])
+    )
+    with pytest.raises(InvalidInputError, match="target 'missing/asset', which no asset"):
+        validate_checked_assets(merged)
+
+
+def test_checked_assets_resolve_against_your_definitions(
+    resource: ArtifactStoreResource,
+) -> None:
+    yours = Definitions(assets=[numbers, sharded_numbers, AssetSpec("uploaded_elsewhere")])
+    defs = build_artifactstore_defs(
+        yours,
+        resource=resource,
+        checked_assets=["numbers", "sharded_numbers", "uploaded_elsewhere"],
+        partitioned_checks=True,
+    )
+    Definitions.validate_loadable(defs)
+    assert validate_checked_assets(defs) is defs
+    graph = defs.resolve_asset_graph()
+    assert {k.asset_key.to_user_string() for k in graph.asset_check_keys} == {
+        "numbers",
+        "sharded_numbers",
+        "uploaded_elsewhere",
+    }
+    # Named by its key, a partitioned asset still gets a check partitioned like it (opt-in).
+    partitions = {
+        spec.asset_key.to_user_string(): spec.partitions_def
+        for check in defs.asset_checks or []
+        for spec in check.check_specs
+    }
+    assert partitions == {
+        "numbers": None,
+        "sharded_numbers": daily_shards,
+        "uploaded_elsewhere": None,
+    }

@@ -21,8 +21,10 @@ def test_demo_materializes_dry_runs_and_prints_lineage(
     out = capsys.readouterr().out
     assert "materialized 2024-06-01: ok, integrity checks 3/3 passed" in out
     assert "materialized 2024-06-02: ok, integrity checks 3/3 passed" in out
-    assert "retention dry run as of +100 days: 2 package(s) would expire" in out
-    assert "packages in the registry (6):" in out
+    assert out.count("materialized 2024-06-01: ok, integrity checks 3/3 passed") == 2
+    # Only the superseded first raw-evidence version (90 days) goes; the latest stay.
+    assert "retention dry run as of +100 days: 1 package(s) would expire" in out
+    assert "packages in the registry (9):" in out
     assert "evidence/release_bundle/2024-06-02@1" in out
     assert "<- evidence/daily_summary/2024-06-02@1" in out
     assert "<- evidence/raw_logs/2024-06-02@1" in out

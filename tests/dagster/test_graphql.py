@@ -25,6 +25,9 @@ query AssetMaterialization($assetKey: AssetKeyInput!) {
           ... on TextMetadataEntry { text }
           ... on IntMetadataEntry { intValue }
           ... on JsonMetadataEntry { jsonString }
+          ... on TimestampMetadataEntry { timestamp }
+          ... on AssetMetadataEntry { assetKey { path } }
+          ... on TableMetadataEntry { table { records } }
         }
       }
     }
@@ -60,8 +63,8 @@ def example_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def _entries(materialization: dict[str, Any]) -> dict[str, Any]:
     result = {}
     for entry in materialization["metadataEntries"]:
-        value = entry.get("text", entry.get("intValue", entry.get("jsonString")))
-        result[entry["label"]] = value
+        kinds = ("text", "intValue", "jsonString", "timestamp", "assetKey", "table")
+        result[entry["label"]] = next((entry[k] for k in kinds if k in entry), None)
     return result
 
 
@@ -99,7 +102,11 @@ def test_latest_materialization_carries_artifact_metadata_and_jobs_are_loaded(
     assert entries["artifactstore/size"] == bundle.size
     assert entries["artifactstore/file_count"] == 3
     assert entries["artifactstore/retention_class"] == "release-evidence"
-    assert entries["artifactstore/expires_at"].startswith(str(bundle.expires_at.year))  # type: ignore[union-attr]
+    assert bundle.expires_at is not None
+    assert entries["artifactstore/expires_at"] == bundle.expires_at.timestamp()
+    files = [json.loads(record)["path"] for record in entries["artifactstore/files"]["records"]]
+    assert files == [entry.path for entry in bundle.files] and len(files) == 3
+    assert entries["artifactstore/upstream/daily_summary"] == {"path": ["daily_summary"]}
     assert entries["artifactstore/storage_uri"] == registry.blobs.url
     upstream = json.loads(entries["artifactstore/upstream_package_ids"])
     assert sorted(upstream) == sorted(bundle.provenance.inputs)

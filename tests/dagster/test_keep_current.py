@@ -7,7 +7,6 @@ behind a latest materialization is expired or purged.
 """
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     DagsterInstance,
-    Definitions,
     DailyPartitionsDefinition,
+    Definitions,
     asset,
     materialize,
 )
@@ -58,9 +57,9 @@ def published(report: str) -> str:
 
 
 @pytest.fixture
-def clocked(tmp_path: Path) -> Iterator[ClockedResource]:
+def clocked(tmp_path: Path) -> ClockedResource:
     CLOCK.set(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    yield ClockedResource(
+    return ClockedResource(
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         storage_url=str(tmp_path / "blobs"),
         actor="tests",
@@ -150,3 +149,47 @@ def test_the_check_fails_when_the_latest_materialization_is_expired(
     assert not evaluation.passed
     assert "expired" in (evaluation.description or "")
     assert f"daily_report/{DAYS[0]}@1" in str(evaluation.metadata["expired_packages"].value)
+
+
+@asset(group_name="finance")
+def ledger_lines() -> list[int]:
+    return [1, 2, 3]
+
+
+@asset(group_name="finance", metadata={"artifactstore/retention_class": "transient"})
+def scratch_lines() -> list[int]:
+    return [4]
+
+
+@asset
+def loose_notes() -> str:
+    return "notes"
+
+
+def test_the_default_class_comes_from_the_group_then_the_resource(
+    tmp_path: Path, instance: DagsterInstance
+) -> None:
+    resource = ArtifactStoreResource(
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        storage_url=str(tmp_path / "blobs"),
+        default_retention_class="summary-evidence",
+    )
+    io = ArtifactStoreIOManager(
+        store=resource, retention_class_by_group={"finance": "permanent-record"}
+    )
+    result = materialize(
+        [ledger_lines, scratch_lines, loose_notes], resources={"io_manager": io},
+        instance=instance, run_config=QUIET,
+    )  # fmt: skip
+    assert result.success
+    store = resource.get_store()
+    classes = {n: store.describe(n).retention_class for n in
+               ("ledger_lines", "scratch_lines", "loose_notes")}  # fmt: skip
+    assert classes == {
+        "ledger_lines": "permanent-record",  # its group's class
+        "scratch_lines": "transient",  # the asset's own metadata wins
+        "loose_notes": "summary-evidence",  # the resource's default
+    }
+    rules = {(r.selector, r.keep_latest) for r in store.keep_rules()}
+    assert rules == {("prefix:ledger_lines", 1), ("prefix:scratch_lines", 1),
+                     ("prefix:loose_notes", 1)}  # fmt: skip

@@ -327,16 +327,16 @@ def test_data_version_from_materialize_result_helper(
     assert versions[0] == versions[1] and len(versions[0]) == 64
 
 
-def test_data_version_set_by_the_io_manager_behind_a_flag(
+def test_data_version_set_by_the_io_manager_unless_turned_off(
     resource: ArtifactStoreResource, instance: DagsterInstance
 ) -> None:
-    without = ArtifactStoreIOManager(store=resource)
+    without = ArtifactStoreIOManager(store=resource, auto_data_version=False)
     assert _run([plain], without, instance).success
     logical = _latest(instance, "plain").tags[DATA_VERSION_TAG]
     assert logical != _meta(_latest(instance, "plain"), CONTENT_DIGEST)
 
-    with_flag = ArtifactStoreIOManager(store=resource, auto_data_version=True)
-    assert _run([plain], with_flag, instance).success
+    by_default = ArtifactStoreIOManager(store=resource)
+    assert _run([plain], by_default, instance).success
     latest = _latest(instance, "plain")
     assert latest.tags[DATA_VERSION_TAG] == _meta(latest, CONTENT_DIGEST)
 
@@ -407,6 +407,7 @@ def test_expired_input_names_asset_partition_package_class_and_date(
     assert _run([raw_logs], io_manager, instance, partition_key="2024-05-05").success
     package = store.describe("raw_logs/2024-05-05")
     past = store.clock() - dt.timedelta(days=1)
+    store.remove_keep_rule("prefix:raw_logs", reason="test: let the current version expire")
     store.set_retention(package.id, expires_at=past, override=True, reason="test")
     store.sweep(grace=dt.timedelta(0))
     result = _run(

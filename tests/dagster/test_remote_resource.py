@@ -54,3 +54,5 @@ def test_assets_materialized_in_remote_mode_land_in_the_registry(
     assert upstream.retention_class == "summary-evidence"
     assert stored.provenance.inputs == (str(upstream.id),)
     assert stored.provenance.run_id == result.run_id
+    # The pipeline's token (read, write) keeps its current outputs: one keep rule per asset.
+    assert {r.selector for r in gateway.store.keep_rules()} == {"prefix:numbers", "prefix:total"}

@@ -98,6 +98,8 @@ def materialized(
         [ledger], resources={"io_manager": io_manager}, instance=instance, run_config=QUIET
     ).success
     past = store.clock() - dt.timedelta(hours=1)
+    # The current version of a partition is kept by a keep rule: these tests expire one.
+    store.remove_keep_rule("prefix:scratch_logs", reason="test: let a current version expire")
     store.set_retention("scratch_logs/2024-05-01", expires_at=past, override=True, reason="test")
     return store
 

@@ -68,7 +68,7 @@ def daily_sizes(context: AssetExecutionContext, daily_uploads: Path) -> int:
 
 @asset(partitions_def=days, metadata={k.RETENTION_CLASS_KEY: "transient"})
 def scratch_logs(context: AssetExecutionContext) -> str:
-    return f"scratch {context.partition_key}"
+    return f"scratch {context.partition_key} of run {context.run_id}"
 
 
 class Ticker:
@@ -271,7 +271,8 @@ def test_a_cli_sweep_shows_on_the_asset_partitions_it_touched(
     resource = pg_resource
     store = resource.get_store()
     io_manager = ArtifactStoreIOManager(store=resource, scratch_dir=str(tmp_path / "scratch"))
-    for day in ("2024-05-01", "2024-05-02", "2024-05-03"):
+    # The current version is kept (the IO manager's keep rule): 2024-05-01@1 is superseded.
+    for day in ("2024-05-01", "2024-05-02", "2024-05-03", "2024-05-01"):
         assert materialize(
             [scratch_logs],
             partition_key=day,
@@ -289,7 +290,7 @@ def test_a_cli_sweep_shows_on_the_asset_partitions_it_touched(
     assert elsewhere.tick() == []
 
     past = store.clock() - dt.timedelta(hours=1)
-    for name in ("scratch_logs/2024-05-01", "someone/else", "raw_upload"):
+    for name in ("scratch_logs/2024-05-01@1", "someone/else", "raw_upload"):
         store.set_retention(name, expires_at=past, override=True, reason="t")
     _cli(resource, "retention", "sweep", "--grace-seconds", "0")
 
@@ -319,7 +320,7 @@ def test_every_retention_event_is_observed_with_the_package_state(
 ) -> None:
     """Sweep (from the CLI), expiry, purge, hold, release, retention change and tier move,
     each tick's observation carrying status, on hold, expiry timestamp and tier."""
-    for day in ("2024-05-01", "2024-05-02"):
+    for day in ("2024-05-01", "2024-05-02", "2024-05-01"):
         assert materialize(
             [scratch_logs],
             partition_key=day,
@@ -356,7 +357,7 @@ def test_every_retention_event_is_observed_with_the_package_state(
     assert seen[k.TIER].value == "cold" and seen[k.STATUS].value == "active"
 
     past = store.clock() - dt.timedelta(minutes=5)
-    store.set_retention("scratch_logs/2024-05-01", expires_at=past, override=True, reason="t")
+    store.set_retention("scratch_logs/2024-05-01@1", expires_at=past, override=True, reason="t")
     ticker.tick()
     _cli(resource, "retention", "sweep", "--grace-seconds", "0")
     seen = observed()
@@ -419,10 +420,11 @@ def test_the_sensor_daemon_records_uploads_and_cli_sweeps(
         monkeypatch.setenv(f"ARTIFACTSTORE_{name.upper()}", str(getattr(resource, name)))
     store = resource.get_store()
     io_manager = ArtifactStoreIOManager(store=resource)
-    assert materialize([sensor_project.scratch], resources={"io_manager": io_manager},
-                       instance=instance, run_config=QUIET).success  # fmt: skip
+    for _ in range(2):  # the current version is kept: scratch@1 is superseded
+        assert materialize([sensor_project.scratch], resources={"io_manager": io_manager},
+                           instance=instance, run_config=QUIET).success  # fmt: skip
     past = store.clock() - dt.timedelta(hours=1)
-    store.set_retention("scratch", expires_at=past, override=True, reason="test")
+    store.set_retention("scratch@1", expires_at=past, override=True, reason="test")
     _cli(resource, "retention", "sweep", "--grace-seconds", "0")
     upload = tmp_path / "data.json"
     upload.write_text(json.dumps({"rows": [1, None]}))

@@ -92,9 +92,7 @@ def test_a_newer_version_that_expired_does_not_make_an_older_one_stale(
     tiered: ArtifactStore, clock: FrozenClock
 ) -> None:
     _versions(tiered, "n", 2)
-    tiered.set_retention(
-        "n@1", expires_at=clock() + 2 * YEAR, reason="kept longer", override=False
-    )
+    tiered.set_retention("n@1", expires_at=clock() + 2 * YEAR, reason="kept longer", override=False)
     clock.advance(YEAR)
     tiered.sweep(grace=dt.timedelta(0))  # n@2 expires, n@1 is not due yet
     assert [_status(tiered, "n@1"), _status(tiered, "n@2")] == ["active", "expired"]
@@ -128,7 +126,7 @@ def test_weakening_a_rule_needs_a_reason(tiered: ArtifactStore) -> None:
     with pytest.raises(InvalidInputError, match="give a reason"):
         tiered.remove_keep_rule("prefix:reports")
     assert tiered.set_keep_rule("prefix:reports", 1, reason="cost").keep_latest == 1
-    with pytest.raises(NotFoundError, match="no keep rule 'prefix:other'.*prefix:reports"):
+    with pytest.raises(NotFoundError, match=r"no keep rule 'prefix:other'.*prefix:reports"):
         tiered.remove_keep_rule("prefix:other", reason="x")
 
 
@@ -159,7 +157,8 @@ def test_a_rule_deleted_behind_the_log_stops_the_sweep(
     with tiered.engine.begin() as conn:
         conn.execute(sa.delete(retention_keep_rules))
     clock.advance(YEAR)
-    with pytest.raises(IntegrityError, match=r"reports/daily@1 .*kept by keep rule 'prefix:reports'"):
+    kept = r"reports/daily@1 .*kept by keep rule 'prefix:reports'"
+    with pytest.raises(IntegrityError, match=kept):
         tiered.sweep(grace=GRACE)
     assert _status(tiered, "reports/daily@1") == "active"
     tiered.rebuild_views()
