@@ -183,11 +183,15 @@ def build_artifactstore_defs(
             )
     external = list(external_assets)
     prefix = io_manager.package_prefix if io_manager is not None else ""
+    keep = io_manager.keep_latest_versions if io_manager is not None else 1
     sensors: list[Any] = []
     if external:
         sensors.append(
             build_external_packages_sensor(
-                external, resource_key=resource_key, package_prefix=prefix
+                external,
+                resource_key=resource_key,
+                package_prefix=prefix,
+                keep_latest_versions=keep,
             )
         )
     if retention_sensor:

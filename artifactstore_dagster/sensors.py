@@ -132,11 +132,16 @@ class PackageAssets:
 
     def asset_of(self, package_name: str) -> tuple[AssetKey | None, str | None]:
         """The asset (and partition) a package name maps to, or ``(None, None)``."""
+        found = self.find(package_name)
+        return (found[0].asset_key, found[1]) if found else (None, None)
+
+    def find(self, package_name: str) -> tuple[_Mapped, str | None] | None:
+        """The mapping a package name falls under, and its partition key."""
         for mapped in self._mapped:
             matches, partition = mapped.match(package_name)
             if matches:
-                return mapped.asset_key, partition
-        return None, None
+                return mapped, partition
+        return None
 
 
 def written_by_dagster(provenance: Mapping[str, Any]) -> bool:
@@ -195,7 +200,7 @@ class _Upload:
 
     package_id: str
     actor: str
-    asset_key: AssetKey
+    mapped: _Mapped
     partition: str | None
 
 
@@ -226,6 +231,7 @@ def build_external_packages_sensor(
     batch_size: int = BATCH_SIZE,
     scan_limit: int = SCAN_LIMIT,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+    keep_latest_versions: int = 1,
 ) -> SensorDefinition:
     """A sensor reporting each package registered outside Dagster under a name mapped to
     one of ``assets`` (external ``AssetSpec``\\ s) as a materialization of that asset.
@@ -233,7 +239,10 @@ def build_external_packages_sensor(
     A spec's packages are named by its ``artifactstore/package_name`` metadata, else by
     its key path under ``package_prefix`` (as the IO manager names outputs); a
     partitioned spec's have one more segment per partition dimension. Packages written
-    by a Dagster run are left out: their run reported them already.
+    by a Dagster run are left out: their run reported them already. As the IO manager
+    does for its outputs, a keep rule (``prefix:<name>``) keeps the newest
+    ``keep_latest_versions`` of each name reported, so the sweep never takes the package
+    behind an asset's latest materialization (``0``: no rule).
     """
     mapping = PackageAssets(assets, package_prefix)
 
@@ -251,10 +260,8 @@ def build_external_packages_sensor(
             event = recorded.event
             if not isinstance(event, ev.PackageRegistered) or written_by_dagster(event.provenance):
                 return None
-            asset_key, partition = mapping.asset_of(event.name)
-            if asset_key is None:
-                return None
-            return _Upload(event.package_id, recorded.actor, asset_key, partition)
+            found = mapping.find(event.name)
+            return _Upload(event.package_id, recorded.actor, *found) if found else None
 
         with partition_loading_context(dynamic_partitions_store=context.instance):
             found, cursor = _scan(
@@ -268,12 +275,25 @@ def build_external_packages_sensor(
                 continue
             reported.append(
                 external_materialization(
-                    store, package, upload.asset_key, upload.partition, upload.actor
+                    store, package, upload.mapped.asset_key, upload.partition, upload.actor
                 )
             )
+        _keep_current(store, {u.mapped.name for u in found}, keep_latest_versions)
         return SensorResult(asset_events=reported, cursor=str(cursor))
 
     return external_packages
+
+
+def _keep_current(store: Registry, names: Iterable[str], keep_latest: int) -> None:
+    """Make sure a keep rule keeps the newest ``keep_latest`` versions under each name
+    (never lowers a rule; as ``ArtifactStoreIOManager`` does for its outputs)."""
+    wanted = sorted(set(names))
+    if keep_latest < 1 or not wanted:
+        return
+    current = {rule.selector: rule.keep_latest for rule in store.keep_rules()}
+    for name in wanted:
+        if current.get(f"prefix:{name}", 0) < keep_latest:
+            store.set_keep_rule(f"prefix:{name}", keep_latest)
 
 
 # ---------------------------------------------------------------------------- retention

@@ -176,6 +176,14 @@ def test_a_package_put_outside_dagster_is_materialized_loaded_and_linked(
     assert latest.asset_materialization is not None
     assert latest.asset_materialization.metadata[k.REGISTERED_BY].value == "bob"
 
+    # As for the IO manager's outputs, the package behind the latest materialization is
+    # kept by a keep rule, whatever its expiry.
+    assert {(r.selector, r.keep_latest) for r in store.keep_rules()} >= {("prefix:raw_upload", 1)}
+    store.set_retention("raw_upload@2", expires_at=store.clock() - dt.timedelta(hours=1),
+                        override=True, reason="test")  # fmt: skip
+    store.sweep(grace=dt.timedelta(0))
+    assert store.describe("raw_upload@2").status == "active"
+
 
 def test_partitioned_uploads_map_their_last_segment_to_the_partition(
     resource: ArtifactStoreResource,
@@ -190,7 +198,7 @@ def test_partitioned_uploads_map_their_last_segment_to_the_partition(
     sensor = build_external_packages_sensor([daily_uploads], batch_size=1, scan_limit=3)
     ticker = Ticker(sensor, instance, resource)
     reported = []
-    while ticker.cursor != str(last):  # at most 3 events read and 1 reported a tick
+    while int(ticker.cursor or 0) < last:  # at most 3 events read and 1 reported a tick
         before = int(ticker.cursor or 0)
         events = ticker.tick()
         assert len(events) <= 1 and 0 < int(ticker.cursor or 0) - before <= 3
@@ -374,29 +382,43 @@ gateway_store = http.gateway_store
 gateway = http.gateway
 
 
-def test_the_sensors_read_a_registry_server_with_a_read_token(
+def test_the_sensors_read_a_registry_server_with_a_token(
     gateway: LiveServer, instance: DagsterInstance
 ) -> None:
-    """Remote mode (``url`` + a read-only token) over SQLite + local blobs and over
-    PostgreSQL + the S3 server: the same events, the same asset events."""
+    """Remote mode (``url`` + a token) over SQLite + local blobs and over PostgreSQL + the
+    S3 server: the same events, the same asset events. The retention sensor only reads;
+    the external one also sets the keep rule of the names it reports."""
     registry = gateway.store
-    resource = ArtifactStoreResource(
-        url=gateway.url, token=issue_token(registry, "package:**:read", actor="dagster")
-    )
-    registry.put("raw_upload", {"data.json": b'{"rows": []}'}, retention_class="transient")
-    external = Ticker(build_external_packages_sensor([raw_upload]), instance, resource)
-    [reported] = external.tick()
-    assert _meta(reported)[k.PACKAGE_ID] == str(registry.describe("raw_upload").id)
-    assert _meta(reported)[k.STORAGE_URI].startswith(gateway.url)  # the server's URL
 
-    registry.set_retention(
-        "raw_upload", expires_at=registry.clock() - dt.timedelta(hours=1), override=True,
-        reason="test",
-    )  # fmt: skip
+    def remote(scopes: str) -> ArtifactStoreResource:
+        return ArtifactStoreResource(
+            url=gateway.url, token=issue_token(registry, scopes, actor="dagster")
+        )
+
+    for rows in ("[]", "[1]"):
+        registry.put("raw_upload", {"data.json": b'{"rows": %s}' % rows.encode()},
+                     retention_class="transient")  # fmt: skip
+    sensor = build_external_packages_sensor([raw_upload])
+    external = Ticker(sensor, instance, remote("package:**:read,write"))
+    reported = external.tick()
+    assert [_meta(r)[k.REFERENCE] for r in reported] == ["raw_upload@1", "raw_upload@2"]
+    assert _meta(reported[0])[k.STORAGE_URI].startswith(gateway.url)  # the server's URL
+    assert [r.selector for r in registry.keep_rules()] == ["prefix:raw_upload"]
+
+    for version in (1, 2):
+        registry.set_retention(
+            f"raw_upload@{version}", expires_at=registry.clock() - dt.timedelta(hours=1),
+            override=True, reason="test",
+        )  # fmt: skip
     registry.sweep(grace=dt.timedelta(0))
-    retention = Ticker(build_retention_sensor(external_assets=[raw_upload]), instance, resource)
-    [observed] = retention.tick()
-    assert _meta(observed)[k.STATUS] == "purged"
+    retention = Ticker(
+        build_retention_sensor(external_assets=[raw_upload]), instance, remote("package:**:read")
+    )
+    observed = sorted(retention.tick(), key=lambda o: _meta(o)[k.REFERENCE])
+    assert [(_meta(o)[k.REFERENCE], _meta(o)[k.STATUS]) for o in observed] == [
+        ("raw_upload@1", "purged"),
+        ("raw_upload@2", "active"),  # its expiry changed, but it is current: kept
+    ]
     assert external.tick() == [] and retention.tick() == []
 
 
