@@ -28,6 +28,7 @@ from artifactstore_dagster.retention_jobs import (
     build_retention_jobs,
     build_retention_schedule,
 )
+from artifactstore_dagster.sensors import build_external_packages_sensor, build_retention_sensor
 from artifactstore_dagster.serializers import (
     Serializer,
     SerializerRegistry,
@@ -56,8 +57,10 @@ __all__ = [
     "artifact_result",
     "build_artifact_checks",
     "build_artifactstore_defs",
+    "build_external_packages_sensor",
     "build_retention_jobs",
     "build_retention_schedule",
+    "build_retention_sensor",
     "close_cached_stores",
     "default_registry",
     "files_digest",

@@ -32,6 +32,11 @@ from artifactstore_dagster.checks import AssetLike, build_artifact_checks
 from artifactstore_dagster.io_manager import ArtifactStoreIOManager
 from artifactstore_dagster.resources import ArtifactStoreResource
 from artifactstore_dagster.retention_jobs import build_retention_jobs, build_retention_schedule
+from artifactstore_dagster.sensors import (
+    ExternalAsset,
+    build_external_packages_sensor,
+    build_retention_sensor,
+)
 
 #: Metadata Dagster puts on the asset it invents for a key nothing defines (a phantom).
 _STUB_FLAG = "dagster/auto_created_stub_asset"
@@ -116,6 +121,8 @@ def build_artifactstore_defs(
     sweep_run_config: Mapping[str, Any] | None = None,
     execution_timezone: str = "UTC",
     schedule_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
+    external_assets: Iterable[ExternalAsset] = (),
+    retention_sensor: bool = True,
 ) -> Definitions:
     """Definitions for artifact-store: resource, IO manager, integrity checks, retention jobs.
 
@@ -129,6 +136,11 @@ def build_artifactstore_defs(
     ``io_manager`` to an ``ArtifactStoreIOManager`` on that resource (``io_manager_key=None``
     leaves the IO manager out). Schedules (sweep daily, verification daily; ``None`` for
     none) are created stopped unless ``schedule_status`` says otherwise.
+
+    ``external_assets`` (``AssetSpec``\\ s, included in the result) are assets whose
+    packages are put outside Dagster: a running sensor reports each as a materialization.
+    ``retention_sensor`` adds a running sensor that shows every expiry, purge, hold and
+    tier move of an asset's package as an observation on it.
     """
     resource = resource or ArtifactStoreResource()
     resources: dict[str, Any] = {resource_key: resource}
@@ -169,7 +181,33 @@ def build_artifactstore_defs(
                     default_status=schedule_status,
                 )
             )
-    ours = Definitions(resources=resources, asset_checks=checks, jobs=jobs, schedules=schedules)
+    external = list(external_assets)
+    prefix = io_manager.package_prefix if io_manager is not None else ""
+    keep = io_manager.keep_latest_versions if io_manager is not None else 1
+    sensors: list[Any] = []
+    if external:
+        sensors.append(
+            build_external_packages_sensor(
+                external,
+                resource_key=resource_key,
+                package_prefix=prefix,
+                keep_latest_versions=keep,
+            )
+        )
+    if retention_sensor:
+        sensors.append(
+            build_retention_sensor(
+                resource_key=resource_key, package_prefix=prefix, external_assets=external
+            )
+        )
+    ours = Definitions(
+        assets=external,
+        resources=resources,
+        asset_checks=checks,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+    )
     return ours if defs is None else validate_checked_assets(Definitions.merge(defs, ours))
 
 
@@ -182,6 +220,7 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
         attributes:
           database_url: "{{ env.ARTIFACTSTORE_DATABASE_URL }}"
           checked_assets: [raw_logs, summary_report]
+          external_assets: [raw_upload]  # packages put by the CLI become materializations
     """
 
     database_url: str | None = None
@@ -214,6 +253,8 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     sweep_run_config: dict[str, Any] | None = None
     execution_timezone: str = "UTC"
     schedule_status: Literal["RUNNING", "STOPPED"] = "STOPPED"
+    external_assets: list[str] = Field(default_factory=list)
+    retention_sensor: bool = True
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         resource = ArtifactStoreResource(
@@ -241,6 +282,8 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
             sweep_run_config=self.sweep_run_config,
             execution_timezone=self.execution_timezone,
             schedule_status=DefaultScheduleStatus(self.schedule_status),
+            external_assets=[AssetSpec(AssetKey.from_user_string(k)) for k in self.external_assets],
+            retention_sensor=self.retention_sensor,
         )
 
 

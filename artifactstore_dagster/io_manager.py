@@ -435,9 +435,14 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
             add_context(exc, f"cannot load {where}")
             raise
         name = package.provenance.attributes.get("serializer")
-        override = (context.definition_metadata or {}).get(SERIALIZER_KEY)
+        override = _context.plain((context.definition_metadata or {}).get(SERIALIZER_KEY))
+        upstream = _context.optional(lambda: context.upstream_output)
+        if not override and upstream is not None:  # the upstream asset's (an external one's)
+            override = _context.plain((upstream.definition_metadata or {}).get(SERIALIZER_KEY))
+        # No serializer recorded: not stored by this IO manager (an upload); a local path.
+        fallback = "file" if len(package.files) == 1 else "directory"
         try:
-            serializer = self.serializers().get(str(name or _context.plain(override) or "pickle"))
+            serializer = self.serializers().get(str(name or override or fallback))
             content = StoredContent(
                 package,
                 read=lambda path: store.read_bytes(package, path, record=False),

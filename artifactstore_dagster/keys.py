@@ -62,5 +62,15 @@ OUTPUT_METADATA_KEYS = (
 #: Asset observation metadata of the sweep: the package expired.
 EXPIRED = "artifactstore/expired"
 
+#: Definition metadata of an external asset: the name its packages are registered under.
+PACKAGE_NAME = "artifactstore/package_name"
+#: Materialization metadata of a package registered outside Dagster: who registered it.
+REGISTERED_BY = "artifactstore/registered_by"
+#: Observation metadata of the retention sensor (``sensors.py``).
+STATUS = "artifactstore/status"
+ON_HOLD = "artifactstore/on_hold"
+TIER = "artifactstore/tier"
+EVENTS = "artifactstore/events"
+
 #: Run tag of every retention run (two never overlap).
 RETENTION_TAG = "artifactstore/retention"
