@@ -272,7 +272,9 @@ def _sweep_op(resource_key: str, name: str) -> Any:
                             keys.REFERENCE: item.reference,
                             keys.RETENTION_CLASS: item.retention_class,
                             keys.EXPIRED: True,
-                            keys.EXPIRES_AT: _when(item.expires_at) or "",
+                            keys.EXPIRES_AT: MetadataValue.timestamp(item.expires_at)
+                            if item.expires_at
+                            else MetadataValue.text("never"),
                         },
                     )
                 )

@@ -17,6 +17,7 @@ from dagster import (
     DailyPartitionsDefinition,
     DefaultScheduleStatus,
     RunRequest,
+    TimestampMetadataValue,
     asset,
     build_schedule_context,
     materialize,
@@ -149,6 +150,10 @@ def test_sweep_expires_observes_and_keeps_dagster_history(
     assert observation is not None and observation.partition == "2024-05-01"
     assert observation.metadata["artifactstore/reference"].value == "scratch_logs/2024-05-01@1"
     assert observation.metadata["artifactstore/expired"].value is True
+    expires_at = observation.metadata["artifactstore/expires_at"]  # a timestamp, as on outputs
+    assert isinstance(expires_at, TimestampMetadataValue)
+    expected = materialized.describe("scratch_logs/2024-05-01@1").expires_at
+    assert expected is not None and expires_at.value == expected.timestamp()
     # Dagster's own materialization history is never wiped.
     for day in ("2024-05-01", "2024-05-02"):
         records = instance.fetch_materializations(
