@@ -17,10 +17,13 @@ test: install
 
 # The reliability suite's long form (docs/reliability.md): >= 200 crash trials per
 # operation, minutes of concurrent writers, sweeps and readers, and 1 GiB through the HTTP
-# gateway (2 workers; cut and resumed both ways). `make test` runs their short forms.
+# gateway (2 workers; cut and resumed both ways), and a simulated year of a daily Dagster
+# pipeline under the shipped retention schedules. `make test` runs their short forms.
 reliability: install
 	ARTIFACTSTORE_RELIABILITY_LONG=1 ARTIFACTSTORE_HTTP_LONG=1 ARTIFACTSTORE_CLIENT_LONG=1 \
-		$(RUN) pytest tests/reliability tests/http/test_serve.py tests/client/test_long.py $(PYTEST_ARGS)
+	ARTIFACTSTORE_SIMULATED_DAYS=365 \
+		$(RUN) pytest tests/reliability tests/http/test_serve.py tests/client/test_long.py \
+		tests/dagster/test_keep_current.py $(PYTEST_ARGS)
 
 lint: install
 	$(RUN) ruff check .

@@ -7,6 +7,7 @@ behind a latest materialization is expired or purged.
 """
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from dagster import (
     DailyPartitionsDefinition,
     Definitions,
     asset,
+    build_schedule_context,
     materialize,
 )
 
@@ -27,6 +29,7 @@ from artifactstore_dagster import (
     ArtifactStoreIOManager,
     ArtifactStoreResource,
     build_artifact_checks,
+    build_artifactstore_defs,
     build_retention_jobs,
 )
 
@@ -193,3 +196,79 @@ def test_the_default_class_comes_from_the_group_then_the_resource(
     rules = {(r.selector, r.keep_latest) for r in store.keep_rules()}
     assert rules == {("prefix:ledger_lines", 1), ("prefix:scratch_lines", 1),
                      ("prefix:loose_notes", 1)}  # fmt: skip
+
+
+#: Simulated days of the daily pipeline (``make reliability`` runs a year: 365).
+SIMULATED_DAYS = int(os.environ.get("ARTIFACTSTORE_SIMULATED_DAYS", "12"))
+season = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2027-01-01")
+
+
+@asset(partitions_def=season, metadata={"artifactstore/retention_class": "transient"})
+def daily_extract(context: AssetExecutionContext) -> str:
+    return f"extract of {context.partition_key}, run {context.run_id}"
+
+
+@pytest.mark.timeout(max(300, SIMULATED_DAYS * 15))
+def test_months_of_daily_partitions_under_the_shipped_schedules(
+    clocked: ClockedResource, tmp_path: Path
+) -> None:
+    """Every simulated day: materialize the day's partition, re-run the one of three days
+    ago (its previous version is superseded), tick the shipped sweep and verify schedules
+    and run what they request. Transient packages live 7 days, so superseded versions go
+    within the run while no current one ever does, and the checks never pass on nothing."""
+    io = ArtifactStoreIOManager(store=clocked, scratch_dir=str(tmp_path / "scratch"))
+    defs = build_artifactstore_defs(
+        Definitions(assets=[daily_extract]), resource=clocked, io_manager=io,
+        checked_assets=[daily_extract], check_mode="digest",
+        sweep_run_config={"ops": {"artifactstore_sweep": {"config": {"grace_seconds": 0}}}},
+    )  # fmt: skip
+    schedules = {s.name: s for s in defs.schedules or []}
+    jobs = {name: defs.resolve_job_def(name) for name in
+            ("artifactstore_retention_sweep", "artifactstore_verify")}  # fmt: skip
+    store = clocked.get_store()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    days = season.get_partition_keys()[:SIMULATED_DAYS]
+    with DagsterInstance.local_temp(str(home)) as instance:
+        for index, day in enumerate(days):
+            CLOCK.advance(dt.timedelta(days=1))
+            for key in (day, *([days[index - 3]] if index >= 3 else [])):
+                result = materialize([daily_extract], partition_key=key, instance=instance,
+                                     resources={"io_manager": io}, run_config=QUIET)  # fmt: skip
+                assert result.success
+            for name, job in (("artifactstore_retention_sweep_daily", jobs[
+                    "artifactstore_retention_sweep"]), ("artifactstore_verify_daily",
+                    jobs["artifactstore_verify"])):  # fmt: skip
+                with build_schedule_context(instance=instance) as context:
+                    (request,) = schedules[name].evaluate_tick(context).run_requests or []
+                run = job.execute_in_process(
+                    instance=instance, run_config={**QUIET, **request.run_config},
+                    tags=request.tags,
+                )  # fmt: skip
+                assert run.success, name
+            # The current version of every partition so far is active and intact.
+            current = [store.describe(f"daily_extract/{d}") for d in days[: index + 1]]
+            assert all(p.status == "active" for p in current), day
+            assert store.verify(references=[str(p.id) for p in current]).ok
+        evaluation = _check_all(defs, instance)
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["packages_verified"].value == len(days)
+    superseded = [p for p in store.list_packages(name_prefix="daily_extract/") if p.version == 1
+                  and store.describe(p.name).version == 2]  # fmt: skip
+    # Re-run three days later, a first version is superseded; it goes once its 7 days are up.
+    assert len(superseded) == max(0, len(days) - 3)
+    for package in superseded:
+        assert package.expires_at is not None
+        due = package.expires_at <= CLOCK()  # the last sweep ran at the last simulated day
+        assert package.status == ("expired" if due else "active"), package.reference
+    assert any(p.status == "expired" for p in superseded) or len(days) < 11
+
+
+def _check_all(defs: Definitions, instance: DagsterInstance) -> Any:
+    check_keys = {key for check in defs.asset_checks or [] for key in check.check_keys}
+    job = defs.get_implicit_global_asset_job_def().get_subset(
+        asset_check_selection=check_keys, asset_selection=set()
+    )
+    run = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    (evaluation,) = run.get_asset_check_evaluations()
+    return evaluation
