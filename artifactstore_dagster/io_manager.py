@@ -11,7 +11,8 @@ Loading follows what Dagster's latest materialization of the upstream asset (par
 points to, so the value is exactly the one Dagster shows.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: Dagster reads the ``store`` annotation as
+# a class to accept a resource configured at launch (tests/dagster/test_configure_at_launch).
 
 import datetime as dt
 from pathlib import Path
