@@ -15,7 +15,8 @@ key and becomes one package per partition, each partition's materialization poin
 its own; ``store_output`` (also used by ``migration.py``) stores without touching Dagster.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: Dagster reads the ``store`` annotation as
+# a class to accept a resource configured at launch (tests/dagster/test_configure_at_launch).
 
 import datetime as dt
 import sys

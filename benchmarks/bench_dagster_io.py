@@ -22,41 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dagster import (
-    AssetIn,
-    AssetsDefinition,
-    DagsterInstance,
-    FilesystemIOManager,
-    asset,
-    materialize,
-)
+from _dagster_jobs import build_assets
+from dagster import AssetsDefinition, DagsterInstance, FilesystemIOManager, materialize
 
 from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import ArtifactStoreIOManager, ArtifactStoreResource, close_cached_stores
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-
-
-def build_assets(count: int, chain: int) -> list[AssetsDefinition]:
-    """``count`` assets in chains of ``chain``: each returns a small dict from its parent."""
-    assets: list[AssetsDefinition] = []
-    for index in range(count):
-        name = f"asset_{index:04d}"
-        if index % chain == 0:
-
-            @asset(name=name)
-            def root() -> dict[str, Any]:
-                return {"value": 1, "items": list(range(20))}
-
-            assets.append(root)
-        else:
-
-            @asset(name=name, ins={"parent": AssetIn(f"asset_{index - 1:04d}")})
-            def child(parent: dict[str, Any]) -> dict[str, Any]:
-                return {"value": parent["value"] + 1, "items": parent["items"]}
-
-            assets.append(child)
-    return assets
 
 
 def make_instance(kind: str, root: Path) -> DagsterInstance:
