@@ -30,9 +30,9 @@ DROPPED = {
     "artifact_packages": {"retention_class"},
     "storage_locations": {"retrieval_tier", "restore_status"},
 }
-# Columns and tables revision 0003 added (empty for this registry's rows).
+# Columns and tables revisions 0003 and 0004 added (empty for this registry's rows).
 ADDED = {"artifact_packages": {"idempotency_key"}}
-ADDED_TABLES = {"access_tokens"}
+ADDED_TABLES = {"access_tokens", "retention_keep_rules"}
 
 
 def _open(database_url: str, tmp_path: Path) -> ArtifactStore:
