@@ -167,6 +167,16 @@ def _provenance(caller: Caller, body: Registration) -> dict[str, Any] | None:
     return provenance
 
 
+def _retrieval_run(caller: Caller, run_id: str | None) -> str | None:
+    """The run a read is recorded for: a token bound to a run records its reads for that
+    run only (filled in when absent)."""
+    principal = caller.principal
+    if principal is None or principal.run_id is None:
+        return run_id
+    principal.require_run(run_id or principal.run_id, "read")
+    return principal.run_id
+
+
 def _inline(files: dict[str, str | FileRef | InlineFile]) -> dict[str, bytes] | None:
     """The package's files given inline, decoded; ``None`` if none is."""
     if not files or not all(isinstance(ref, InlineFile) for ref in files.values()):
@@ -330,10 +340,11 @@ def download(
     or one ``Range``; records a retrieval (``purpose``, ``run_id``)."""
     package = load_package(store, caller, segment(ref), "read")
     entry = package.file(segment(path))
+    recorded_run = _retrieval_run(caller, run_id)
 
     def open_stream(start: int | None, end: int | None) -> BinaryIO:
         return store.open_file(
-            package, entry.path, actor=caller.actor, purpose=purpose, run_id=run_id,
+            package, entry.path, actor=caller.actor, purpose=purpose, run_id=recorded_run,
             start=start, end=end,
         )  # fmt: skip
 

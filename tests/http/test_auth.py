@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from artifactstore_core import ArtifactStore
+from artifactstore_core.domain.events import PackageRetrieved
 from artifactstore_core.testing.clock import FrozenClock
 from tests.http.conftest import LiveServer, assert_problem, issue_token, live_server
 
@@ -121,6 +122,14 @@ def test_run_bound_token_registers_for_its_run_only(server: LiveServer) -> None:
         assert response.status_code == 201, response.text
         assert response.json()["provenance"]["run_id"] == "run-1"
         assert response.json()["actor"] == "alice"
+        # Its reads are recorded for its run too: never for another one.
+        path = "/v1/packages/team%2Fr/files/a.txt"
+        other = client.get(path, params={"run_id": "run-2"})
+        assert "bound to run 'run-1'" in assert_problem(other, 403, "DENIED")["detail"]
+        assert client.get(path).content == b"a"
+        assert client.get(path, params={"run_id": "run-1"}).content == b"a"
+    retrievals = [e.event for e in store.events() if isinstance(e.event, PackageRetrieved)]
+    assert [e.run_id for e in retrievals] == ["run-1", "run-1"]
 
 
 def test_token_endpoints(server: LiveServer) -> None:
