@@ -10,6 +10,8 @@ expire 10%, collect their unshared blobs, scan for orphans) is timed, with peak 
 
 Target (SQLite): the sweep completes in under 20 s with peak memory under 200 MB.
 PostgreSQL is reported alongside (the test server runs with fsync=off; said in output).
+``--keep-rule prefix:bench`` sets a keep rule first (every package's "due" then asks how
+many newer live versions its name has): run it beside the plain run to compare.
 """
 
 from __future__ import annotations
@@ -109,9 +111,15 @@ def build_catalogue(store: ArtifactStore, packages: int, seed: int = 7) -> tuple
     return due, len(known)
 
 
-def run(label: str, database_url: str, root: Path, packages: int) -> dict[str, float]:
+def run(
+    label: str, database_url: str, root: Path, packages: int, keep_rule: str | None = None
+) -> dict[str, float]:
     store = ArtifactStore.open(database_url, str(root / "blobs"), gc_grace=dt.timedelta(hours=1))
     seconds, (due, blob_count) = timed(lambda: build_catalogue(store, packages))
+    if keep_rule:
+        store.set_keep_rule(keep_rule)
+        # The newest version of each name is kept: those that were due are not any more.
+        due -= sum(1 for v in range(packages - 500, packages) if v % 10 == 0)
     print(f"{label}: built {packages:,} packages ({due:,} due, {blob_count:,} blobs) "
           f"in {seconds:.0f} s")  # fmt: skip
     settle()
@@ -141,13 +149,15 @@ def main() -> int:
     args = parser(__doc__.splitlines()[0])
     args.add_argument("--packages", type=int, help="catalogue size (default 100,000)")
     args.add_argument("--skip-postgres", action="store_true")
+    args.add_argument("--keep-rule", help="set this keep rule before sweeping")
     options = args.parse_args()
     packages = options.packages or (5_000 if options.quick else 100_000)
     header("retention sweep", options.quick, packages=packages, due="10%", shared="~20% files")
     root = temp_root(options.tmpdir)
     results: dict[str, dict[str, float]] = {}
     with temp_dir(root, "bench-sweep-sqlite-") as path:
-        results["SQLite"] = run("SQLite", sqlite_url(path / "registry.db"), path, packages)
+        results["SQLite"] = run("SQLite", sqlite_url(path / "registry.db"), path, packages,
+                                options.keep_rule)  # fmt: skip
     if not options.skip_postgres:
         with postgres_server() as server, temp_dir(root, "bench-sweep-pg-") as path:
             admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
@@ -155,7 +165,7 @@ def main() -> int:
                 conn.execute(sa.text("CREATE DATABASE bench"))
             admin.dispose()
             results["PostgreSQL (fsync=off)"] = run("PostgreSQL", server.url("bench"), path,
-                                                    packages)  # fmt: skip
+                                                    packages, options.keep_rule)  # fmt: skip
     table(
         ["database", "sweep s", "log check s", "expired", "blobs deleted", "shared kept",
          "peak MiB"],

@@ -47,17 +47,21 @@ def due(state: Any, now: dt.datetime) -> Predicate:
     )
 
 
-def newer_live_versions(package: Any) -> sa.ScalarSelect[int]:
-    """How many live versions of ``package``'s name (a row of ``artifact_packages`` or an
-    alias) are newer than it."""
+def _newer_live(package: Any, *columns: Any) -> sa.Select[Any]:
+    """``columns`` of the live versions of ``package``'s name (a row of
+    ``artifact_packages`` or an alias) newer than it."""
     newer, newer_state = artifact_packages.alias("newer"), retention_state.alias("newer_state")
     return (
-        sa.select(sa.func.count())
+        sa.select(*(columns or (newer.c.version,)))
         .select_from(newer.join(newer_state, newer_state.c.package_id == newer.c.package_id))
         .where(newer.c.name == package.c.name, newer.c.version > package.c.version)
         .where(live(newer_state))
-        .scalar_subquery()
     )
+
+
+def newer_live_versions(package: Any) -> sa.ScalarSelect[int]:
+    """How many live versions of ``package``'s name are newer than it."""
+    return _newer_live(package, sa.func.count()).scalar_subquery()
 
 
 def rule_matches(rule: Any, package: Any, state: Any) -> Predicate:
@@ -83,7 +87,14 @@ def kept_by_rule(state: Any) -> sa.Exists:
         sa.exists()
         .where(package.c.package_id == state.c.package_id)
         .where(rule_matches(rule, package, state))
-        .where(newer_live_versions(package) < rule.c.keep_latest)
+        .where(
+            # Keeping one version (the usual rule) needs no count: the first newer live
+            # version found settles it (an index seek, not a scan of the name's versions).
+            sa.case(
+                (rule.c.keep_latest == 1, ~_newer_live(package).exists()),
+                else_=newer_live_versions(package) < rule.c.keep_latest,
+            )
+        )
     )
 
 
