@@ -509,7 +509,7 @@ class ArtifactStore:
         (``class:<retention class>`` or ``prefix:<name>``) whatever their expiry: the
         current version of a name never expires while the rule stands. Setting the same
         rule again records nothing; lowering its count needs a ``reason``."""
-        return keep.set_rule(self.ledger, selector, keep_latest, reason=reason, actor=actor)[0]
+        return keep.set_rule(self.ledger, selector, keep_latest, reason=reason, actor=actor)
 
     def remove_keep_rule(
         self, selector: str, *, reason: str | None = None, actor: str | None = None

@@ -108,6 +108,6 @@ def explain(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanat
     ).all()
     sizes = {r.content_address: r.size for r in rows}
     sharing = tuple(dict.fromkeys(f"{r.name}@{r.version}" for r in rows))
-    rule = rule_keeping(conn, package)[0] if package.status == "active" else None
+    rule = rule_keeping(conn, package) if package.status == "active" else None
     return Explanation(package, now, verdict(package, now, rule), len(sizes),
                        sum(sizes.values()), sharing, rule.selector if rule else None)  # fmt: skip

@@ -40,9 +40,9 @@ def _need_reason(what: str, reason: str | None) -> None:
 
 def set_rule(
     ledger: Ledger, selector: str, keep_latest: int, *, reason: str | None, actor: str | None
-) -> tuple[KeepRule, bool]:
-    """Record rule ``selector`` keeping ``keep_latest`` versions; returns it and whether an
-    event was recorded (an identical rule records nothing). Lowering a count needs ``reason``."""
+) -> KeepRule:
+    """Record rule ``selector`` keeping ``keep_latest`` versions (an identical rule records
+    nothing); lowering a count needs ``reason``."""
     rule = KeepRule.parse(selector, keep_latest)
 
     def decide(conn: sa.Connection, _now: dt.datetime) -> list[ev.Event]:
@@ -57,7 +57,8 @@ def set_rule(
             )
         return [ev.KeepRuleSet(selector=rule.selector, keep_latest=rule.keep_latest, reason=reason)]
 
-    return rule, bool(ledger.record(decide, actor=actor))
+    ledger.record(decide, actor=actor)
+    return rule
 
 
 def remove_rule(ledger: Ledger, selector: str, *, reason: str | None, actor: str | None) -> None:
@@ -74,12 +75,10 @@ def remove_rule(ledger: Ledger, selector: str, *, reason: str | None, actor: str
     ledger.record(decide, actor=actor)
 
 
-def rule_keeping(conn: sa.Connection, package: Package) -> tuple[KeepRule | None, int]:
-    """The rule that keeps ``package`` now (if any) and how many live versions of its
-    name are newer."""
+def rule_keeping(conn: sa.Connection, package: Package) -> KeepRule | None:
+    """The rule that keeps ``package`` now, if any."""
     p = artifact_packages
     newer = conn.execute(
         sa.select(predicates.newer_live_versions(p)).where(p.c.package_id == package.id)
     ).scalar_one()
-    rule = keeping_rule(load_rules(conn), package.name, package.retention_class, newer)
-    return rule, newer
+    return keeping_rule(load_rules(conn), package.name, package.retention_class, newer)

@@ -18,6 +18,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
+    ComponentTree,
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
@@ -492,7 +493,7 @@ def test_the_factory_and_the_component_add_the_sensors(resource: ArtifactStoreRe
     component = ArtifactStoreComponent(
         database_url=resource.database_url, external_assets=["raw_upload", "a/b"]
     )
-    built = component.build_defs(None)  # type: ignore[arg-type]
+    built = component.build_defs(ComponentTree.for_test().load_context)
     assert _sensor_names(built) == [
         "artifactstore_external_packages",
         "artifactstore_retention_events",
