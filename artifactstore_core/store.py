@@ -696,7 +696,10 @@ class ArtifactStore:
 
     def prove_consistency(self, old_note: str, verifier: NoteVerifier) -> transparency.Consistency:
         """Check and prove that the signed checkpoint ``old_note`` is a prefix of the
-        latest checkpoint of its log (``IntegrityError`` naming what changed if not)."""
+        latest checkpoint of its log (``IntegrityError`` naming what changed if not). With
+        a log key configured, a checkpoint of the log as it is now is signed first."""
+        if self.log_signer is not None and self.log_signer.name == verifier.name:
+            self.checkpoint()
         return transparency.consistency(self.ledger, old_note, verifier)
 
     def rebuild_views(self, *, progress: Progress | None = None) -> int:
