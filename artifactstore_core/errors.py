@@ -25,8 +25,9 @@ Every failure a user can act on has its own subclass; messages name the offendin
     ├── IntegrityError              bytes or events do not match their digests
     │   ├── MissingBlobError        recorded bytes are not in the backend reads look in
     │   ├── EventLogTamperedError   the hash chain of the event log is broken
-    │   └── CheckpointError         a checkpoint, signed note or log proof is malformed or
-    │                               does not verify
+    │   ├── CheckpointError         a checkpoint, signed note or log proof is malformed or
+    │   │                           does not verify
+    │   └── EvidenceError           a signature, envelope or statement does not verify
     ├── RetentionError              retention policy refuses the operation
     │   ├── PackageExpiredError     the package has expired; its bytes may be gone
     │   └── ArchivedError           bytes are in the archive tier and need a restore
@@ -197,6 +198,11 @@ class EventLogTamperedError(IntegrityError):
 
 class CheckpointError(IntegrityError):
     """A checkpoint, signed note or log proof is malformed, or its signature does not verify."""
+
+
+class EvidenceError(IntegrityError):
+    """A DSSE envelope, its signature or an in-toto statement is malformed or does not
+    verify; the message names the part."""
 
 
 class RetentionError(ArtifactStoreError):
