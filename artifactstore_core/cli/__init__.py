@@ -7,7 +7,8 @@ maps errors to them (``exit_code``, in ``_exit``), and every error is one ``erro
 The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lineage,
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
 log, views, events), ``transparency`` (log checkpoint, prove, consistency, verify-proof),
-``admin`` (migrate) and ``tokens`` (token create, list, revoke);
+``admin`` (migrate), ``tokens`` (token create, list, revoke) and ``evidence`` (keys
+generate, show; evidence statement);
 ``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
 ``_spec`` parses the put-many spec.
 """
@@ -20,6 +21,7 @@ import click
 
 from artifactstore_core.cli import (
     admin,
+    evidence,
     integrity,
     packages,
     retention,
@@ -75,6 +77,7 @@ for _command in (
     *integrity.COMMANDS,
     *tokens.COMMANDS,
     *serve.COMMANDS,
+    *evidence.COMMANDS,
 ):
     cli.add_command(_command)
 

@@ -21,7 +21,7 @@ from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Signature, Signer, SSlibKey
 
 from artifactstore_core.domain.manifest import canonical_json
-from artifactstore_core.errors import EvidenceError, InvalidInputError
+from artifactstore_core.errors import BackendUnavailableError, EvidenceError, InvalidInputError
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: Media type of a stored envelope holding an SLSA provenance statement.
@@ -55,7 +55,12 @@ def sign_envelope(
     message = pae(payload_type, payload)
     signatures = []
     for each in signers:
-        signature = each.sign(message)
+        try:
+            signature = each.sign(message)
+        except Exception as exc:  # a key service's client raises its own errors
+            raise BackendUnavailableError(
+                f"signing with key {each.public_key.keyid} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         signatures.append(
             {"keyid": signature.keyid, "sig": _b64(bytes.fromhex(signature.signature))}
         )

@@ -115,8 +115,10 @@ def load_signer(uri_or_path: str, *, public_key: SSlibKey | str | Path | None = 
         raise InvalidInputError(
             f"key URI {uri_or_path[:200]!r} needs a library that is not installed: {exc}"
         ) from exc
-    except (ValueError, OSError) as exc:
-        raise InvalidInputError(f"cannot load the key {uri_or_path[:200]!r}: {exc}") from exc
+    except Exception as exc:  # each service's client raises its own errors
+        raise InvalidInputError(
+            f"cannot load the key {uri_or_path[:200]!r}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _file_signer(path: str, public: SSlibKey | None) -> CryptoSigner:
@@ -149,8 +151,11 @@ def load_public_key(path_or_pem: str | Path | bytes) -> SSlibKey:
         else:
             key = load_pem_public_key(data)
         return SSlibKey.from_crypto(key)
-    except (ValueError, TypeError, UnsupportedAlgorithm, UnsupportedLibraryError) as exc:
-        raise InvalidInputError(f"{where} is not a supported PEM public key: {exc}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm, UnsupportedLibraryError):
+        raise InvalidInputError(
+            f"{where} is not a PEM public or private key of a supported type "
+            "(Ed25519, ECDSA, RSA; unencrypted)"
+        ) from None
 
 
 def _read(path: str) -> bytes:
