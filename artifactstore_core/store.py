@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import sqlalchemy as sa
+from securesystemslib.signer import Signer
 
 from artifactstore_core import queries, transparency
 from artifactstore_core.access import Tokens
@@ -36,6 +37,8 @@ from artifactstore_core.errors import (
     PreconditionFailedError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
+from artifactstore_core.evidence.bundle import export_bundle
+from artifactstore_core.evidence.statements import statement_for
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
 from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
@@ -693,6 +696,28 @@ class ArtifactStore:
             package_id = queries.resolve(conn, reference)
             sequence = transparency.registration_sequence(conn, package_id)
         return self.prove(sequence)
+
+    def event_payload(self, sequence: int) -> bytes:
+        """The CBOR payload of event ``sequence``, as stored (checked against its digest)."""
+        with self.ledger.reading() as conn:
+            return transparency.event_payload(conn, sequence)
+
+    def export_evidence(
+        self,
+        reference: Reference,
+        target: str | Path,
+        *,
+        signer: Signer | None = None,
+    ) -> Path:
+        """Write the offline evidence bundle of a package to ``target`` (a new directory,
+        or a ``.tar`` file): its files, manifest, signed statements (its attestations, and
+        one signed now by ``signer``), the proof of its registration in the log and a
+        checkpoint (``evidence.bundle``)."""
+        statement = statement_for(self, reference) if signer is not None else None
+        return export_bundle(
+            self, reference, Path(target), signer=signer, statement=statement,
+            log_verifier_key=self.log_signer.verifier_key if self.log_signer else None,
+        )  # fmt: skip
 
     def prove_consistency(self, old_note: str, verifier: NoteVerifier) -> transparency.Consistency:
         """Check and prove that the signed checkpoint ``old_note`` is a prefix of the

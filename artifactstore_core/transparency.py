@@ -32,6 +32,7 @@ from artifactstore_core.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from artifactstore_core.eventlog import codec
 from artifactstore_core.eventlog.chain import EventHeader, chain_input
 from artifactstore_core.eventlog.log import EventLog
 from artifactstore_core.eventlog.tree import LogTree
@@ -83,6 +84,7 @@ def issue_checkpoint(ledger: Ledger, signer: NoteSigner) -> SignedCheckpoint:
         size = EventLog().head(conn)
         tree = LogTree(conn)
         previous = _latest(conn, signer.name)
+        tree.prefetch(lambda: (tree.root(size), previous and tree.root(previous.checkpoint.size)))
         if previous is not None:
             _check_extends(tree, size, previous.checkpoint)
             if previous.checkpoint.size == size:
@@ -130,7 +132,8 @@ def inclusion_proof(ledger: Ledger, sequence: int, checkpoint: SignedCheckpoint)
             f"event {sequence} is not in the checkpoint of size {size}"
             + (": issue a newer checkpoint" if sequence > size else "")
         )
-    with ledger.reading(snapshot=True) as conn:
+    # Events up to the checkpoint's size never change: no snapshot is needed.
+    with ledger.reading() as conn:
         row = (
             conn.execute(sa.select(events).where(events.c.sequence == sequence)).mappings().first()
         )
@@ -138,11 +141,32 @@ def inclusion_proof(ledger: Ledger, sequence: int, checkpoint: SignedCheckpoint)
             raise NotFoundError(f"the log has no event {sequence}")
         data = chain_input(row["previous_digest"], EventHeader.from_row(row))
         tree = LogTree(conn)
-        if tree.leaf(sequence - 1) != merkle.leaf_hash(data):
+        tree.prefetch(lambda: (tree.leaf(sequence - 1), tree.inclusion(sequence - 1, size)))
+        leaf = tree.leaf(sequence - 1)
+        if leaf != merkle.leaf_hash(data):
             raise EventLogTamperedError(sequence, "leaf hash does not match the chain input")
         path = tree.inclusion(sequence - 1, size)
-        _check_extends(tree, EventLog().head(conn), checkpoint.checkpoint)
+    root = checkpoint.checkpoint.root
+    if not merkle.verify_inclusion(leaf, sequence - 1, size, path, root):
+        raise EventLogTamperedError(
+            sequence,
+            f"the log no longer gives the root signed in checkpoint {checkpoint.checkpoint.origin}"
+            f" of size {size}: history was rewritten",
+        )
     return TlogProof(sequence - 1, tuple(path), checkpoint.note, extra=data)
+
+
+def event_payload(conn: sa.Connection, sequence: int) -> bytes:
+    """The stored CBOR payload of event ``sequence``, checked against its digest."""
+    row = conn.execute(
+        sa.select(events.c.payload, events.c.payload_digest).where(events.c.sequence == sequence)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"the log has no event {sequence}")
+    payload = bytes(row.payload)
+    if codec.payload_digest(payload) != row.payload_digest:
+        raise EventLogTamperedError(sequence, "payload does not match its payload digest")
+    return payload
 
 
 def registration_sequence(conn: sa.Connection, package_id: object) -> int:

@@ -8,7 +8,7 @@ The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lin
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
 log, views, events), ``transparency`` (log checkpoint, prove, consistency, verify-proof),
 ``admin`` (migrate), ``tokens`` (token create, list, revoke) and ``evidence`` (keys
-generate, show; evidence statement);
+generate, show; evidence statement), ``bundles`` (evidence export, verify);
 ``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
 ``_spec`` parses the put-many spec.
 """
@@ -21,6 +21,7 @@ import click
 
 from artifactstore_core.cli import (
     admin,
+    bundles,  # noqa: F401  (adds export and verify to `evidence`)
     evidence,
     integrity,
     packages,

@@ -9,7 +9,8 @@ dozen cached heads, whatever the size of the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -30,6 +31,40 @@ class LogTree:
         self._conn = conn
         self._tiles: dict[int, list[bytes]] = {}
         self._nodes: dict[tuple[int, int], bytes] = {}
+        self._recording: tuple[set[int], set[tuple[int, int]]] | None = None
+
+    def prefetch(self, work: Callable[[], object]) -> None:
+        """Read in two queries every tile and cached head ``work`` (calls on this tree)
+        will need: ``work`` runs once against placeholders to find out which."""
+        tiles: set[int] = set()
+        nodes: set[tuple[int, int]] = set()
+        self._recording = (tiles, nodes)
+        try:
+            work()
+        finally:
+            self._recording = None
+        tiles -= self._tiles.keys()
+        nodes -= self._nodes.keys()
+        if tiles:
+            ranges = [events.c.sequence.between(t * TILE + 1, (t + 1) * TILE) for t in tiles]
+            rows = self._conn.execute(
+                sa.select(events.c.sequence, events.c.leaf_hash)
+                .where(sa.or_(*ranges))
+                .order_by(events.c.sequence)
+            ).all()
+            for tile in tiles:
+                first = tile * TILE + 1
+                self._tiles[tile] = _contiguous(
+                    first, [r for r in rows if first <= r[0] < first + TILE]
+                )
+        if nodes:
+            table = log_subtrees
+            for height, position, head in self._conn.execute(
+                sa.select(table.c.height, table.c.position, table.c.hash).where(
+                    sa.tuple_(table.c.height, table.c.position).in_(sorted(nodes))
+                )
+            ):
+                self._nodes[(height, position)] = bytes(head)
 
     def root(self, size: int) -> bytes:
         """The tree head over the first ``size`` events."""
@@ -56,6 +91,9 @@ class LogTree:
         if n >= TILE and n & (n - 1) == 0 and start % n == 0:
             return self.subtree(n.bit_length() - 1, start // n)
         if n <= TILE and start // TILE == (end - 1) // TILE:
+            if self._recording is not None:
+                self._recording[0].add(start // TILE)
+                return _PLACEHOLDER
             base = start // TILE * TILE
             leaves = self._tile(start // TILE)
             if end - base > len(leaves):
@@ -68,6 +106,9 @@ class LogTree:
         """The cached head of the complete subtree of ``2**height`` leaves at ``position``
         (``height`` >= 8); computed from the level below when it is not cached."""
         key = (height, position)
+        if self._recording is not None:
+            self._recording[1].add(key)
+            return _PLACEHOLDER
         if key not in self._nodes:
             cached = self._conn.execute(
                 sa.select(log_subtrees.c.hash).where(
@@ -95,6 +136,9 @@ class LogTree:
     def _tile(self, tile: int) -> list[bytes]:
         """The leaf hashes of events ``tile * 256 + 1`` to ``(tile + 1) * 256`` present, in
         order; a missing event inside the tile is an ``IntegrityError``."""
+        if self._recording is not None:
+            self._recording[0].add(tile)
+            return [_PLACEHOLDER] * TILE
         if tile not in self._tiles:
             first = tile * TILE + 1
             rows = self._conn.execute(
@@ -102,10 +146,7 @@ class LogTree:
                 .where(events.c.sequence.between(first, first + TILE - 1))
                 .order_by(events.c.sequence)
             ).all()
-            for offset, (sequence, _) in enumerate(rows):
-                if sequence != first + offset:
-                    raise IntegrityError(f"the log has no event {first + offset}")
-            self._tiles[tile] = [bytes(leaf) for _, leaf in rows]
+            self._tiles[tile] = _contiguous(first, rows)
         return self._tiles[tile]
 
     def extend(self, old_size: int, leaves: Sequence[bytes]) -> None:
@@ -129,6 +170,18 @@ class LogTree:
                 height, position = height + 1, position // 2
         if rows:
             self._conn.execute(sa.insert(log_subtrees), rows)
+
+
+_PLACEHOLDER = bytes(32)
+
+
+def _contiguous(first: int, rows: Sequence[Any]) -> list[bytes]:
+    """The leaf hashes of ``(sequence, leaf_hash)`` rows from ``first`` on; a missing
+    event among them is an ``IntegrityError``."""
+    for offset, (sequence, _) in enumerate(rows):
+        if sequence != first + offset:
+            raise IntegrityError(f"the log has no event {first + offset}")
+    return [bytes(leaf) for _, leaf in rows]
 
 
 def expected_subtrees(tile_heads: Sequence[bytes]) -> Iterable[tuple[int, int, bytes]]:
