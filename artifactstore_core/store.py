@@ -18,6 +18,12 @@ import sqlalchemy as sa
 
 from artifactstore_core import queries
 from artifactstore_core.access import Tokens
+from artifactstore_core.attestations import (
+    Attestations,
+    Attestor,
+    AutoAttest,
+    auto_attestation_events,
+)
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.limits import check_time
@@ -66,15 +72,19 @@ class ArtifactStore:
         actor: str = "artifactstore",
         default_retention_class: str = "raw-evidence",
         gc_grace: dt.timedelta = dt.timedelta(hours=1),
+        auto_attest: AutoAttest | None = None,
     ) -> None:
         self.engine = engine
         self.ledger = Ledger(engine, clock=clock, actor=actor)
         self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
         self.gc_grace = gc_grace
+        self.auto_attest = auto_attest
         self.ingest = Ingest(
-            self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class
-        )
+            self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class,
+            attach=None if auto_attest is None else self._auto_attestations,
+        )  # fmt: skip
+        self.attestation_service = Attestations(self.ledger, self.tiers, new_id=new_id)
         self.reading = Reading(self.ledger, self.tiers)
         self.integrity = Integrity(self.ledger, self.tiers)
         #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
@@ -232,6 +242,33 @@ class ArtifactStore:
     ) -> list[Package]:
         """``register`` for many packages in one transaction: all or none, in order."""
         return self.ingest.put_many(requests, actor=actor)
+
+    def _auto_attestations(
+        self,
+        conn: sa.Connection,
+        now: dt.datetime,
+        registered: Sequence[ev.PackageRegistered],
+        actor: str,
+    ) -> list[ev.Event]:
+        assert self.auto_attest is not None
+        return auto_attestation_events(
+            conn, self.tiers, self.auto_attest, registered, new_id=self.new_id, actor=actor,
+            now=now,
+        )  # fmt: skip
+
+    def attest(
+        self, reference: Reference, signer: Attestor, *, actor: str | None = None
+    ) -> Package:
+        """Sign the provenance statement of a package and store it as a new attestation:
+        a package of kind ``attestation`` named ``.attestations/<name>/<version>`` holding
+        ``<name>@<version>.intoto.jsonl``, linked to the package and retained exactly with
+        it (``artifactstore_core.attestations``). ``signer`` makes and signs the statement
+        (``evidence.attest.DsseAttestor``). An expired package cannot be attested."""
+        return self.attestation_service.attest(reference, signer, actor=actor)
+
+    def attestations(self, reference: Reference) -> list[Package]:
+        """The attestations of a package, oldest first (expired ones too, with it)."""
+        return self.attestation_service.of(reference)
 
     def stat(self, digest: str | Digest) -> BlobHash:
         """The hash (BLAKE3, SHA-256, size) of a blob stored in the hot tier, by either
