@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the registry")
     storage_url: str = Field(DEFAULT_STORAGE_URL, description="Directory or s3://bucket/prefix")
     actor: str = Field("artifactstore", description="Actor recorded on events by default")
+    builder_id: str | None = Field(
+        None, description="builder.id of provenance statements (urn:artifactstore:builder:<actor>)"
+    )
     default_retention_class: str = Field("raw-evidence")
     gc_grace_seconds: int = Field(
         3600, ge=0, le=MAX_DURATION_SECONDS, description="Blobs younger than this are kept"

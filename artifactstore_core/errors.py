@@ -24,7 +24,8 @@ Every failure a user can act on has its own subclass; messages name the offendin
     ├── AccessDeniedError           the token lacks the scope (``action``, ``name``)
     ├── IntegrityError              bytes or events do not match their digests
     │   ├── MissingBlobError        recorded bytes are not in the backend reads look in
-    │   └── EventLogTamperedError   the hash chain of the event log is broken
+    │   ├── EventLogTamperedError   the hash chain of the event log is broken
+    │   └── EvidenceError           a signature, envelope or statement does not verify
     ├── RetentionError              retention policy refuses the operation
     │   ├── PackageExpiredError     the package has expired; its bytes may be gone
     │   └── ArchivedError           bytes are in the archive tier and need a restore
@@ -191,6 +192,11 @@ class EventLogTamperedError(IntegrityError):
         super().__init__(f"event log verification failed at sequence {sequence}: {reason}")
         self.sequence = sequence
         self.reason = reason
+
+
+class EvidenceError(IntegrityError):
+    """A DSSE envelope, its signature or an in-toto statement is malformed or does not
+    verify; the message names the part."""
 
 
 class RetentionError(ArtifactStoreError):

@@ -6,7 +6,8 @@ maps errors to them (``exit_code``, in ``_exit``), and every error is one ``erro
 
 The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lineage,
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
-log, views, events), ``admin`` (migrate) and ``tokens`` (token create, list, revoke);
+log, views, events), ``admin`` (migrate), ``tokens`` (token create, list, revoke) and
+``evidence`` (keys generate, show; evidence statement);
 ``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
 ``_spec`` parses the put-many spec.
 """
@@ -17,7 +18,7 @@ import sys
 
 import click
 
-from artifactstore_core.cli import admin, integrity, packages, retention, serve, tokens
+from artifactstore_core.cli import admin, evidence, integrity, packages, retention, serve, tokens
 from artifactstore_core.cli._context import CliContext
 from artifactstore_core.cli._exit import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Group, exit_code
 from artifactstore_core.config import load_settings
@@ -66,6 +67,7 @@ for _command in (
     *integrity.COMMANDS,
     *tokens.COMMANDS,
     *serve.COMMANDS,
+    *evidence.COMMANDS,
 ):
     cli.add_command(_command)
 
