@@ -17,103 +17,39 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
 from artifactstore_core import queries
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.attestation import (
+    ENVELOPE_MEDIA_TYPE,
+    Attestor,
+    AutoAttest,
+    SignedStatement,
+    mirrored_hold_id,
+)
 from artifactstore_core.domain.names import ATTESTATION_KIND, attestation_name
 from artifactstore_core.domain.package import Package, iso
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOT
-from artifactstore_core.errors import PackageExpiredError, RetentionError
+from artifactstore_core.errors import PackageExpiredError
 from artifactstore_core.ingest import PutRequest, registration_event, resolve, validate
 from artifactstore_core.ledger import Ledger, blob_stored_events
-from artifactstore_core.schema import artifact_packages, package_attestations
+from artifactstore_core.schema import artifact_packages
 from artifactstore_core.sources import collect
 from artifactstore_core.storage import BlobWrite
 from artifactstore_core.tiers import Tiers
-
-ENVELOPE_MEDIA_TYPE = "application/vnd.in-toto.provenance+dsse"
-"""The media type of one DSSE envelope of an in-toto provenance statement."""
 
 _LATEST_VERSION = sa.select(sa.func.max(artifact_packages.c.version)).where(
     artifact_packages.c.name == sa.bindparam("name")
 )
 
 
-@dataclass(frozen=True)
-class SignedStatement:
-    """One signed statement: its DSSE envelope (JSON, one line) and what it claims."""
-
-    envelope: bytes
-    predicate_type: str
-    key_ids: tuple[str, ...]
-
-
-class Attestor(Protocol):
-    """Makes and signs the statement about a package (``evidence`` wires A's modules)."""
-
-    def sign(self, subject: Package, inputs: Sequence[Package]) -> SignedStatement:
-        """The signed statement about ``subject``, built from ``inputs`` (its input
-        packages); called under the chain lock when attesting at registration."""
-        ...
-
-
-@dataclass(frozen=True)
-class AutoAttest:
-    """Attest every package registered in one of ``classes``, in its registration's
-    transaction (settings ``ARTIFACTSTORE_ATTEST_CLASSES``, ``ARTIFACTSTORE_SIGNING_KEY``)."""
-
-    classes: frozenset[str]
-    attestor: Attestor
-
-
-def mirrored_hold_id(hold_id: uuid.UUID | str, attestation_id: uuid.UUID | str) -> uuid.UUID:
-    """The id of the hold that hold ``hold_id`` of a subject places on its attestation
-    ``attestation_id`` (derived, so a release finds it without a lookup table)."""
-    return uuid.uuid5(uuid.UUID(str(hold_id)), str(attestation_id))
-
-
 def envelope_path(subject: Package) -> str:
     """The attestation file's path: ``<subject name>@<version>.intoto.jsonl``."""
     return f"{subject.reference}.intoto.jsonl"
-
-
-def attestation_ids(conn: sa.Connection, subject_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
-    """The attestation packages of ``subject_ids``, oldest first."""
-    a = package_attestations
-    ids = list(subject_ids)
-    found: list[uuid.UUID] = []
-    for start in range(0, len(ids), 500):
-        query = (
-            sa.select(a.c.attestation_id)
-            .where(a.c.subject_id.in_(ids[start : start + 500]))
-            .order_by(a.c.event_sequence)
-        )
-        found.extend(conn.execute(query).scalars())
-    return found
-
-
-def subject_of(conn: sa.Connection, package_id: uuid.UUID) -> uuid.UUID | None:
-    """The package that ``package_id`` attests, if it is an attestation."""
-    a = package_attestations
-    query = sa.select(a.c.subject_id).where(a.c.attestation_id == package_id)
-    return conn.execute(query).scalar()
-
-
-def refuse_if_attestation(conn: sa.Connection, package: Package, what: str) -> None:
-    """``RetentionError`` for ``what`` done to an attestation: its retention is its subject's."""
-    subject = subject_of(conn, package.id)
-    if subject is not None:
-        (owner,) = queries.load_packages(conn, [subject])
-        raise RetentionError(
-            f"package {package.reference} is an attestation of {owner.reference} and is "
-            f"retained exactly with it; {what} {owner.reference} instead"
-        )
 
 
 def attestation_events(
@@ -213,7 +149,7 @@ class Attestations:
         """The attestations of a package, oldest first (also those expired with it)."""
         with self.ledger.reading() as conn:
             subject = queries.resolve(conn, reference)
-            return queries.load_packages(conn, attestation_ids(conn, [subject]))
+            return queries.load_packages(conn, queries.attestation_ids(conn, [subject]))
 
 
 def _inputs(conn: sa.Connection, package: Package) -> list[Package]:

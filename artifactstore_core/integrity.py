@@ -10,7 +10,6 @@ from typing import Literal
 import sqlalchemy as sa
 
 from artifactstore_core import queries
-from artifactstore_core.attestations import attestation_ids
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import tiers_holding
@@ -163,7 +162,7 @@ class Integrity:
 
 def _attestations(conn: sa.Connection, packages: Sequence[Package]) -> list[Package]:
     """The attestations of ``packages``, verified with them."""
-    return queries.load_packages(conn, attestation_ids(conn, [p.id for p in packages]))
+    return queries.load_packages(conn, queries.attestation_ids(conn, [p.id for p in packages]))
 
 
 def check_blob(store: BlobStore, blob: BlobHash, rehash: bool) -> str | None:

@@ -69,6 +69,26 @@ def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
     return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
 
 
+def attestation_ids(conn: sa.Connection, subject_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """The attestation packages of ``subject_ids``, oldest first."""
+    a = package_attestations
+    found: list[uuid.UUID] = []
+    for chunk in _chunks(list(subject_ids)):
+        query = (
+            sa.select(a.c.attestation_id)
+            .where(a.c.subject_id.in_(chunk))
+            .order_by(a.c.event_sequence)
+        )
+        found.extend(conn.execute(query).scalars())
+    return found
+
+
+def subject_of(conn: sa.Connection, package_id: uuid.UUID) -> uuid.UUID | None:
+    """The package that ``package_id`` attests, if it is an attestation."""
+    a = package_attestations
+    return conn.execute(sa.select(a.c.subject_id).where(a.c.attestation_id == package_id)).scalar()
+
+
 def stored_blob(conn: sa.Connection, digest: Digest, tier: str) -> BlobHash | None:
     """The hash of the blob ``digest`` (BLAKE3 or SHA-256) names, if ``tier`` records a
     copy of it."""

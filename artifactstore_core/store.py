@@ -18,14 +18,10 @@ import sqlalchemy as sa
 
 from artifactstore_core import queries
 from artifactstore_core.access import Tokens
-from artifactstore_core.attestations import (
-    Attestations,
-    Attestor,
-    AutoAttest,
-    auto_attestation_events,
-)
+from artifactstore_core.attestations import Attestations, auto_attestation_events
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.attestation import Attestor, AutoAttest
 from artifactstore_core.domain.limits import check_time
 from artifactstore_core.domain.manifest import Provenance, normalize_json_object
 from artifactstore_core.domain.names import validate_kind, validate_tag
@@ -33,6 +29,7 @@ from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.errors import InvalidInputError, PreconditionFailedError
+from artifactstore_core.evidence.attest import auto_attest
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
@@ -127,9 +124,11 @@ class ArtifactStore:
         """Open the registry at ``database_url`` with blobs at ``storage_url``.
 
         Unset arguments come from settings; backends given in ``tiers`` replace those of
-        the settings. With ``migrate`` (the default) the schema is created or upgraded first.
+        the settings (and ``auto_attest`` the attestation at registration they configure). With ``migrate`` (the default) the schema is created or upgraded first.
         """
         settings = settings or load_settings()
+        if "auto_attest" not in kwargs:  # first: a bad signing key opens nothing
+            kwargs["auto_attest"] = auto_attest(settings)
         database_url = database_url or settings.database_url
         engine = create_engine(database_url, synchronous=settings.sqlite_synchronous)
         check_connection(engine)

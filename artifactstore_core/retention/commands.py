@@ -8,12 +8,8 @@ import uuid
 import sqlalchemy as sa
 
 from artifactstore_core import queries
-from artifactstore_core.attestations import (
-    attestation_ids,
-    mirrored_hold_id,
-    refuse_if_attestation,
-)
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.attestation import mirrored_hold_id
 from artifactstore_core.domain.package import Hold, Package, iso
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOLD_KINDS, decide_change, reading_tier
@@ -99,7 +95,7 @@ def place_hold(
                 hold_kind=kind,
                 reason=f"held with {package.reference}: {reason}",
             )
-            for attestation in attestation_ids(conn, [package.id])
+            for attestation in queries.attestation_ids(conn, [package.id])
         ]
         return [placed, *mirrored]
 
@@ -116,6 +112,18 @@ def _check_bytes_left(tiers: Tiers, package: Package) -> None:
             f"package {package.reference} expired on {iso(package.expires_at)} and "
             f"{len(gone)} of its {len(package.files)} file(s) are already purged "
             f"({', '.join(gone[:5])}); a hold can no longer keep them"
+        )
+
+
+def refuse_if_attestation(conn: sa.Connection, package: Package, what: str) -> None:
+    """``RetentionError`` for ``what`` done to an attestation: its retention is its
+    subject's (``artifactstore_core.attestations``)."""
+    subject = queries.subject_of(conn, package.id)
+    if subject is not None:
+        (owner,) = queries.load_packages(conn, [subject])
+        raise RetentionError(
+            f"package {package.reference} is an attestation of {owner.reference} and is "
+            f"retained exactly with it; {what} {owner.reference} instead"
         )
 
 
@@ -140,7 +148,7 @@ def release_hold(
             raise NotFoundError(
                 f"package {package.reference} has no hold {hold}; standing holds: {standing}"
             )
-        attestations = queries.load_packages(conn, attestation_ids(conn, [package.id]))
+        attestations = queries.load_packages(conn, queries.attestation_ids(conn, [package.id]))
         return [
             ev.HoldReleased(
                 package_id=str(held.id),

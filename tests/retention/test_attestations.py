@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from artifactstore_core import ArtifactStore
-from artifactstore_core.attestations import SignedStatement
+from artifactstore_core.domain.attestation import SignedStatement
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import (
     IntegrityError,
