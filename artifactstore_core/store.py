@@ -29,8 +29,8 @@ from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.errors import InvalidInputError, PreconditionFailedError
-from artifactstore_core.evidence.attest import auto_attest
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
+from artifactstore_core.evidence.attest import auto_attest
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
 from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
@@ -124,7 +124,8 @@ class ArtifactStore:
         """Open the registry at ``database_url`` with blobs at ``storage_url``.
 
         Unset arguments come from settings; backends given in ``tiers`` replace those of
-        the settings (and ``auto_attest`` the attestation at registration they configure). With ``migrate`` (the default) the schema is created or upgraded first.
+        the settings (and ``auto_attest`` the attestation at registration they configure).
+        With ``migrate`` (the default) the schema is created or upgraded first.
         """
         settings = settings or load_settings()
         if "auto_attest" not in kwargs:  # first: a bad signing key opens nothing
