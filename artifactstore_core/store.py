@@ -449,6 +449,15 @@ class ArtifactStore:
             )
         return stream
 
+    def copy_file(
+        self, reference: Reference, path: str | None, target_fd: int, offset: int
+    ) -> None:
+        """Write one file's verified bytes into the open file ``target_fd`` from ``offset``
+        on (inside the kernel where it can), recording no retrieval; ``IntegrityError`` if
+        the stored bytes are not the registered ones."""
+        package = self.reading.readable(reference)
+        self.reading.copy_entry(package, package.file(path), target_fd, offset)
+
     def uri_of(self, reference: Reference, path: str | None = None) -> str:
         """Where the bytes are read from: the blob URI of file ``path`` (or of the only
         file), else the URL of the package's tier. A ``Package`` is used as given."""

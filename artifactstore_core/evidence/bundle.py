@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, Protocol
 
 from securesystemslib.signer import Signer, SSlibKey
 
@@ -64,9 +63,11 @@ class BundleSource(Protocol):
 
     def describe(self, reference: Reference) -> Package: ...
 
-    def open_file(
-        self, reference: Reference, path: str | None = None, *, purpose: str | None = None
-    ) -> BinaryIO: ...
+    def copy_file(
+        self, reference: Reference, path: str | None, target_fd: int, offset: int
+    ) -> None: ...
+
+    def record_retrieval(self, package: Package, *, purpose: str | None = None) -> None: ...
 
     def prove_package(self, reference: Reference) -> TlogProof: ...
 
@@ -149,20 +150,24 @@ def export_bundle(
         **keys,
     }  # fmt: skip
 
-    def files() -> Iterator[tuple[str, int, BinaryIO]]:
-        for entry in package.files:
-            stream = store.open_file(package, entry.path, purpose="evidence export")
-            yield FILES + entry.path, entry.blob.size, stream
+    def copy(path: str, fd: int, offset: int) -> None:
+        store.copy_file(package, path, fd, offset)
 
+    files = [(entry.path, entry.blob.size) for entry in package.files]
     if target.suffix == ".tar":
-        _write_tar(target, parts, files())
+        _write_tar(target, parts, files, copy)
     else:
-        _write_directory(target, parts, files())
+        _write_directory(target, parts, files, copy)
+    store.record_retrieval(package, purpose="evidence export")
     return target
 
 
+Copy = Callable[[str, int, int], None]
+"""Writes a package file's verified bytes into an open file descriptor at an offset."""
+
+
 def _write_directory(
-    target: Path, parts: Mapping[str, bytes], files: Iterator[tuple[str, int, BinaryIO]]
+    target: Path, parts: Mapping[str, bytes], files: Sequence[tuple[str, int]], copy: Copy
 ) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidInputError(f"{str(target)!r} exists and is not an empty directory")
@@ -172,10 +177,14 @@ def _write_directory(
         for name, data in parts.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
-        for name, _, stream in files:
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            with stream, open(staging / name, "wb") as out:
-                shutil.copyfileobj(stream, out, CHUNK)
+        for path, _ in files:
+            destination = staging / FILES / path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(destination, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                copy(path, fd, 0)
+            finally:
+                os.close(fd)
         if target.exists():
             target.rmdir()
         os.replace(staging, target)
@@ -185,33 +194,48 @@ def _write_directory(
 
 
 def _write_tar(
-    target: Path, parts: Mapping[str, bytes], files: Iterator[tuple[str, int, BinaryIO]]
+    target: Path, parts: Mapping[str, bytes], files: Sequence[tuple[str, int]], copy: Copy
 ) -> None:
+    """A POSIX tar archive written member by member: each file's bytes are copied
+    straight to their place after its header."""
     if target.exists():
         raise InvalidInputError(f"{str(target)!r} exists: a bundle is never overwritten")
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(handle, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
-            for name, data in parts.items():
-                tar.addfile(_member(name, len(data)), io.BytesIO(data))
-            for name, size, stream in files:
-                with stream:
-                    tar.addfile(_member(name, size), stream)
-            tar.close()
-            raw.flush()
-            os.fsync(raw.fileno())
+        offset = 0
+
+        def append(data: bytes) -> None:
+            nonlocal offset
+            offset += os.pwrite(handle, data, offset)
+
+        for name, data in parts.items():
+            append(_header(name, len(data)) + data + _padding(len(data)))
+        for path, size in files:
+            append(_header(FILES + path, size))
+            copy(path, handle, offset)
+            offset += size
+            append(_padding(size))
+        end = offset + 2 * tarfile.BLOCKSIZE
+        append(bytes(2 * tarfile.BLOCKSIZE + (-end) % tarfile.RECORDSIZE))
+        os.close(handle)
         os.replace(temporary, target)
     except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(handle)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
 
 
-def _member(name: str, size: int) -> tarfile.TarInfo:
+def _header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, 0
-    return info
+    return info.tobuf(tarfile.PAX_FORMAT)
+
+
+def _padding(size: int) -> bytes:
+    return bytes(-size % tarfile.BLOCKSIZE)
 
 
 # ---------------------------------------------------------------------------- reading

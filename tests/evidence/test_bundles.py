@@ -240,3 +240,31 @@ def test_the_cli_exports_and_verifies_offline_exit_1_on_tampering(
     bad = subprocess.run(verify, capture_output=True, text=True, env=offline, check=False)
     assert bad.returncode == 1
     assert "files/summary.csv is not the registered file" in bad.stderr
+
+
+def test_large_files_are_copied_in_the_kernel_and_checked_on_the_way(
+    store: ArtifactStore, signer: CryptoSigner, log_signer: NoteSigner, tmp_path: Path
+) -> None:
+    """Files of 8 MiB and more take the kernel-copy path, into a directory or at their
+    offset inside the tar; a stored blob corrupted on disk stops the export, leaving
+    nothing behind."""
+    store.log_signer = log_signer
+    big = bytes(range(256)) * (9 * 4096) + b"tail"
+    store.put("big/one", {"a.bin": big, "b.txt": b"small", "c.bin": big[::-1]})
+    store.export_evidence("big/one", tmp_path / "dir", signer=signer)
+    store.export_evidence("big/one", tmp_path / "b.tar", signer=signer)
+    for form in ("dir", "b.tar"):
+        assert _verify(tmp_path / form, signer, log_signer)["size"] == 2 * len(big) + 5
+    assert (tmp_path / "dir/files/c.bin").read_bytes() == big[::-1]
+
+    package = store.describe("big/one")
+    blob = store.blobs.path(package.file("a.bin").blob.blake3)  # type: ignore[attr-defined]
+    blob.chmod(0o644)
+    with open(blob, "r+b") as file:
+        file.seek(5 << 20)
+        file.write(b"X")
+    for target in ("dir2", "c.tar"):
+        with pytest.raises(IntegrityError, match=r"a\.bin.*the stored bytes hash to"):
+            store.export_evidence("big/one", tmp_path / target, signer=signer)
+    left = {p.name for p in tmp_path.iterdir()} - {"blobs", "b.tar", "dir"}
+    assert not {name for name in left if not name.startswith("registry.db")}, left
