@@ -6,8 +6,9 @@ maps errors to them (``exit_code``, in ``_exit``), and every error is one ``erro
 
 The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lineage,
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
-log, views, events), ``admin`` (migrate), ``tokens`` (token create, list, revoke) and
-``evidence`` (keys generate, show; evidence statement);
+log, views, events), ``transparency`` (log checkpoint, prove, consistency, verify-proof),
+``admin`` (migrate), ``tokens`` (token create, list, revoke) and ``evidence`` (keys
+generate, show; evidence statement), ``bundles`` (evidence export, verify);
 ``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
 ``_spec`` parses the put-many spec.
 """
@@ -18,7 +19,17 @@ import sys
 
 import click
 
-from artifactstore_core.cli import admin, evidence, integrity, packages, retention, serve, tokens
+from artifactstore_core.cli import (
+    admin,
+    bundles,  # noqa: F401  (adds export and verify to `evidence`)
+    evidence,
+    integrity,
+    packages,
+    retention,
+    serve,
+    tokens,
+    transparency,  # noqa: F401  (adds checkpoint, prove, consistency, verify-proof to `log`)
+)
 from artifactstore_core.cli._context import CliContext
 from artifactstore_core.cli._exit import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Group, exit_code
 from artifactstore_core.config import load_settings
