@@ -8,11 +8,11 @@ import os
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     actor: str = Field("artifactstore", description="Actor recorded on events by default")
     builder_id: str | None = Field(
         None, description="builder.id of provenance statements (urn:artifactstore:builder:<actor>)"
+    )
+    attest_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Retention classes attested at registration (comma-separated)",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="Key (path or key URI) that signs attestations made at registration"
     )
     default_retention_class: str = Field("raw-evidence")
     gc_grace_seconds: int = Field(
@@ -89,6 +96,14 @@ class Settings(BaseSettings):
         pattern="(?i)^(NORMAL|FULL|EXTRA)$",
         description="SQLite PRAGMA synchronous: NORMAL may lose the last commits on power loss",
     )
+
+    @field_validator("attest_classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        """``release-evidence,permanent-record`` (the environment's form) as a list."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
 
 def load_settings(**overrides: Any) -> Settings:

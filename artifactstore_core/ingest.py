@@ -36,7 +36,9 @@ from artifactstore_core.domain.manifest import (
     package_digest,
 )
 from artifactstore_core.domain.names import (
+    ATTESTATION_KIND,
     BUILTIN_KINDS,
+    check_not_reserved,
     validate_class_name,
     validate_file_paths,
     validate_kind,
@@ -256,7 +258,10 @@ def resolve(
     """Look up the class, check the metadata against the kind's schema, resolve inputs."""
     check_text(actor, "actor")
     duration = load_class(conn, put.class_name).duration
-    check_metadata(conn, put.kind, put.metadata)
+    if put.kind == ATTESTATION_KIND:
+        duration = None  # an attestation expires with its subject (``attestations``)
+    else:
+        check_metadata(conn, put.kind, put.metadata)
     inputs = [str(queries.resolve(conn, reference)) for reference in put.inputs]
     provenance = replace(
         put.provenance,
@@ -405,8 +410,16 @@ def _same_request(
     return earlier
 
 
+Attach = Callable[[sa.Connection, dt.datetime, Sequence[ev.PackageRegistered], str], list[ev.Event]]
+"""Events recorded with a batch's registrations, in their transaction (under the chain
+lock), given the registrations and the actor: the store's auto-attestation."""
+
+
 class Ingest:
-    """Stores and registers packages: the service behind ``put`` and ``put_many``."""
+    """Stores and registers packages: the service behind ``put`` and ``put_many``.
+
+    ``attach``, if set, adds events to every registration's transaction (``Attach``).
+    """
 
     def __init__(
         self,
@@ -415,11 +428,13 @@ class Ingest:
         *,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
         default_retention_class: str = "raw-evidence",
+        attach: Attach | None = None,
     ) -> None:
         self.ledger = ledger
         self.tiers = tiers
         self.new_id = new_id
         self.default_retention_class = default_retention_class
+        self.attach = attach
 
     def put_many(
         self,
@@ -438,6 +453,7 @@ class Ingest:
         for index, request in enumerate(batch):
             with naming_request(index, request.name, len(batch)):
                 validated.append(validate(request, self.default_retention_class))
+                check_not_reserved(request.name, request.kind)
         resolved = self._resolve(validated, actor or self.ledger.actor)
         written = PutBlobs(self.tiers.hot, [r for r in resolved if not r.put.stored], progress)
         found = self._stored_blobs(validated)
@@ -511,6 +527,9 @@ class Ingest:
                 if key is not None:
                     keys[(name, key)] = _KeyedRegistration(event.package_id, event.content_address)
                 events.append(event)
+            if self.attach is not None:
+                registered = [e for e in events if isinstance(e, ev.PackageRegistered)]
+                events += self.attach(conn, now, registered, actor or self.ledger.actor)
             return events + blob_stored_events(conn, stored, HOT)
 
         def registered(conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import sqlalchemy as sa
+
 from artifactstore_core import queries
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.references import Reference
@@ -119,11 +121,13 @@ class Integrity:
         where: queries.PackageFilter | None,
         references: Sequence[Reference] | None,
     ) -> _Selection:
-        """One package (any status); packages by ``where``; the active ones of
-        ``references`` (expired and unknown ones set aside); or every active package."""
+        """One package (any status) with its attestations; packages by ``where``; the active
+        ones of ``references`` with their attestations (expired and unknown ones set aside);
+        or every active package."""
         with self.ledger.reading() as conn:
             if reference is not None:
-                return _Selection([queries.load_package(conn, reference)])
+                package = queries.load_package(conn, reference)
+                return _Selection([package, *_attestations(conn, [package])])
             if references is None:
                 filters = where or queries.PackageFilter(status="active")
                 return _Selection(queries.load_packages(conn, queries.list_ids(conn, filters)))
@@ -135,9 +139,10 @@ class Integrity:
                 except NotFoundError:
                     unknown.append(str(item))
             loaded = queries.load_packages(conn, list(dict.fromkeys(ids)))
-        active = [p for p in loaded if p.status == "active"]
+            active = [p for p in loaded if p.status == "active"]
+            attestations = [a for a in _attestations(conn, active) if a.id not in ids]
         expired = tuple(p.reference for p in loaded if p.status != "active")
-        return _Selection(active, expired, tuple(unknown))
+        return _Selection([*active, *attestations], expired, tuple(unknown))
 
     def _repair(self, problem: BlobProblem, blob: BlobHash) -> bool:
         """Copy ``blob`` into the backend of ``problem`` from the first other tier that
@@ -153,6 +158,11 @@ class Integrity:
                 continue
             return True
         return False
+
+
+def _attestations(conn: sa.Connection, packages: Sequence[Package]) -> list[Package]:
+    """The attestations of ``packages``, verified with them."""
+    return queries.load_packages(conn, queries.attestation_ids(conn, [p.id for p in packages]))
 
 
 def check_blob(store: BlobStore, blob: BlobHash, rehash: bool) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifactstore_core.domain.events import PackageRegistered
+from artifactstore_core.domain.events import PackageAttested, PackageRegistered
 from artifactstore_core.domain.limits import check_int, check_optional_text, check_time
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.package import Hold, Package
@@ -23,6 +23,7 @@ from artifactstore_core.projections.ops import Insert, Row, Upsert
 from artifactstore_core.schema import (
     artifact_files,
     artifact_packages,
+    package_attestations,
     package_inputs,
     package_tags,
     retention_holds,
@@ -68,6 +69,26 @@ def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
     return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
 
 
+def attestation_ids(conn: sa.Connection, subject_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """The attestation packages of ``subject_ids``, oldest first."""
+    a = package_attestations
+    found: list[uuid.UUID] = []
+    for chunk in _chunks(list(subject_ids)):
+        query = (
+            sa.select(a.c.attestation_id)
+            .where(a.c.subject_id.in_(chunk))
+            .order_by(a.c.event_sequence)
+        )
+        found.extend(conn.execute(query).scalars())
+    return found
+
+
+def subject_of(conn: sa.Connection, package_id: uuid.UUID) -> uuid.UUID | None:
+    """The package that ``package_id`` attests, if it is an attestation."""
+    a = package_attestations
+    return conn.execute(sa.select(a.c.subject_id).where(a.c.attestation_id == package_id)).scalar()
+
+
 def stored_blob(conn: sa.Connection, digest: Digest, tier: str) -> BlobHash | None:
     """The hash of the blob ``digest`` (BLAKE3 or SHA-256) names, if ``tier`` records a
     copy of it."""
@@ -107,6 +128,8 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
     files: dict[uuid.UUID, list[FileEntry]] = {}
     tags: dict[uuid.UUID, list[str]] = {}
     holds: dict[uuid.UUID, list[Hold]] = {}
+    links: dict[uuid.UUID, list[str]] = {}
+    attests: dict[uuid.UUID, str] = {}
     for chunk in _chunks(ids):
         query = (
             sa.select(p, *(s.c[name] for name in _STATE),
@@ -131,6 +154,21 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
         ):
             hold = Hold(held.hold_id, held.hold_kind, held.reason, held.actor, held.placed_at)
             holds.setdefault(held.package_id, []).append(hold)
+        a, other = package_attestations, p.alias("linked")
+        sides = ((a.c.subject_id, a.c.attestation_id), (a.c.attestation_id, a.c.subject_id))
+        for side, far in sides:
+            query = (
+                sa.select(side.label("near"), other.c.name, other.c.version)
+                .join(other, other.c.package_id == far)
+                .where(side.in_(chunk))
+                .order_by(a.c.event_sequence)
+            )
+            for link in conn.execute(query):
+                reference = f"{link.name}@{link.version}"
+                if side is a.c.subject_id:
+                    links.setdefault(link.near, []).append(reference)
+                else:
+                    attests[link.near] = reference
     result = []
     for package_id in ids:
         found = rows.get(package_id)
@@ -139,9 +177,17 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
         state = {name: found[name] for name in _STATE} | {"retention_class": found["current_class"]}
         result.append(
             _package(found, state, files.get(package_id, ()), tags.get(package_id, ()),
-                     holds.get(package_id, ()))
+                     holds.get(package_id, ()), links.get(package_id, ()),
+                     attests.get(package_id))
         )  # fmt: skip
     return result
+
+
+def pending_package(event: PackageRegistered, at: dt.datetime, actor: str) -> Package:
+    """The package ``event`` registers, as it will read once recorded at ``at`` by ``actor``
+    (for what must be decided in the same transaction, e.g. its attestation)."""
+    recorded = RecordedEvent(0, at, actor, event, "", "")
+    return registered_packages([recorded])[0]
 
 
 def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
@@ -149,7 +195,7 @@ def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
     derived from the rows their projection writes (no query: the put path returns these)."""
     tables: dict[str, list[Row]] = {}
     for item in recorded:
-        if not isinstance(item.event, PackageRegistered):
+        if not isinstance(item.event, PackageRegistered | PackageAttested):
             continue  # a put's other events (its blobs' locations) are not in a Package
         for op in project(item):
             if isinstance(op, Insert | Upsert):
@@ -159,10 +205,22 @@ def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
     for row in sorted(tables.get("artifact_files", ()), key=lambda r: r["path"]):
         files.setdefault(row["package_id"], []).append(_file_entry(row))
     states = {row["package_id"]: row for row in tables.get("retention_state", ())}
+    references = {
+        row["package_id"]: f"{row['name']}@{row['version']}"
+        for row in tables.get("artifact_packages", ())
+    }
+    links: dict[uuid.UUID, list[str]] = {}
+    for row in tables.get("package_attestations", ()):  # attested at registration
+        links.setdefault(row["subject_id"], []).append(references[row["attestation_id"]])
+    attests = {
+        row["attestation_id"]: references[row["subject_id"]]
+        for row in tables.get("package_attestations", ())
+        if row["subject_id"] in references
+    }
     return [
         _package(row, states[row["package_id"]], files.get(row["package_id"], ()),
                  sorted(tag for (_, tag), holder in holders.items() if holder == row["package_id"]),
-                 ())
+                 (), links.get(row["package_id"], ()), attests.get(row["package_id"]))
         for row in tables.get("artifact_packages", ())
     ]  # fmt: skip
 
@@ -181,6 +239,8 @@ def _package(
     files: Iterable[FileEntry],
     tags: Iterable[str],
     holds: Iterable[Hold],
+    attestations: Iterable[str] = (),
+    attests: str | None = None,
 ) -> Package:
     """The one derivation of ``Package``: from its ``artifact_packages`` and
     ``retention_state`` rows, files sorted by path, tags sorted, holds by placement."""
@@ -206,6 +266,8 @@ def _package(
         restore_status=state["restore_status"],
         tags=tuple(tags),
         holds=tuple(holds),
+        attestations=tuple(attestations),
+        attests=attests,
     )
 
 

@@ -1,12 +1,13 @@
 """The registry's SQL schema: one ``MetaData`` for the event log, projections and config.
 
 ``events`` is the source of truth. ``artifact_packages``, ``artifact_files``,
-``package_tags``, ``package_inputs``, ``storage_locations``, ``retention_state`` and
-``retention_holds`` are projections rebuilt from it, and so are ``metadata_schemas`` (the
-JSON Schema per kind, registered through events) and ``retention_classes`` (seeded by the
-migration, recorded as ``RetentionClassDefined`` events when a registry opens);
-``leases`` coordinates sweeps. ``log_subtrees`` caches heads of the log's Merkle tree
-(derived from ``events.leaf_hash``) and ``log_checkpoints`` keeps the signed checkpoints.
+``package_tags``, ``package_inputs``, ``package_attestations``, ``storage_locations``,
+``retention_state`` and ``retention_holds`` are projections rebuilt from it, and so are
+``metadata_schemas`` (the JSON Schema per kind, registered through events) and
+``retention_classes`` (seeded by the migration, recorded as ``RetentionClassDefined``
+events when a registry opens); ``leases`` coordinates sweeps. ``log_subtrees`` caches
+heads of the log's Merkle tree (derived from ``events.leaf_hash``) and
+``log_checkpoints`` keeps the signed checkpoints.
 """
 
 from __future__ import annotations
@@ -211,6 +212,23 @@ package_inputs = sa.Table(
     sa.Index("ix_package_inputs_input_package_id", "input_package_id"),
 )
 
+package_attestations = sa.Table(
+    "package_attestations",
+    metadata,
+    # The attestation package (kind ``attestation``) and the package it attests: the
+    # attestation is listed, verified and retained with its subject (``PackageAttested``).
+    sa.Column("attestation_id", sa.Uuid, primary_key=True),
+    sa.Column("subject_id", sa.Uuid, nullable=False),
+    sa.Column("predicate_type", sa.String(255), nullable=False),
+    sa.Column("attested_at", Timestamp, nullable=False),
+    sa.Column("event_sequence", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["attestation_id"], ["artifact_packages.package_id"], ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(["subject_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
+    sa.Index("ix_package_attestations_subject_id", "subject_id"),
+)
+
 storage_locations = sa.Table(
     "storage_locations",
     metadata,
@@ -322,6 +340,7 @@ PROJECTION_TABLES: tuple[sa.Table, ...] = (
     artifact_files,
     package_inputs,
     package_tags,
+    package_attestations,
     storage_locations,
     retention_state,
     retention_holds,

@@ -20,8 +20,10 @@ from securesystemslib.signer import Signer
 
 from artifactstore_core import queries, transparency
 from artifactstore_core.access import Tokens
+from artifactstore_core.attestations import Attestations, auto_attestation_events
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.attestation import Attestor, AutoAttest
 from artifactstore_core.domain.checkpoint import NoteSigner, NoteVerifier, SignedCheckpoint
 from artifactstore_core.domain.limits import check_time
 from artifactstore_core.domain.manifest import Provenance, normalize_json_object
@@ -37,6 +39,7 @@ from artifactstore_core.errors import (
     PreconditionFailedError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
+from artifactstore_core.evidence.attest import auto_attest
 from artifactstore_core.evidence.bundle import export_bundle
 from artifactstore_core.evidence.statements import statement_for
 from artifactstore_core.hashing import BlobHash, Digest
@@ -78,6 +81,7 @@ class ArtifactStore:
         default_retention_class: str = "raw-evidence",
         gc_grace: dt.timedelta = dt.timedelta(hours=1),
         log_signer: NoteSigner | None = None,
+        auto_attest: AutoAttest | None = None,
     ) -> None:
         self.engine = engine
         #: Signs the log's checkpoints (after each sweep, and ``checkpoint()``); None: unsigned.
@@ -86,9 +90,12 @@ class ArtifactStore:
         self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
         self.gc_grace = gc_grace
+        self.auto_attest = auto_attest
         self.ingest = Ingest(
-            self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class
-        )
+            self.ledger, self.tiers, new_id=new_id, default_retention_class=default_retention_class,
+            attach=None if auto_attest is None else self._auto_attestations,
+        )  # fmt: skip
+        self.attestation_service = Attestations(self.ledger, self.tiers, new_id=new_id)
         self.reading = Reading(self.ledger, self.tiers)
         self.integrity = Integrity(self.ledger, self.tiers)
         #: Chunked uploads of single blobs, for ``register`` (the HTTP gateway's sessions).
@@ -131,9 +138,12 @@ class ArtifactStore:
         """Open the registry at ``database_url`` with blobs at ``storage_url``.
 
         Unset arguments come from settings; backends given in ``tiers`` replace those of
-        the settings. With ``migrate`` (the default) the schema is created or upgraded first.
+        the settings (and ``auto_attest`` the attestation at registration they configure).
+        With ``migrate`` (the default) the schema is created or upgraded first.
         """
         settings = settings or load_settings()
+        if "auto_attest" not in kwargs:  # first: a bad signing key opens nothing
+            kwargs["auto_attest"] = auto_attest(settings)
         database_url = database_url or settings.database_url
         engine = create_engine(database_url, synchronous=settings.sqlite_synchronous)
         check_connection(engine)
@@ -250,6 +260,33 @@ class ArtifactStore:
     ) -> list[Package]:
         """``register`` for many packages in one transaction: all or none, in order."""
         return self.ingest.put_many(requests, actor=actor)
+
+    def _auto_attestations(
+        self,
+        conn: sa.Connection,
+        now: dt.datetime,
+        registered: Sequence[ev.PackageRegistered],
+        actor: str,
+    ) -> list[ev.Event]:
+        assert self.auto_attest is not None
+        return auto_attestation_events(
+            conn, self.tiers, self.auto_attest, registered, new_id=self.new_id, actor=actor,
+            now=now,
+        )  # fmt: skip
+
+    def attest(
+        self, reference: Reference, signer: Attestor, *, actor: str | None = None
+    ) -> Package:
+        """Sign the provenance statement of a package and store it as a new attestation:
+        a package of kind ``attestation`` named ``.attestations/<name>/<version>`` holding
+        ``<name>@<version>.intoto.jsonl``, linked to the package and retained exactly with
+        it (``artifactstore_core.attestations``). ``signer`` makes and signs the statement
+        (``evidence.attest.DsseAttestor``). An expired package cannot be attested."""
+        return self.attestation_service.attest(reference, signer, actor=actor)
+
+    def attestations(self, reference: Reference) -> list[Package]:
+        """The attestations of a package, oldest first (expired ones too, with it)."""
+        return self.attestation_service.of(reference)
 
     def stat(self, digest: str | Digest) -> BlobHash:
         """The hash (BLAKE3, SHA-256, size) of a blob stored in the hot tier, by either
@@ -701,6 +738,15 @@ class ArtifactStore:
         """The CBOR payload of event ``sequence``, as stored (checked against its digest)."""
         with self.ledger.reading() as conn:
             return transparency.event_payload(conn, sequence)
+
+    def attestation_envelopes(self, reference: Reference) -> list[bytes]:
+        """The DSSE envelopes of a package's attestations (one per line of their files)."""
+        envelopes = []
+        for attestation in self.attestations(reference):
+            for entry in attestation.files:
+                data = self.read_bytes(attestation, entry.path, record=False)
+                envelopes += [line for line in data.split(b"\n") if line.strip()]
+        return envelopes
 
     def export_evidence(
         self,

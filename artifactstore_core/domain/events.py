@@ -309,6 +309,18 @@ class PackageTierChanged(_PackageEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PackageAttested(_PackageEvent):
+    """Package ``attestation_id`` (kind ``attestation``, registered in the same
+    transaction) attests ``package_id``: it is listed, verified and retained with it."""
+
+    event_type: ClassVar[str] = "PackageAttested"
+    attestation_id: str
+    predicate_type: str
+    #: The ids of the keys that signed the attestation's envelope.
+    key_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
 class _BlobEvent(Event):
     subject_kind: ClassVar[str] = "blob"
     content_address: str
@@ -442,6 +454,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HoldReleased,
         PackageExpired,
         PackageTierChanged,
+        PackageAttested,
         BlobStored,
         BlobPurged,
         MetadataSchemaRegistered,

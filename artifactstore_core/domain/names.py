@@ -15,6 +15,28 @@ _KIND = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
 MAX_NAME = 512
 MAX_PATH = 1024
 BUILTIN_KINDS = frozenset({"report", "log", "snapshot", "export", "evidence", "release", "output"})
+ATTESTATION_KIND = "attestation"
+"""The kind of attestation packages; only the registry creates them (``store.attest``)."""
+ATTESTATIONS = ".attestations"
+"""The first segment of every attestation package's name: ``.attestations/<subject name>/
+<subject version>``. A user's name cannot start with ``.``, so these never clash."""
+
+
+def attestation_name(subject_name: str, subject_version: int) -> str:
+    """The name of the attestation packages of version ``subject_version`` of ``subject_name``
+    (injective: the last segment is the version, the rest the subject's name)."""
+    return f"{ATTESTATIONS}/{subject_name}/{subject_version}"
+
+
+def check_not_reserved(name: str, kind: str) -> None:
+    """``InvalidInputError`` for a put of an attestation's name or kind: attestations are
+    only made by ``store.attest`` (or at registration for configured classes)."""
+    if kind == ATTESTATION_KIND or name.split("/", 1)[0] == ATTESTATIONS:
+        raise InvalidInputError(
+            f"package {name!r} of kind {kind!r}: kind {ATTESTATION_KIND!r} and names under "
+            f"{ATTESTATIONS + '/'!r} are reserved for attestations; use `artifactstore "
+            "evidence attest`"
+        )
 
 
 def validate_name(name: str) -> str:
@@ -23,7 +45,10 @@ def validate_name(name: str) -> str:
         raise InvalidInputError(f"package name must be non-empty text, got {name!r}")
     if len(name) > MAX_NAME:
         raise InvalidInputError(f"package name longer than {MAX_NAME} characters: {name[:40]!r}…")
-    for segment in name.split("/"):
+    segments = name.split("/")
+    if segments[0] == ATTESTATIONS and len(segments) > 1:
+        segments = segments[1:]  # the registry's own names (``check_not_reserved``)
+    for segment in segments:
         if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise InvalidInputError(
                 f"invalid package name {name!r}: segment {segment!r} must start with a letter, "

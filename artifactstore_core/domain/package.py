@@ -83,6 +83,10 @@ class Package:
     restore_status: str | None = None
     tags: tuple[str, ...] = ()
     holds: tuple[Hold, ...] = field(default=())
+    #: References (``name@version``) of the attestations of this package, oldest first.
+    attestations: tuple[str, ...] = ()
+    #: For an attestation (kind ``attestation``): the reference of the package it attests.
+    attests: str | None = None
 
     @property
     def reference(self) -> str:
@@ -125,6 +129,8 @@ class Package:
             "retrieval_tier": self.retrieval_tier,
             "restore_status": self.restore_status,
             "tags": list(self.tags),
+            "attestations": list(self.attestations),
+            "attests": self.attests,
             "metadata": self.metadata,
             "provenance": self.provenance.to_dict(),
             "files": [entry.to_dict() for entry in self.files],
@@ -155,6 +161,8 @@ class Package:
             restore_status=data["restore_status"],
             tags=tuple(data["tags"]),
             holds=tuple(Hold.from_dict(hold) for hold in data["holds"]),
+            attestations=tuple(data.get("attestations", ())),
+            attests=data.get("attests"),
         )
 
 

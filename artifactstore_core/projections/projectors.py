@@ -198,6 +198,23 @@ def _tier_changed(rec: RecordedEvent, event: ev.Event) -> list[Op]:
     ]
 
 
+@_projector(ev.PackageAttested)
+def _attested(rec: RecordedEvent, event: ev.Event) -> list[Op]:
+    assert isinstance(event, ev.PackageAttested)
+    return [
+        Insert(
+            "package_attestations",
+            {
+                "attestation_id": uuid.UUID(event.attestation_id),
+                "subject_id": uuid.UUID(event.package_id),
+                "predicate_type": event.predicate_type,
+                "attested_at": rec.created_at,
+                "event_sequence": rec.sequence,
+            },
+        )
+    ]
+
+
 @_projector(ev.BlobStored)
 def _blob_stored(rec: RecordedEvent, event: ev.Event) -> list[Op]:
     assert isinstance(event, ev.BlobStored)

@@ -7,7 +7,9 @@ import uuid
 
 import sqlalchemy as sa
 
+from artifactstore_core import queries
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.attestation import mirrored_hold_id
 from artifactstore_core.domain.package import Hold, Package, iso
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOLD_KINDS, decide_change, reading_tier
@@ -31,6 +33,7 @@ def set_retention(
     """Record a change of class and/or expiry that ``decide_change`` allows."""
 
     def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+        refuse_if_attestation(conn, package, "change the retention of")
         if package.status == "expired":
             raise RetentionError(
                 f"package {package.reference} expired on {iso(package.expired_at)}; "
@@ -77,14 +80,24 @@ def place_hold(
     if not reason or not reason.strip():
         raise InvalidInputError("a hold needs a reason")
 
-    def decide(_conn: sa.Connection, package: Package) -> list[ev.Event]:
+    def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+        refuse_if_attestation(conn, package, "place the hold on")
         if package.status == "expired":
             _check_bytes_left(tiers, package)
-        return [
+        placed = ev.HoldPlaced(
+            package_id=str(package.id), hold_id=str(hold_id), hold_kind=kind, reason=reason
+        )
+        # The hold stands on the package's attestations too (``attestations``).
+        mirrored = [
             ev.HoldPlaced(
-                package_id=str(package.id), hold_id=str(hold_id), hold_kind=kind, reason=reason
+                package_id=str(attestation),
+                hold_id=str(mirrored_hold_id(hold_id, attestation)),
+                hold_kind=kind,
+                reason=f"held with {package.reference}: {reason}",
             )
+            for attestation in queries.attestation_ids(conn, [package.id])
         ]
+        return [placed, *mirrored]
 
     _, recorded = ledger.record_on(reference, decide, actor=actor)
     return Hold(hold_id, kind, reason, recorded[0].actor, recorded[0].created_at)
@@ -102,6 +115,18 @@ def _check_bytes_left(tiers: Tiers, package: Package) -> None:
         )
 
 
+def refuse_if_attestation(conn: sa.Connection, package: Package, what: str) -> None:
+    """``RetentionError`` for ``what`` done to an attestation: its retention is its
+    subject's (``artifactstore_core.attestations``)."""
+    subject = queries.subject_of(conn, package.id)
+    if subject is not None:
+        (owner,) = queries.load_packages(conn, [subject])
+        raise RetentionError(
+            f"package {package.reference} is an attestation of {owner.reference} and is "
+            f"retained exactly with it; {what} {owner.reference} instead"
+        )
+
+
 def release_hold(
     ledger: Ledger,
     reference: Reference,
@@ -116,19 +141,26 @@ def release_hold(
     except ValueError as exc:
         raise InvalidInputError(f"hold id {hold_id!r} is not a UUID") from exc
 
-    def decide(_conn: sa.Connection, package: Package) -> list[ev.Event]:
+    def decide(conn: sa.Connection, package: Package) -> list[ev.Event]:
+        refuse_if_attestation(conn, package, "release the hold of")
         if hold not in {h.hold_id for h in package.holds}:
             standing = ", ".join(str(h.hold_id) for h in package.holds) or "none"
             raise NotFoundError(
                 f"package {package.reference} has no hold {hold}; standing holds: {standing}"
             )
+        attestations = queries.load_packages(conn, queries.attestation_ids(conn, [package.id]))
         return [
             ev.HoldReleased(
-                package_id=str(package.id),
-                hold_id=str(hold),
+                package_id=str(held.id),
+                hold_id=str(released),
                 reason=reason,
-                holds_remaining=len(package.holds) - 1,
+                holds_remaining=len(held.holds) - 1,
             )
+            for held, released in [
+                (package, hold),
+                *((a, mirrored_hold_id(hold, a.id)) for a in attestations),
+            ]
+            if released in {h.hold_id for h in held.holds}
         ]
 
     return ledger.record_on(reference, decide, actor=actor)[0]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
+from artifactstore_core import queries
 from artifactstore_core.domain.package import Package, iso
 from artifactstore_core.domain.retention import KeepRule
 from artifactstore_core.retention import predicates as rules
@@ -45,6 +46,8 @@ class Explanation:
             "shared_bytes": self.shared_bytes,
             "sharing_packages": list(self.sharing_packages),
             "kept_by": self.kept_by,
+            "attestations": list(p.attestations),
+            "attests": p.attests,
             "verdict": self.verdict,
             "now": iso(self.now),
         }
@@ -94,7 +97,25 @@ def verdict(package: Package, now: dt.datetime, rule: KeepRule | None = None) ->
 
 def explain(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanation:
     """Facts about ``package`` at ``now``, including blobs other live packages share
-    (ADR-0003 "shared": those stay when this package goes)."""
+    (ADR-0003 "shared": those stay when this package goes). An attestation's verdict is its
+    subject's: it is retained exactly as long."""
+    if package.attests is not None:
+        subject = explain(conn, queries.load_package(conn, package.attests), now)
+        own = explain_one(conn, package, now)
+        return replace(
+            own, verdict=f"retained with {package.attests}, which it attests: {subject.verdict}"
+        )
+    found = explain_one(conn, package, now)
+    if package.attestations:
+        count = len(package.attestations)
+        return replace(
+            found, verdict=f"{found.verdict}; its {count} attestation(s) are retained with it"
+        )
+    return found
+
+
+def explain_one(conn: sa.Connection, package: Package, now: dt.datetime) -> Explanation:
+    """``explain`` of ``package`` by its own retention state."""
     f, s, p = artifact_files, retention_state, artifact_packages
     other = f.alias("other")
     rows = conn.execute(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.names import ATTESTATION_KIND
 from artifactstore_core.domain.retention import (
     KeepRule,
     is_live,
@@ -35,6 +36,7 @@ _EVENT_TYPES = tuple(
         ev.HoldReleased,
         ev.PackageExpired,
         ev.PackageTierChanged,
+        ev.PackageAttested,
         ev.KeepRuleSet,
         ev.KeepRuleRemoved,
     )
@@ -53,6 +55,8 @@ class _PackageState:
     restore_status: str | None = None
     #: The keep rule that keeps it, as of the last ``LogLiveness.kept`` call.
     rule: KeepRule | None = None
+    #: For an attestation: the package it attests (it is kept exactly as long).
+    subject: str | None = None
 
     @property
     def reference(self) -> str:
@@ -102,7 +106,14 @@ class LogLiveness:
     def _apply(self, event: ev.Event) -> None:
         if isinstance(event, ev.PackageRegistered):
             used = {entry["content_address"] for entry in event.files} & self._addresses
-            if used or event.package_id in self._package_ids or event.name in self._versions:
+            # Every attestation is tracked: one made after the plan expires with its subject.
+            attestation = event.kind == ATTESTATION_KIND
+            if (
+                used
+                or attestation
+                or event.package_id in self._package_ids
+                or event.name in self._versions
+            ):
                 added = _PackageState(
                     event.name, event.version, event.retention_class,
                     parse_time(event.expires_at),
@@ -111,6 +122,11 @@ class LogLiveness:
                 self._versions.setdefault(event.name, []).append(added)
                 for address in used:
                     self._users.setdefault(address, []).append(event.package_id)
+            return
+        if isinstance(event, ev.PackageAttested):
+            linked = self._states.get(event.attestation_id)
+            if linked is not None:
+                linked.subject = event.package_id
             return
         if isinstance(event, ev.KeepRuleSet):
             self._rules[event.selector] = KeepRule.parse(event.selector, event.keep_latest)
@@ -141,7 +157,13 @@ class LogLiveness:
         return state.describe(package_id) if self._kept(state, now) else None
 
     def _kept(self, state: _PackageState, now: dt.datetime) -> bool:
-        """Whether a sweep at ``now`` keeps the package's bytes, by the log."""
+        """Whether a sweep at ``now`` keeps the package's bytes, by the log (an attestation:
+        while held, or while active and its subject is kept; an untracked subject is in no
+        plan, so it is not expiring)."""
+        if state.subject is not None:
+            subject = self._states.get(state.subject)
+            kept = subject is None or self._kept(subject, now)
+            return bool(state.holds) or (not state.expired and kept)
         newer_live = sum(
             1
             for other in self._versions[state.name]

@@ -18,6 +18,7 @@ from artifactstore_core.domain.retention import HOT
 from artifactstore_core.schema import (
     artifact_files,
     artifact_packages,
+    package_attestations,
     retention_keep_rules,
     retention_state,
 )
@@ -106,7 +107,27 @@ def kept_by_sweep(state: Any, now: dt.datetime, through: uuid.UUID | None = None
     expiring = due(state, now)
     if through is not None:
         expiring = sa.and_(expiring, state.c.package_id <= through)
-    return sa.and_(live(state), sa.not_(expiring))
+    return sa.and_(
+        live(state), sa.not_(expiring), sa.not_(expires_with_subject(state, now, through))
+    )
+
+
+def expires_with_subject(
+    state: Any, now: dt.datetime, through: uuid.UUID | None = None
+) -> sa.Exists:
+    """The package is an attestation whose subject a sweep at ``now`` expires (up to
+    ``through``, as in ``kept_by_sweep``): the sweep expires it in the same transaction. An
+    attestation has no expiry of its own, so it is never ``due`` by itself."""
+    link, subject = package_attestations.alias("link"), retention_state.alias("subject_state")
+    query = (
+        sa.exists()
+        .where(link.c.attestation_id == state.c.package_id)
+        .where(subject.c.package_id == link.c.subject_id)
+        .where(due(subject, now))
+    )
+    if through is not None:
+        query = query.where(subject.c.package_id <= through)
+    return query
 
 
 def needs_copy(state: Any, tier: Any) -> Predicate:

@@ -30,6 +30,7 @@ from artifactstore_core.retention.tiering import TierMove, move_tier
 from artifactstore_core.schema import (
     artifact_files,
     artifact_packages,
+    package_attestations,
     retention_classes,
     retention_state,
     storage_locations,
@@ -207,6 +208,30 @@ def _due_packages(conn: sa.Connection, now: dt.datetime, batch: int) -> Iterator
         last = rows[-1].package_id
 
 
+def _attestations_of(
+    conn: sa.Connection, subjects: Sequence[ExpiringPackage]
+) -> list[ExpiringPackage]:
+    """The active attestations of ``subjects``: they expire with them, at their expiry."""
+    a, p, s = package_attestations, artifact_packages, retention_state
+    expiry = {item.package_id: item.expires_at for item in subjects}
+    ids = list(expiry)
+    found = []
+    for start in range(0, len(ids), 500):
+        query = (
+            sa.select(a.c.subject_id, p.c.package_id, p.c.name, p.c.version, s.c.retention_class)
+            .join(p, p.c.package_id == a.c.attestation_id)
+            .join(s, s.c.package_id == a.c.attestation_id)
+            .where(a.c.subject_id.in_(ids[start : start + 500]), s.c.status == "active")
+            .order_by(a.c.event_sequence)
+        )
+        found += [
+            ExpiringPackage(row.package_id, row.name, row.version, row.retention_class,
+                            expiry[row.subject_id])
+            for row in conn.execute(query)
+        ]  # fmt: skip
+    return found
+
+
 def _unreferenced_blobs(
     conn: sa.Connection, kept: Callable[[Any], rules.Predicate], cutoff: dt.datetime, batch: int
 ) -> Iterator[BlobDeletion]:
@@ -341,6 +366,7 @@ def plan_sweep(
             conn, [(p.package_id, p.reference, p.retention_class, p.expires_at) for p in expire]
         )
         through = expire[-1].package_id if len(expire) < len(due) else None
+        expire += _attestations_of(conn, expire)
 
         def kept(state: Any) -> rules.Predicate:
             return rules.kept_by_sweep(state, now, through)
@@ -441,6 +467,8 @@ def _expire_batch(
         )
         liveness.catch_up(conn)
         due = [p for p in chunk if p.package_id in still_due]
+        # Attestations expire with their subjects, whichever batch the plan put them in.
+        due += _attestations_of(conn, due)
         error = views_disagree(liveness.keeps_package(str(p.package_id), now) for p in due)
         if error is not None:
             raise error
