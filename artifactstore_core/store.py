@@ -782,6 +782,12 @@ class ArtifactStore:
             self.checkpoint()
         return transparency.consistency(self.ledger, old_note, verifier)
 
+    def prove_consistency_from(self, old_size: int) -> transparency.Consistency:
+        """The proof that the log's first ``old_size`` events are a prefix of its latest
+        checkpoint (of the configured log), for a verifier holding a checkpoint of that size."""
+        origin = self.log_signer.name if self.log_signer is not None else None
+        return transparency.consistency_from(self.ledger, old_size, origin)
+
     def rebuild_views(self, *, progress: Progress | None = None) -> int:
         """Drop the projections and replay the log; returns the number of events replayed."""
         return rebuild_views(self.engine, progress=progress)

@@ -214,6 +214,28 @@ def consistency(ledger: Ledger, old_note: str, verifier: NoteVerifier) -> Consis
     return Consistency(old, latest, tuple(proof))
 
 
+def consistency_from(ledger: Ledger, old_size: int, origin: str | None = None) -> Consistency:
+    """The proof that the log's first ``old_size`` events are a prefix of its latest stored
+    checkpoint (of ``origin``), for a verifier holding an older checkpoint of that size:
+    it checks the proof against its own root (``old.root`` here is the log's)."""
+    with ledger.reading(snapshot=True) as conn:
+        latest = _latest(conn, origin)
+        if latest is None:
+            raise NotFoundError(
+                "no checkpoint has been issued" + (f" for log {origin!r}" if origin else "")
+            )
+        new = latest.checkpoint
+        if not 0 <= old_size <= new.size:
+            raise InvalidInputError(
+                f"size {old_size} is not between 0 and the latest checkpoint's size {new.size}"
+            )
+        tree = LogTree(conn)
+        _check_extends(tree, EventLog().head(conn), new)
+        old = Checkpoint(new.origin, old_size, tree.root(old_size))
+        proof = tree.consistency(old_size, new.size) if old_size else []
+    return Consistency(old, latest, tuple(proof))
+
+
 def _check_extends(tree: LogTree, size: int, checkpoint: Checkpoint) -> None:
     """``EventLogTamperedError`` unless the log of ``size`` events extends ``checkpoint``."""
     if size < checkpoint.size:

@@ -14,7 +14,15 @@ from artifactstore_core.config import Settings, load_settings
 from artifactstore_core.store import ArtifactStore
 from artifactstore_http import problems
 from artifactstore_http.middleware import GatewayMiddleware
-from artifactstore_http.routes import blobs, operations, packages, retention, tokens, uploads
+from artifactstore_http.routes import (
+    blobs,
+    evidence,
+    operations,
+    packages,
+    retention,
+    tokens,
+    uploads,
+)
 from artifactstore_http.streaming import Bridge, Limits
 
 API_VERSION = "1"
@@ -94,6 +102,6 @@ def create_app(
     app.state.store = store
     app.state.bridge = Bridge(app.limits.upload_concurrency, app.limits.upload_queue_seconds)
     problems.install(app)
-    for module in (operations, tokens, packages, blobs, uploads, retention):
+    for module in (operations, tokens, packages, evidence, blobs, uploads, retention):
         app.include_router(module.router)
     return app

@@ -53,6 +53,7 @@ ERROR_TABLE: tuple[tuple[type[core.ArtifactStoreError], Mapping_], ...] = (
     (core.AuthenticationError, Mapping_(401, "UNAUTHORIZED", "Authentication required")),
     (core.AccessDeniedError, Mapping_(403, "DENIED", "Access denied")),
     (core.EventLogTamperedError, Mapping_(500, "LOG_TAMPERED", "Event log tampered")),
+    (core.CheckpointError, Mapping_(422, "CHECKPOINT_INVALID", "Checkpoint does not verify")),
     (core.IntegrityError, Mapping_(500, "INTEGRITY_FAILURE", "Integrity failure")),
     (core.PackageExpiredError, Mapping_(410, "PACKAGE_EXPIRED", "Package expired")),
     (core.ArchivedError, Mapping_(409, "ARCHIVED", "Package archived")),

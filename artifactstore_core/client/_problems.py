@@ -37,6 +37,7 @@ CODES: dict[str, type[e.ArtifactStoreError]] = {
     "INTEGRITY_FAILURE": e.IntegrityError,
     "BLOB_MISSING": e.MissingBlobError,
     "LOG_TAMPERED": e.EventLogTamperedError,
+    "CHECKPOINT_INVALID": e.CheckpointError,
     "RETENTION_DENIED": e.RetentionError,
     "PACKAGE_EXPIRED": e.PackageExpiredError,
     "ARCHIVED": e.ArchivedError,
