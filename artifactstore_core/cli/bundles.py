@@ -25,7 +25,7 @@ def export(ctx: CliContext, reference: str, target: Path, key: str | None) -> No
     """Write the evidence bundle of REFERENCE to TARGET (a new directory, or FILE.tar):
     files, manifest, signed statements, the proof of its registration and a checkpoint."""
     signer = load_signer(key) if key else None
-    written = ctx.local_store.export_evidence(reference, target, signer=signer)
+    written = ctx.store.export_evidence(reference, target, signer=signer)
     emit({"ok": True, "bundle": str(written)}, f"wrote {written}")
 
 

@@ -66,7 +66,7 @@ def checkpoint(
 ) -> None:
     """Sign and store a checkpoint of the whole log (a C2SP signed note); exit 1 if the
     log does not extend the latest checkpoint (truncated or rewritten)."""
-    store = ctx.local_store
+    store = ctx.local_store if key else ctx.store  # a server signs with its own log key
     signer = None
     if key:
         name = origin or ctx.settings.log_origin
@@ -88,7 +88,7 @@ def prove(ctx: CliContext, sequence: int | None, reference: str | None, out: Pat
     package's registration, against the latest checkpoint."""
     if (sequence is None) == (reference is None):
         raise click.UsageError("give an event SEQUENCE or --package REFERENCE")
-    store = ctx.local_store
+    store = ctx.store
     proof = store.prove_package(reference) if reference else store.prove(sequence or 0)
     text = proof.to_text()
     _output(text, out, {"index": proof.index, "sequence": proof.index + 1, "proof": text})
@@ -104,7 +104,7 @@ def consistency(ctx: CliContext, old_checkpoint: str, vkey: str) -> None:
     log's latest checkpoint and print the proof; exit 1 if the log was truncated,
     rewritten or forked since."""
     verifier = NoteVerifier.parse(read_text(vkey, "verifier key"))
-    result = ctx.local_store.prove_consistency(read_text(old_checkpoint, "checkpoint"), verifier)
+    result = ctx.store.prove_consistency(read_text(old_checkpoint, "checkpoint"), verifier)
     proof = [base64.b64encode(h).decode() for h in result.proof]
     emit(
         lambda: {"ok": True, "old_size": result.old.size, "new": result.new.to_dict(),

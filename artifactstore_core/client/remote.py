@@ -24,15 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 from urllib.parse import quote
 
+from artifactstore_core.client import _evidence
 from artifactstore_core.client._tokens import RemoteTokens
 from artifactstore_core.client._transport import RetryPolicy, Transport
 from artifactstore_core.client._uploads import CHUNK_SIZE, SINGLE_PUT_BYTES, Uploads
+from artifactstore_core.domain.checkpoint import Checkpoint, NoteVerifier, SignedCheckpoint
 from artifactstore_core.domain.events import EVENT_TYPES, TokenIssued
 from artifactstore_core.domain.manifest import FileEntry, Provenance
 from artifactstore_core.domain.names import validate_file_paths, validate_kind, validate_name
 from artifactstore_core.domain.package import Hold, Package, check_readable, iso
 from artifactstore_core.domain.references import PackageRef, Reference
 from artifactstore_core.domain.retention import KeepRule
+from artifactstore_core.domain.tlog_proof import TlogProof
 from artifactstore_core.errors import (
     BlobUnknownError,
     ConfigurationError,
@@ -57,6 +60,7 @@ from artifactstore_core.queries import LineageEdge, PackageFilter
 from artifactstore_core.retention.explain import Explanation
 from artifactstore_core.retention.sweep import SweepPlan, SweepResult
 from artifactstore_core.sources import Files, FileSource, collect
+from artifactstore_core.transparency import Consistency
 
 if TYPE_CHECKING:
     import httpx
@@ -65,6 +69,7 @@ PACKAGES = "/v1/packages"
 KEEP_RULES = "/v1/retention/keep-rules"
 PAGE = 1000  # items per page of a listing (the server's maximum)
 INLINE_BYTES = 4 * 1024 * 1024  # small packages' bytes per registration (JSON: 16 MiB)
+_JSON = {"Accept": "application/json"}
 LONG_READ = 3600.0  # seconds a verification or a sweep may take on the server
 
 
@@ -821,6 +826,79 @@ class RemoteArtifactStore:
             params["subject"] = f"{subject_kind}:{subject_id or ''}"
         items = self._pages("/v1/events", params, limit, cursor_param="since")
         return [_recorded_event(item) for item in items]
+
+    # ------------------------------------------------------------------ evidence
+    def checkpoint(self, signer: object = None) -> SignedCheckpoint:
+        """Have the server sign a checkpoint of its log with its log key (``admin``)."""
+        if signer is not None:
+            raise InvalidInputError("a server signs checkpoints with its own log key only")
+        data = self._json("POST", "/v1/log/checkpoint", headers=_JSON, idempotent=True)
+        return _evidence.signed_checkpoint(data)
+
+    def latest_checkpoint(self, origin: str | None = None) -> SignedCheckpoint:
+        """The server's latest signed checkpoint (``NotFoundError`` if it is not of ``origin``)."""
+        signed = _evidence.signed_checkpoint(self._json("GET", "/v1/log/checkpoint", headers=_JSON))
+        if origin is not None and signed.checkpoint.origin != origin:
+            raise NotFoundError(f"no checkpoint has been issued for log {origin!r}")
+        return signed
+
+    def prove(self, sequence: int) -> TlogProof:
+        """The offline proof that event ``sequence`` is in the log (``admin``)."""
+        return TlogProof.parse(self._text(f"/v1/log/events/{int(sequence)}/proof"))
+
+    def prove_package(self, reference: Reference) -> TlogProof:
+        """The offline proof that the package's registration is in the log."""
+        return TlogProof.parse(self._text(f"{PACKAGES}/{_ref(reference)}/proof"))
+
+    def prove_consistency(self, old_note: str, verifier: NoteVerifier) -> Consistency:
+        """Check that the signed checkpoint ``old_note`` is a prefix of the server's latest
+        one: both notes are verified with ``verifier`` and the proof checked here."""
+        old = Checkpoint.parse(verifier.verify(old_note))
+        data = self._json(
+            "POST", "/v1/log/consistency", content=old_note.encode(), idempotent=True,
+            params={"vkey": _evidence.verifier_key(verifier)},
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )  # fmt: skip
+        result = _evidence.consistency(data, old)
+        verifier.verify(result.new.note)
+        return result
+
+    def prove_consistency_from(self, old_size: int) -> Consistency:
+        """The server's proof that its log's first ``old_size`` events are a prefix of its
+        latest checkpoint; check it against your own checkpoint's root."""
+        data = self._json("GET", "/v1/log/consistency", params={"from": old_size})
+        return _evidence.consistency(data, None)
+
+    def statement(self, reference: Reference) -> bytes:
+        """The package's in-toto provenance statement as the server makes it (canonical)."""
+        return self.transport.request("GET", f"{PACKAGES}/{_ref(reference)}/statement").content
+
+    def attestations(self, reference: Reference) -> list[Package]:
+        """The attestations of a package, oldest first."""
+        items = self._json("GET", f"{PACKAGES}/{_ref(reference)}/attestations")["items"]
+        return [Package.from_dict(item) for item in items]
+
+    def attest(
+        self, reference: Reference, signer: object = None, *, actor: str | None = None
+    ) -> Package:
+        """Have the server sign the package's statement with its signing key and store it
+        as an attestation (``attest``): the new attestation package."""
+        if signer is not None:
+            raise InvalidInputError("a server attests with its own signing key only")
+        return self._package("POST", f"{PACKAGES}/{_ref(reference)}/attestations")
+
+    def export_evidence(
+        self, reference: Reference, target: str | Path, *, signer: object = None
+    ) -> Path:
+        """Download the offline evidence bundle of a package to ``target`` (a new ``.tar``
+        file, or a new directory it is extracted into), all or nothing."""
+        if signer is not None:
+            raise InvalidInputError("a server signs evidence bundles with its own key only")
+        path = f"{PACKAGES}/{_ref(reference)}/evidence"
+        return _evidence.download_bundle(self.transport, path, Path(target))
+
+    def _text(self, path: str) -> str:
+        return self.transport.request("GET", path).text
 
 
 @dataclass(frozen=True)

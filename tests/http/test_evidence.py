@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import tarfile
 import tempfile
@@ -15,13 +16,24 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import SSlibKey
 
 from artifactstore_core import ArtifactStore, Settings
+from artifactstore_core.cli import cli
+from artifactstore_core.client import RemoteArtifactStore
+from artifactstore_core.client import _evidence as client_evidence
 from artifactstore_core.domain import merkle
 from artifactstore_core.domain.checkpoint import Checkpoint, NoteSigner, NoteVerifier
 from artifactstore_core.domain.tlog_proof import TlogProof
+from artifactstore_core.errors import (
+    CheckpointError,
+    EvidenceError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+)
 from artifactstore_core.eventlog.chain import split_chain_input
 from artifactstore_core.evidence.attest import DsseAttestor
 from artifactstore_core.evidence.bundle import verify_bundle
@@ -279,7 +291,7 @@ def test_the_bundle_file_is_gone_while_it_streams_and_after_a_disconnect_or_fail
     sqlite_store: ArtifactStore, keys: tuple[Path, SSlibKey], server_temp: Path
 ) -> None:
     sqlite_store.log_signer = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
-    big = os.urandom(9 << 20)
+    big = os.urandom(64 << 20)  # more than loopback socket buffers hold (36 MiB here)
     package = sqlite_store.put("big/blob", {"big.bin": big})
     live = live_server(sqlite_store, settings=_settings(keys[0]))
     with live as server, server.client(issue_token(sqlite_store)) as client:
@@ -299,3 +311,108 @@ def test_the_bundle_file_is_gone_while_it_streams_and_after_a_disconnect_or_fail
         failed = client.get("/v1/packages/big%2Fblob@1/evidence")
         assert_problem(failed, 500, "INTEGRITY_FAILURE")
         assert list(server_temp.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- the client
+def test_the_client_gives_the_registrys_evidence(
+    server: LiveServer, keys: tuple[Path, SSlibKey], tmp_path: Path
+) -> None:
+    store = server.store
+    verifier = _verifier(store)
+    with RemoteArtifactStore(server.url, issue_token(store)) as remote:
+        with pytest.raises(NotFoundError, match="no checkpoint"):
+            remote.latest_checkpoint()
+        signed = remote.checkpoint()
+        assert remote.latest_checkpoint() == store.latest_checkpoint() == signed
+        with pytest.raises(NotFoundError, match=r"other\.example"):
+            remote.latest_checkpoint("other.example")
+        proof = remote.prove_package("reports/daily@1")
+        assert proof == store.prove_package("reports/daily@1")
+        assert remote.prove(proof.index + 1) == proof
+        assert proof.verify(verifier).size == signed.checkpoint.size
+
+        store.put("more/x", {"x": b"x"})
+        result = remote.prove_consistency(signed.note, verifier)
+        assert result.old == signed.checkpoint
+        assert result.new.checkpoint.size == store.verify_log().head_sequence
+        assert result == store.prove_consistency(signed.note, verifier)
+        assert remote.prove_consistency_from(signed.checkpoint.size).proof == result.proof
+        stranger = NoteVerifier.parse(NoteSigner(ORIGIN, Ed25519PrivateKey.generate()).verifier_key)
+        with pytest.raises(CheckpointError):
+            remote.prove_consistency(signed.note, stranger)
+
+        assert remote.statement("reports/daily@1") == statement_for(
+            store, "reports/daily@1", settings=_settings(None)
+        )
+        assert remote.attestations("reports/daily@1") == []
+        attestation = remote.attest("reports/daily@1")
+        assert remote.attestations("reports/daily@1") == [attestation]
+        assert attestation == store.attestations("reports/daily@1")[0]
+
+        out = tmp_path / "out"
+        for target in (out / "bundle.tar", out / "bundle"):
+            assert remote.export_evidence("reports/daily@1", target) == target
+            report = verify_bundle(target, keys=[keys[1]], log_verifier=verifier)
+            assert report.package == "reports/daily@1"
+            with pytest.raises(InvalidInputError, match="exists"):
+                remote.export_evidence("reports/daily@1", target)
+        assert (out / "bundle" / "files" / "summary.csv").read_bytes() == b"a,b\n1,2\n"
+        assert sorted(p.name for p in out.iterdir()) == ["bundle", "bundle.tar"]
+
+
+def test_the_client_refuses_a_forked_log_and_unsafe_bundles(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A server answering a proof that does not lead from the caller's checkpoint to its
+    new one is caught by the client; a bundle with a link in it is not extracted."""
+    store = server.store
+    signed = store.checkpoint()
+    store.put("more/x", {"x": b"x"})
+    data = {"old_size": signed.checkpoint.size, "new": store.checkpoint().to_dict(),
+            "proof": [base64.b64encode(bytes(32)).decode()]}  # fmt: skip
+    with pytest.raises(IntegrityError, match="not consistent"):
+        client_evidence.consistency(data, signed.checkpoint)
+    hostile = io.BytesIO()
+    with tarfile.open(fileobj=hostile, mode="w") as archive:
+        link = tarfile.TarInfo("files/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hostile.tar").write_bytes(hostile.getvalue())
+    with pytest.raises(EvidenceError, match="files/escape"):
+        client_evidence.extract(out / "hostile.tar", out / "bundle")
+    assert [p.name for p in out.iterdir()] == ["hostile.tar"]
+
+
+def test_the_cli_in_remote_mode_proves_and_exports(
+    server: LiveServer, keys: tuple[Path, SSlibKey], tmp_path: Path
+) -> None:
+    store = server.store
+    signed = store.checkpoint()
+    unset = {k: None for k in os.environ if k.startswith("ARTIFACTSTORE_")}
+    token = issue_token(store, "package:reports/**:read")
+    env = unset | {"ARTIFACTSTORE_SERVER_URL": server.url, "ARTIFACTSTORE_TOKEN": token}
+
+    def run(*args: str, expect: int = 0) -> Result:
+        result = CliRunner().invoke(cli, list(args), env=env)
+        assert result.exit_code == expect, (args, result.output, result.exception)
+        return result
+
+    assert run("log", "checkpoint", "--latest").stdout == signed.note
+    proof = run("log", "prove", "--package", "reports/daily@1").stdout
+    assert proof == store.prove_package("reports/daily@1").to_text()
+    (tmp_path / "old").write_text(signed.note)
+    vkey = _verifier(store)
+    assert store.log_signer is not None
+    out = run("log", "consistency", str(tmp_path / "old"), "--vkey", store.log_signer.verifier_key)
+    assert out.stdout.startswith(f"OK: the checkpoint of size {signed.checkpoint.size}")
+    exported = json.loads(run("evidence", "export", "reports/daily@1", str(tmp_path / "b.tar"),
+                              "--json").stdout)  # fmt: skip
+    assert exported == {"ok": True, "bundle": str(tmp_path / "b.tar")}
+    assert verify_bundle(tmp_path / "b.tar", keys=[keys[1]], log_verifier=vkey).files == 1
+    denied = run("log", "checkpoint", expect=2)  # a read token may not sign (exit 2, as 403)
+    assert "admin" in denied.output
+    signing = run("evidence", "export", "reports/daily@1", str(tmp_path / "c"), "--sign",
+                  str(keys[0]), expect=2)  # fmt: skip
+    assert "own key" in signing.output
