@@ -763,15 +763,17 @@ class ArtifactStore:
         target: str | Path,
         *,
         signer: Signer | None = None,
+        actor: str | None = None,
     ) -> Path:
         """Write the offline evidence bundle of a package to ``target`` (a new directory,
         or a ``.tar`` file): its files, manifest, signed statements (its attestations, and
         one signed now by ``signer``), the proof of its registration in the log and a
-        checkpoint (``evidence.bundle``)."""
+        checkpoint (``evidence.bundle``); recorded as a retrieval by ``actor``."""
         statement = statement_for(self, reference) if signer is not None else None
         return export_bundle(
             self, reference, Path(target), signer=signer, statement=statement,
             log_verifier_key=self.log_signer.verifier_key if self.log_signer else None,
+            actor=actor,
         )  # fmt: skip
 
     def prove_consistency(self, old_note: str, verifier: NoteVerifier) -> transparency.Consistency:

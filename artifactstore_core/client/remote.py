@@ -888,7 +888,12 @@ class RemoteArtifactStore:
         return self._package("POST", f"{PACKAGES}/{_ref(reference)}/attestations")
 
     def export_evidence(
-        self, reference: Reference, target: str | Path, *, signer: object = None
+        self,
+        reference: Reference,
+        target: str | Path,
+        *,
+        signer: object = None,
+        actor: str | None = None,
     ) -> Path:
         """Download the offline evidence bundle of a package to ``target`` (a new ``.tar``
         file, or a new directory it is extracted into), all or nothing."""

@@ -67,7 +67,9 @@ class BundleSource(Protocol):
         self, reference: Reference, path: str | None, target_fd: int, offset: int
     ) -> None: ...
 
-    def record_retrieval(self, package: Package, *, purpose: str | None = None) -> None: ...
+    def record_retrieval(
+        self, package: Package, *, actor: str | None = None, purpose: str | None = None
+    ) -> None: ...
 
     def prove_package(self, reference: Reference) -> TlogProof: ...
 
@@ -117,10 +119,12 @@ def export_bundle(
     signer: Signer | None = None,
     statement: bytes | None = None,
     log_verifier_key: str | None = None,
+    actor: str | None = None,
 ) -> Path:
     """Write the bundle of a package to ``target`` (a new directory, or a ``.tar`` file):
     whole or not at all. ``signer`` signs ``statement`` (the package's provenance
-    statement) into the bundle beside the package's stored attestations."""
+    statement) into the bundle beside the package's stored attestations; the export is
+    recorded as a retrieval by ``actor``."""
     package = store.describe(reference)
     envelopes = list(store.attestation_envelopes(package))
     keys: dict[str, bytes] = {}
@@ -158,7 +162,7 @@ def export_bundle(
         _write_tar(target, parts, files, copy)
     else:
         _write_directory(target, parts, files, copy)
-    store.record_retrieval(package, purpose="evidence export")
+    store.record_retrieval(package, actor=actor, purpose="evidence export")
     return target
 
 

@@ -206,7 +206,7 @@ def evidence(ref: str, request: Request, store: StoreDep, caller: CallerDep) -> 
                 f"package {package.reference} has no attestation and this server has no "
                 "signing key (ARTIFACTSTORE_SIGNING_KEY): attest it first"
             )
-    stream, size = _exported(store, package, signer)
+    stream, size = _exported(store, package, signer, caller.actor)
     filename = f"{package.name.replace('/', '_')}@{package.version}.evidence.tar"
     headers = {
         "Content-Length": str(size),
@@ -223,14 +223,16 @@ def _signer(settings: Settings) -> Signer | None:
 
 
 def _exported(
-    store: ArtifactStore, package: Package, signer: Signer | None
+    store: ArtifactStore, package: Package, signer: Signer | None, actor: str
 ) -> tuple[BinaryIO, int]:
     """The bundle exported into a new directory under the server's temporary directory,
     opened and then deleted: its bytes live only as long as the open stream, which the
     response closes when it ends or the client goes away."""
     directory = Path(tempfile.mkdtemp(prefix="artifactstore-evidence-"))
     try:
-        target = store.export_evidence(package, directory / "bundle.tar", signer=signer)
+        target = store.export_evidence(
+            package, directory / "bundle.tar", signer=signer, actor=actor
+        )
         stream = target.open("rb")
     finally:
         shutil.rmtree(directory, ignore_errors=True)

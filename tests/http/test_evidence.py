@@ -26,6 +26,7 @@ from artifactstore_core.client import RemoteArtifactStore
 from artifactstore_core.client import _evidence as client_evidence
 from artifactstore_core.domain import merkle
 from artifactstore_core.domain.checkpoint import Checkpoint, NoteSigner, NoteVerifier
+from artifactstore_core.domain.events import PackageRetrieved
 from artifactstore_core.domain.tlog_proof import TlogProof
 from artifactstore_core.errors import (
     CheckpointError,
@@ -417,3 +418,13 @@ def test_the_cli_in_remote_mode_proves_and_exports(
     signing = run("evidence", "export", "reports/daily@1", str(tmp_path / "c"), "--sign",
                   str(keys[0]), expect=2)  # fmt: skip
     assert "own key" in signing.output
+
+
+def test_an_exported_bundle_is_recorded_as_read_by_the_tokens_actor(server: LiveServer) -> None:
+    store = server.store
+    with server.client(issue_token(store, "package:reports/**:read", actor="carol")) as client:
+        assert client.get(f"/v1/packages/{REF}/evidence").status_code == 200
+    package = store.describe("reports/daily@1")
+    read = [(e.actor, e.event.purpose) for e in store.events(subject_kind="package",
+            subject_id=str(package.id)) if isinstance(e.event, PackageRetrieved)]  # fmt: skip
+    assert read == [("carol", "evidence export")]
