@@ -54,12 +54,13 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/plain" not in accept
 
 
-def _checkpoint_response(request: Request, signed: SignedCheckpoint, status: int = 200) -> Response:
-    """The checkpoint's signed note as text, or ``to_dict()`` when JSON is asked for."""
-    headers = {"Cache-Control": CHECKPOINT_CACHE}
+def _checkpoint_response(request: Request, signed: SignedCheckpoint) -> Response:
+    """The checkpoint's signed note as text, or ``to_dict()`` when JSON is asked for; a
+    read is cacheable for a few seconds."""
+    headers = {"Cache-Control": CHECKPOINT_CACHE} if request.method == "GET" else {}
     if _wants_json(request):
-        return JSONResponse(signed.to_dict(), status_code=status, headers=headers)
-    return Response(signed.note, status_code=status, media_type=TEXT, headers=headers)
+        return JSONResponse(signed.to_dict(), headers=headers)
+    return Response(signed.note, media_type=TEXT, headers=headers)
 
 
 def _consistency(result: Consistency) -> dict[str, Any]:

@@ -88,6 +88,7 @@ def test_checkpoints_are_signed_by_admins_and_served_as_text(server: LiveServer)
         assert denied["action"] == "admin"
         signed = admin.post("/v1/log/checkpoint")
         assert signed.status_code == 200, signed.text
+        assert "cache-control" not in signed.headers
         latest = client.get("/v1/log/checkpoint")
         assert latest.status_code == 200
         assert latest.headers["content-type"] == "text/plain; charset=utf-8"
