@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from securesystemslib.signer import Signer
 
@@ -37,6 +37,7 @@ from artifactstore_http.routes.common import load_package, package_response, pac
 from artifactstore_http.streaming import iterate
 
 router = APIRouter(tags=["evidence"])
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 TEXT = "text/plain; charset=utf-8"
 TAR = "application/x-tar"
@@ -57,7 +58,9 @@ def _wants_json(request: Request) -> bool:
 def _checkpoint_response(request: Request, signed: SignedCheckpoint) -> Response:
     """The checkpoint's signed note as text, or ``to_dict()`` when JSON is asked for; a
     read is cacheable for a few seconds."""
-    headers = {"Cache-Control": CHECKPOINT_CACHE} if request.method == "GET" else {}
+    headers = (
+        {"Cache-Control": CHECKPOINT_CACHE, "Vary": "Accept"} if request.method == "GET" else {}
+    )
     if _wants_json(request):
         return JSONResponse(signed.to_dict(), headers=headers)
     return Response(signed.note, media_type=TEXT, headers=headers)
@@ -155,11 +158,11 @@ def package_proof(ref: str, store: StoreDep, caller: CallerDep) -> Response:
     response_class=Response,
     responses={200: {"content": {PAYLOAD_TYPE: {"schema": {"type": "object"}}}}},
 )
-def statement(ref: str, request: Request, store: StoreDep, caller: CallerDep) -> Response:
+def statement(ref: str, store: StoreDep, caller: CallerDep, settings: SettingsDep) -> Response:
     """The package's in-toto provenance statement, canonical JSON (the bytes a DSSE
     envelope signs)."""
     package = load_package(store, caller, segment(ref), "read")
-    data = statement_for(store, package, settings=get_settings(request))
+    data = statement_for(store, package, settings=settings)
     return Response(data, media_type=PAYLOAD_TYPE)
 
 
@@ -171,11 +174,10 @@ def attestations(ref: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]
 
 
 @router.post("/v1/packages/{ref}/attestations", status_code=201)
-def attest(ref: str, request: Request, store: StoreDep, caller: CallerDep) -> Response:
+def attest(ref: str, store: StoreDep, caller: CallerDep, settings: SettingsDep) -> Response:
     """Sign the package's provenance statement with the server's signing key
     (``ARTIFACTSTORE_SIGNING_KEY``) and store it as a new attestation (``attest``)."""
     package = load_package(store, caller, segment(ref), "attest")
-    settings = get_settings(request)
     signer = _signer(settings)
     if signer is None:
         raise ConfigurationError(
@@ -194,14 +196,14 @@ def attest(ref: str, request: Request, store: StoreDep, caller: CallerDep) -> Re
     response_class=Response,
     responses={200: {"content": {TAR: {"schema": {"type": "string", "format": "binary"}}}}},
 )
-def evidence(ref: str, request: Request, store: StoreDep, caller: CallerDep) -> Response:
+def evidence(ref: str, store: StoreDep, caller: CallerDep, settings: SettingsDep) -> Response:
     """The package's offline evidence bundle as a tar archive: files, manifest, signed
     statements, the proof of its registration and a checkpoint. A package with no
     attestation is signed now with the server's signing key (409 without one)."""
     package = load_package(store, caller, segment(ref), "read")
     signer = None
     if not store.attestations(package):
-        signer = _signer(get_settings(request))
+        signer = _signer(settings)
         if signer is None:
             raise ConflictError(
                 f"package {package.reference} has no attestation and this server has no "
