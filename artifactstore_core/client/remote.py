@@ -878,6 +878,11 @@ class RemoteArtifactStore:
         items = self._json("GET", f"{PACKAGES}/{_ref(reference)}/attestations")["items"]
         return [Package.from_dict(item) for item in items]
 
+    def attestation_envelopes(self, reference: Reference) -> list[bytes]:
+        """The DSSE envelopes of a package's attestations (one per line of their files)."""
+        data = self.transport.request("GET", f"{PACKAGES}/{_ref(reference)}/envelopes").content
+        return [line for line in data.split(b"\n") if line.strip()]
+
     def attest(
         self, reference: Reference, signer: object = None, *, actor: str | None = None
     ) -> Package:

@@ -41,6 +41,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 TEXT = "text/plain; charset=utf-8"
 TAR = "application/x-tar"
+BUNDLE = "application/vnd.in-toto.bundle"
 MAX_NOTE = 64 * 1024
 #: tlog-tiles serves a log's checkpoint cacheable for a few seconds only.
 CHECKPOINT_CACHE = "max-age=5"
@@ -171,6 +172,19 @@ def attestations(ref: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]
     """The package's attestations (packages of kind ``attestation``), oldest first."""
     package = load_package(store, caller, segment(ref), "read")
     return {"items": [p.to_dict() for p in store.attestations(package)], "next": None}
+
+
+@router.get(
+    "/v1/packages/{ref}/envelopes",
+    response_class=Response,
+    responses={200: {"content": {BUNDLE: {"schema": {"type": "string"}}}}},
+)
+def envelopes(ref: str, store: StoreDep, caller: CallerDep) -> Response:
+    """The DSSE envelopes of the package's attestations, one JSON per line (an in-toto
+    bundle): readable with ``read`` on the package, whatever the attestations' names."""
+    package = load_package(store, caller, segment(ref), "read")
+    lines = b"".join(e.rstrip(b"\n") + b"\n" for e in store.attestation_envelopes(package))
+    return Response(lines, media_type=BUNDLE)
 
 
 @router.post("/v1/packages/{ref}/attestations", status_code=201)

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -429,3 +430,26 @@ def test_an_exported_bundle_is_recorded_as_read_by_the_tokens_actor(server: Live
     read = [(e.actor, e.event.purpose) for e in store.events(subject_kind="package",
             subject_id=str(package.id)) if isinstance(e.event, PackageRetrieved)]  # fmt: skip
     assert read == [("carol", "evidence export")]
+
+
+def test_a_reader_of_the_name_gets_its_attestations_envelopes(
+    server: LiveServer, keys: tuple[Path, SSlibKey]
+) -> None:
+    """Attestation packages are named ``.attestations/...``: a token scoped to the
+    subject's names reads their envelopes through the subject."""
+    store = server.store
+    token = issue_token(store, "package:reports/**:read,attest")
+    with server.client(token) as client, RemoteArtifactStore(server.url, token) as remote:
+        assert remote.attestation_envelopes("reports/daily@1") == []
+        attestation = remote.attest("reports/daily@1")
+        own = client.get(f"/v1/packages/{quote(attestation.reference, safe='')}")
+        assert_problem(own, 404, "PACKAGE_UNKNOWN")  # not by its own name
+        response = client.get(f"/v1/packages/{REF}/envelopes")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/vnd.in-toto.bundle"
+        stored = store.attestation_envelopes("reports/daily@1")
+        assert response.content == stored[0] + b"\n"
+        assert remote.attestation_envelopes("reports/daily@1") == stored
+        assert verify_envelope(stored[0], [keys[1]]).payload == remote.statement("reports/daily@1")
+    with server.client(issue_token(store, "package:raw/**:read")) as stranger:
+        assert_problem(stranger.get(f"/v1/packages/{REF}/envelopes"), 404, "PACKAGE_UNKNOWN")
