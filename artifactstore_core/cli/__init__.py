@@ -18,7 +18,16 @@ import sys
 
 import click
 
-from artifactstore_core.cli import admin, evidence, integrity, packages, retention, serve, tokens
+from artifactstore_core.cli import (
+    admin,
+    attest,
+    evidence,
+    integrity,
+    packages,
+    retention,
+    serve,
+    tokens,
+)
 from artifactstore_core.cli._context import CliContext
 from artifactstore_core.cli._exit import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Group, exit_code
 from artifactstore_core.config import load_settings
@@ -70,6 +79,10 @@ for _command in (
     *evidence.COMMANDS,
 ):
     cli.add_command(_command)
+
+
+for _command in attest.COMMANDS:
+    evidence.evidence.add_command(_command)
 
 
 def main() -> None:
