@@ -531,9 +531,10 @@ class Ingest:
                 if key is not None:
                     keys[(name, key)] = _KeyedRegistration(event.package_id, event.content_address)
                 events.append(event)
-            registered = [e for e in events if isinstance(e, ev.PackageRegistered)]
-            for hook in hooks:
-                events += hook(conn, now, registered, actor or self.ledger.actor)
+            if hooks:
+                registered = [e for e in events if isinstance(e, ev.PackageRegistered)]
+                for hook in hooks:
+                    events += hook(conn, now, registered, actor or self.ledger.actor)
             return events + blob_stored_events(conn, stored, HOT)
 
         def registered(conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:
