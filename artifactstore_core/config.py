@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     http_anonymous_read: bool = Field(
         False, description="The HTTP gateway lets requests without a token read"
     )
+    log_origin: str | None = Field(
+        None,
+        max_length=255,
+        pattern=r"^[^\s+]+$",
+        description="The log's name in its checkpoints, e.g. artifacts.example.org/prod",
+    )
+    log_key: str | None = Field(
+        None, description="Ed25519 PEM private key (path or file2: URI) signing checkpoints"
+    )
     sqlite_synchronous: str = Field(
         "NORMAL",
         pattern="(?i)^(NORMAL|FULL|EXTRA)$",

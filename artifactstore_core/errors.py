@@ -25,6 +25,8 @@ Every failure a user can act on has its own subclass; messages name the offendin
     ├── IntegrityError              bytes or events do not match their digests
     │   ├── MissingBlobError        recorded bytes are not in the backend reads look in
     │   ├── EventLogTamperedError   the hash chain of the event log is broken
+    │   ├── CheckpointError         a checkpoint, signed note or log proof is malformed or
+    │   │                           does not verify
     │   └── EvidenceError           a signature, envelope or statement does not verify
     ├── RetentionError              retention policy refuses the operation
     │   ├── PackageExpiredError     the package has expired; its bytes may be gone
@@ -192,6 +194,10 @@ class EventLogTamperedError(IntegrityError):
         super().__init__(f"event log verification failed at sequence {sequence}: {reason}")
         self.sequence = sequence
         self.reason = reason
+
+
+class CheckpointError(IntegrityError):
+    """A checkpoint, signed note or log proof is malformed, or its signature does not verify."""
 
 
 class EvidenceError(IntegrityError):

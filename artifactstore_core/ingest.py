@@ -213,7 +213,8 @@ def parse_expected(
 
 def checked_provenance(value: Provenance | Mapping[str, Any] | None) -> Provenance:
     """Provenance whose fields are bounded text and whose attributes are a bounded JSON
-    object (``domain.limits``); ``inputs`` are resolved later, by the registry."""
+    object (``domain.limits``); ``inputs`` (package references) are resolved later, by the
+    registry, with the put's own."""
     if not isinstance(value, Provenance):
         data = normalize_json_object(value, "provenance")
         for key, kind, called in (("inputs", list, "array"), ("attributes", dict, "object")):
@@ -262,11 +263,14 @@ def resolve(
         duration = None  # an attestation expires with its subject (``attestations``)
     else:
         check_metadata(conn, put.kind, put.metadata)
-    inputs = [str(queries.resolve(conn, reference)) for reference in put.inputs]
+    # Provenance inputs are references too: resolved to package ids, so each input is
+    # recorded once, by its id, whatever form named it.
+    references = [*put.provenance.inputs, *put.inputs]
+    inputs = [str(queries.resolve(conn, reference)) for reference in references]
     provenance = replace(
         put.provenance,
         actor=put.provenance.actor or actor,
-        inputs=tuple(dict.fromkeys([*put.provenance.inputs, *inputs])),
+        inputs=tuple(dict.fromkeys(inputs)),
     )
     return ResolvedPut(put, package_id, duration, provenance)
 

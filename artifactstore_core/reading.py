@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,20 @@ from artifactstore_core.domain.manifest import FileEntry
 from artifactstore_core.domain.package import Package, check_readable
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import HOT, reading_tier
-from artifactstore_core.errors import BlobUnknownError, InvalidInputError, MissingBlobError
+from artifactstore_core.errors import (
+    BlobUnknownError,
+    IntegrityError,
+    InvalidInputError,
+    MissingBlobError,
+)
 from artifactstore_core.export import export_files
 from artifactstore_core.hashing import BlobHash, Digest, DigestError
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import storage_locations
+from artifactstore_core.storage.filecopy import copy_and_sha256
 from artifactstore_core.tiers import Tiers
+
+COPY_CHUNK = 1 << 20
 
 
 def byte_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:
@@ -90,6 +99,24 @@ class Reading:
                 f"{exc}; the registry recorded it at {recorded}, but tier {tier!r} now reads "
                 f"from {store.url}: point the tier back there, or put the bytes again"
             ) from exc
+
+    def copy_entry(self, package: Package, entry: FileEntry, target_fd: int, offset: int) -> None:
+        """Write one file's bytes into ``target_fd`` from ``offset`` on, verified: inside
+        the kernel, checking the copy's SHA-256, where the file and the target allow;
+        otherwise through its verified stream. ``IntegrityError`` if they are not the
+        registered bytes."""
+        store = self.tiers.for_reading(package)
+        with store.open_raw(entry.blob.blake3) as source:
+            copied = copy_and_sha256(source, target_fd, offset)
+        if copied is None:
+            with self.open_entry(package, entry) as stream:
+                while chunk := stream.read(COPY_CHUNK):
+                    offset += os.pwrite(target_fd, chunk, offset)
+        elif copied != entry.blob.sha256:
+            raise IntegrityError(
+                f"package {package.reference}, file {entry.path!r}: the stored bytes hash to "
+                f"{copied}, not {entry.blob.sha256}"
+            )
 
     def open_entry_range(
         self, package: Package, entry: FileEntry, start: int | None, end: int | None

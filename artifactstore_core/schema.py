@@ -5,7 +5,9 @@
 ``retention_state`` and ``retention_holds`` are projections rebuilt from it, and so are
 ``metadata_schemas`` (the JSON Schema per kind, registered through events) and
 ``retention_classes`` (seeded by the migration, recorded as ``RetentionClassDefined``
-events when a registry opens); ``leases`` coordinates sweeps.
+events when a registry opens); ``leases`` coordinates sweeps. ``log_subtrees`` caches
+heads of the log's Merkle tree (derived from ``events.leaf_hash``) and
+``log_checkpoints`` keeps the signed checkpoints.
 """
 
 from __future__ import annotations
@@ -101,9 +103,33 @@ events = sa.Table(
     sa.Column("payload_digest", sa.String(DIGEST_LEN), nullable=False),
     sa.Column("previous_digest", sa.String(DIGEST_LEN), nullable=True),
     sa.Column("chain_digest", sa.String(DIGEST_LEN), nullable=False),
+    # SHA-256(0x00 ‖ chain input): the event's leaf in the log's RFC 9162 Merkle tree.
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
     sa.Index("ix_events_subject", "subject_kind", "subject_id"),
     sa.Index("ix_events_type_sequence", "event_type", "sequence"),
     sa.UniqueConstraint("chain_digest", name="uq_events_chain_digest"),
+)
+
+log_subtrees = sa.Table(
+    "log_subtrees",
+    metadata,
+    # The head of the complete subtree of 2**height leaves starting at leaf
+    # ``position * 2**height``, for heights of 8 and more: written at append, read by proofs.
+    sa.Column("height", sa.SmallInteger, primary_key=True),
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+log_checkpoints = sa.Table(
+    "log_checkpoints",
+    metadata,
+    # Signed checkpoints (C2SP signed notes) of the log under ``origin``, never two
+    # inconsistent ones; not a projection: they are the registry's signed statements.
+    sa.Column("origin", sa.String(255), primary_key=True),
+    sa.Column("size", sa.BigInteger, primary_key=True),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("issued_at", Timestamp, nullable=False),
 )
 
 retention_classes = sa.Table(

@@ -7,6 +7,7 @@ through ``ingest``, reads through ``reading``, checks of stored bytes through
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import uuid
@@ -15,22 +16,32 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import sqlalchemy as sa
+from securesystemslib.signer import Signer
 
-from artifactstore_core import queries
+from artifactstore_core import queries, transparency
 from artifactstore_core.access import Tokens
 from artifactstore_core.attestations import Attestations, attest_registered
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.attestation import Attestor, AutoAttest
+from artifactstore_core.domain.checkpoint import NoteSigner, NoteVerifier, SignedCheckpoint
 from artifactstore_core.domain.limits import check_time
 from artifactstore_core.domain.manifest import Provenance, normalize_json_object
 from artifactstore_core.domain.names import validate_kind, validate_tag
 from artifactstore_core.domain.package import Hold, Package
 from artifactstore_core.domain.references import Reference
 from artifactstore_core.domain.retention import KeepRule
-from artifactstore_core.errors import InvalidInputError, PreconditionFailedError
+from artifactstore_core.domain.tlog_proof import TlogProof
+from artifactstore_core.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
 from artifactstore_core.evidence.attest import auto_attest
+from artifactstore_core.evidence.bundle import export_bundle
+from artifactstore_core.evidence.statements import statement_for
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Attach, Ingest, PutRequest, RegisterRequest
 from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
@@ -69,9 +80,12 @@ class ArtifactStore:
         actor: str = "artifactstore",
         default_retention_class: str = "raw-evidence",
         gc_grace: dt.timedelta = dt.timedelta(hours=1),
+        log_signer: NoteSigner | None = None,
         auto_attest: AutoAttest | None = None,
     ) -> None:
         self.engine = engine
+        #: Signs the log's checkpoints (after each sweep, and ``checkpoint()``); None: unsigned.
+        self.log_signer = log_signer
         self.ledger = Ledger(engine, clock=clock, actor=actor)
         self.tiers = Tiers(blobs, tiers)
         self.new_id = new_id
@@ -149,6 +163,10 @@ class ArtifactStore:
         kwargs.setdefault("actor", settings.actor)
         kwargs.setdefault("default_retention_class", settings.default_retention_class)
         kwargs.setdefault("gc_grace", dt.timedelta(seconds=settings.gc_grace_seconds))
+        if "log_signer" not in kwargs:
+            kwargs["log_signer"] = transparency.log_signer_from_env(
+                settings.log_origin, settings.log_key
+            )
         hot = open_blob_store(storage_url or settings.storage_url, settings)
         return cls(engine, hot, tiers=tiers, **kwargs)
 
@@ -450,6 +468,15 @@ class ArtifactStore:
             )
         return stream
 
+    def copy_file(
+        self, reference: Reference, path: str | None, target_fd: int, offset: int
+    ) -> None:
+        """Write one file's verified bytes into the open file ``target_fd`` from ``offset``
+        on (inside the kernel where it can), recording no retrieval; ``IntegrityError`` if
+        the stored bytes are not the registered ones."""
+        package = self.reading.readable(reference)
+        self.reading.copy_entry(package, package.file(path), target_fd, offset)
+
     def uri_of(self, reference: Reference, path: str | None = None) -> str:
         """Where the bytes are read from: the blob URI of file ``path`` (or of the only
         file), else the URL of the package's tier. A ``Package`` is used as given."""
@@ -624,6 +651,8 @@ class ArtifactStore:
             progress=progress,
         )  # fmt: skip
         result.uploads_collected = self.uploads.collect(plan.now)
+        if self.log_signer is not None:
+            result.checkpoint = self.checkpoint()
         return result
 
     def plan_tier_moves(
@@ -678,9 +707,99 @@ class ArtifactStore:
         )  # fmt: skip
 
     def verify_log(self) -> VerifyReport:
-        """Walk the event log's hash chain (``EventLogTamperedError`` on the first break)."""
+        """Walk the event log's hash chain, its leaf hashes and cached subtree heads, and
+        check it against the latest stored checkpoint of each origin
+        (``EventLogTamperedError`` on the first break)."""
+        with self.ledger.reading(snapshot=True) as conn:
+            report = self.log.verify(conn)
+            checked = transparency.check_checkpoints(conn, report.head_sequence)
+            return dataclasses.replace(report, checkpoints=checked)
+
+    # ------------------------------------------------------------------ transparency
+    def checkpoint(self, signer: NoteSigner | None = None) -> SignedCheckpoint:
+        """Sign and store a checkpoint of the whole log (or return the latest, if the log
+        has not grown); refused with ``IntegrityError`` if the log does not extend the
+        latest checkpoint of the same origin."""
+        signer = signer or self.log_signer
+        if signer is None:
+            raise ConfigurationError(
+                "no log key: set ARTIFACTSTORE_LOG_KEY and ARTIFACTSTORE_LOG_ORIGIN "
+                "(`artifactstore keys generate` writes a key)"
+            )
+        return transparency.issue_checkpoint(self.ledger, signer)
+
+    def latest_checkpoint(self, origin: str | None = None) -> SignedCheckpoint:
+        """The latest stored checkpoint (of ``origin``; by default the configured one)."""
+        if origin is None and self.log_signer is not None:
+            origin = self.log_signer.name
+        found = transparency.latest_checkpoint(self.ledger, origin)
+        if found is None:
+            raise NotFoundError(
+                "no checkpoint has been issued" + (f" for log {origin!r}" if origin else "")
+                + ": run `artifactstore log checkpoint`"
+            )  # fmt: skip
+        return found
+
+    def prove(self, sequence: int) -> TlogProof:
+        """The offline proof that event ``sequence`` is in the log: against the latest
+        checkpoint, or a new one when the latest does not cover the event yet (and a log
+        key is configured)."""
+        checkpoint = transparency.latest_checkpoint(
+            self.ledger, self.log_signer.name if self.log_signer else None
+        )
+        if self.log_signer is not None and (
+            checkpoint is None or checkpoint.checkpoint.size < sequence
+        ):
+            checkpoint = self.checkpoint()
+        if checkpoint is None:
+            raise NotFoundError("no checkpoint has been issued: run `artifactstore log checkpoint`")
+        return transparency.inclusion_proof(self.ledger, sequence, checkpoint)
+
+    def prove_package(self, reference: Reference) -> TlogProof:
+        """``prove`` for the event that registered the package ``reference`` names."""
         with self.ledger.reading() as conn:
-            return self.log.verify(conn)
+            package_id = queries.resolve(conn, reference)
+            sequence = transparency.registration_sequence(conn, package_id)
+        return self.prove(sequence)
+
+    def event_payload(self, sequence: int) -> bytes:
+        """The CBOR payload of event ``sequence``, as stored (checked against its digest)."""
+        with self.ledger.reading() as conn:
+            return transparency.event_payload(conn, sequence)
+
+    def attestation_envelopes(self, reference: Reference) -> list[bytes]:
+        """The DSSE envelopes of a package's attestations (one per line of their files)."""
+        envelopes = []
+        for attestation in self.attestations(reference):
+            for entry in attestation.files:
+                data = self.read_bytes(attestation, entry.path, record=False)
+                envelopes += [line for line in data.split(b"\n") if line.strip()]
+        return envelopes
+
+    def export_evidence(
+        self,
+        reference: Reference,
+        target: str | Path,
+        *,
+        signer: Signer | None = None,
+    ) -> Path:
+        """Write the offline evidence bundle of a package to ``target`` (a new directory,
+        or a ``.tar`` file): its files, manifest, signed statements (its attestations, and
+        one signed now by ``signer``), the proof of its registration in the log and a
+        checkpoint (``evidence.bundle``)."""
+        statement = statement_for(self, reference) if signer is not None else None
+        return export_bundle(
+            self, reference, Path(target), signer=signer, statement=statement,
+            log_verifier_key=self.log_signer.verifier_key if self.log_signer else None,
+        )  # fmt: skip
+
+    def prove_consistency(self, old_note: str, verifier: NoteVerifier) -> transparency.Consistency:
+        """Check and prove that the signed checkpoint ``old_note`` is a prefix of the
+        latest checkpoint of its log (``IntegrityError`` naming what changed if not). With
+        a log key configured, a checkpoint of the log as it is now is signed first."""
+        if self.log_signer is not None and self.log_signer.name == verifier.name:
+            self.checkpoint()
+        return transparency.consistency(self.ledger, old_note, verifier)
 
     def rebuild_views(self, *, progress: Progress | None = None) -> int:
         """Drop the projections and replay the log; returns the number of events replayed."""

@@ -6,8 +6,10 @@ maps errors to them (``exit_code``, in ``_exit``), and every error is one ``erro
 
 The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lineage,
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
-log, views, events), ``admin`` (migrate), ``tokens`` (token create, list, revoke) and
-``evidence`` (keys generate, show; evidence statement);
+log, views, events), ``transparency`` (log checkpoint, prove, consistency, verify-proof),
+``admin`` (migrate), ``tokens`` (token create, list, revoke) and ``evidence`` (keys
+generate, show; evidence statement), ``bundles`` (evidence export, verify), ``attest``
+(evidence attest, attestations);
 ``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
 ``_spec`` parses the put-many spec.
 """
@@ -20,13 +22,15 @@ import click
 
 from artifactstore_core.cli import (
     admin,
-    attest,
+    attest,  # noqa: F401  (adds attest and attestations to `evidence`)
+    bundles,  # noqa: F401  (adds export and verify to `evidence`)
     evidence,
     integrity,
     packages,
     retention,
     serve,
     tokens,
+    transparency,  # noqa: F401  (adds checkpoint, prove, consistency, verify-proof to `log`)
 )
 from artifactstore_core.cli._context import CliContext
 from artifactstore_core.cli._exit import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Group, exit_code
@@ -79,10 +83,6 @@ for _command in (
     *evidence.COMMANDS,
 ):
     cli.add_command(_command)
-
-
-for _command in attest.COMMANDS:
-    evidence.evidence.add_command(_command)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Attestations from the command line: ``evidence attest`` and ``evidence attestations``
-(commands of the ``evidence`` group)."""
+(added to the ``evidence`` group on import)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import click
 
 from artifactstore_core.cli._context import CliContext, pass_context
 from artifactstore_core.cli._output import emit, json_option, table
+from artifactstore_core.cli.evidence import evidence
 from artifactstore_core.domain.package import Package
 from artifactstore_core.evidence.attest import DsseAttestor
 from artifactstore_core.evidence.keys import load_signer
 
 
-@click.command("attest")
+@evidence.command("attest")
 @click.argument("reference")
 @click.option(
     "--key",
@@ -39,7 +40,7 @@ def attest(ctx: CliContext, reference: str, key: str, builder_id: str | None) ->
     )
 
 
-@click.command("attestations")
+@evidence.command("attestations")
 @click.argument("reference")
 @json_option
 @pass_context
@@ -61,6 +62,3 @@ def _row(attestation: Package) -> tuple[str, str, str, str]:
         ", ".join(attestation.metadata.get("key_ids", ())),
     )
 
-
-#: Commands of the ``evidence`` group (``cli.evidence.evidence``).
-COMMANDS = (attest, attestations)

@@ -45,10 +45,8 @@ def _show(described: dict[str, Any]) -> None:
 def generate(prefix: Path) -> None:
     """Write PREFIX.key (private, mode 0600) and PREFIX.pub; never overwrites."""
     private, public = evidence_keys.generate_keypair(prefix)
-    described = {
-        "private_key": str(private),
-        **_describe(public, evidence_keys.load_public_key(public), None),
-    }
+    described = _describe(public, evidence_keys.load_public_key(public), None)
+    described = {"private_key": str(private), "public_key": described.pop("file"), **described}
     emit(
         described,
         f"wrote {private} (private, keep it secret) and {public} "

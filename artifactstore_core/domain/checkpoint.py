@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from artifactstore_core.errors import IntegrityError, InvalidInputError
+from artifactstore_core.errors import CheckpointError, InvalidInputError
 
 ED25519 = 0x01
 _DASH = "\u2014"  # the em dash that starts a signature line
 MAX_SIGNATURES = 100
-
-
-class CheckpointError(IntegrityError):
-    """A checkpoint or signed note is malformed, or its signature does not verify."""
 
 
 def key_id(name: str, public_key: bytes) -> bytes:
@@ -73,12 +71,39 @@ class Checkpoint:
         return cls(origin, int(size), digest)
 
 
+class Ed25519Signing(Protocol):
+    """What signing a note needs of a key: ``Ed25519PrivateKey`` has it, and so can an
+    adapter over a key held elsewhere (a KMS)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint as a registry stores it: the state, the signed note, when issued."""
+
+    checkpoint: Checkpoint
+    note: str
+    issued_at: dt.datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "origin": self.checkpoint.origin,
+            "size": self.checkpoint.size,
+            "root": base64.b64encode(self.checkpoint.root).decode(),
+            "issued_at": self.issued_at.isoformat(),
+            "note": self.note,
+        }
+
+
 @dataclass(frozen=True)
 class NoteSigner:
     """Signs notes with an Ed25519 key under ``name``."""
 
     name: str
-    private_key: Ed25519PrivateKey
+    private_key: Ed25519PrivateKey | Ed25519Signing
 
     @property
     def public_key(self) -> bytes:

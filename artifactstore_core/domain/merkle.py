@@ -11,7 +11,7 @@ verifiers are the algorithms of sections 2.1.3.2 and 2.1.4.2.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from artifactstore_core.errors import InvalidInputError
 
@@ -34,6 +34,10 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+RangeRoot = Callable[[int, int], bytes]
+"""The head of the subtree over leaves ``start`` (inclusive) to ``end`` (exclusive)."""
+
+
 def root(leaves: Sequence[bytes]) -> bytes:
     """The Merkle tree head of these leaf hashes."""
     if not leaves:
@@ -44,35 +48,59 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return node_hash(root(leaves[:k]), root(leaves[k:]))
 
 
+def range_root_of(leaves: Sequence[bytes]) -> RangeRoot:
+    """The ``RangeRoot`` of a tree whose leaf hashes are all in memory."""
+    return lambda start, end: root(leaves[start:end])
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """The audit path of leaf ``index`` in the tree of ``leaves`` (section 2.1.3.1)."""
-    _check_index(index, len(leaves))
-    if len(leaves) == 1:
-        return []
-    k = _split(len(leaves))
-    if index < k:
-        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
-    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+    return inclusion_path(index, len(leaves), range_root_of(leaves))
+
+
+def inclusion_path(index: int, size: int, range_root: RangeRoot) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of ``size`` leaves, from the leaf's
+    sibling up; ``range_root`` gives the head of each sibling subtree."""
+    _check_index(index, size)
+    path: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            path.append(range_root(start + k, end))
+            end = start + k
+        else:
+            path.append(range_root(start, start + k))
+            start += k
+    return path[::-1]
 
 
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     """The proof that the tree of the first ``old_size`` leaves is a prefix of the tree
     of ``leaves`` (section 2.1.4.1)."""
-    if not 0 < old_size <= len(leaves):
+    return consistency_path(old_size, len(leaves), range_root_of(leaves))
+
+
+def consistency_path(old_size: int, size: int, range_root: RangeRoot) -> list[bytes]:
+    """The consistency proof from the tree of ``old_size`` leaves to the tree of
+    ``size`` leaves (SUBPROOF of section 2.1.4.1, unrolled)."""
+    if not 0 < old_size <= size:
         raise InvalidInputError(
-            f"a consistency proof needs 0 < old size <= new size, got {old_size} and {len(leaves)}"
+            f"a consistency proof needs 0 < old size <= new size, got {old_size} and {size}"
         )
-    return _subproof(old_size, leaves, complete=True)
-
-
-def _subproof(m: int, leaves: Sequence[bytes], *, complete: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if complete else [root(leaves)]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(m, leaves[:k], complete=complete), root(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], complete=False), root(leaves[:k])]
+    path: list[bytes] = []
+    start, end, m, complete = 0, size, old_size, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            path.append(range_root(start + k, end))
+            end = start + k
+        else:
+            path.append(range_root(start, start + k))
+            m, start, complete = m - k, start + k, False
+    if not complete:
+        path.append(range_root(start, end))
+    return path[::-1]
 
 
 def verify_inclusion(

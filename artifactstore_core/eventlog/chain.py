@@ -38,8 +38,10 @@ class EventHeader:
 _HEADER_FIELDS = tuple(field.name for field in fields(EventHeader))
 
 
-def chain_digest(previous: str | None, header: EventHeader) -> str:
-    """``blake3:<hex>`` over the previous chain digest and this event's header."""
+def chain_input(previous: str | None, header: EventHeader) -> bytes:
+    """The bytes an event's chain digest covers: the previous chain digest and the
+    header's fields, each prefixed with its length (no two headers give the same bytes).
+    They are also the event's leaf in the log's Merkle tree (``eventlog.tree``)."""
     created = header.created_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
     fields = (
         previous or GENESIS,
@@ -52,10 +54,41 @@ def chain_digest(previous: str | None, header: EventHeader) -> str:
         header.actor,
         header.payload_digest,
     )
-    # Length-prefixed fields: no two different headers serialise to the same bytes.
-    hasher = blake3.blake3()
+    parts: list[bytes] = []
     for value in fields:
         data = value.encode()
-        hasher.update(len(data).to_bytes(8, "big"))
-        hasher.update(data)
-    return "blake3:" + hasher.hexdigest()
+        parts += (len(data).to_bytes(8, "big"), data)
+    return b"".join(parts)
+
+
+def chain_digest(previous: str | None, header: EventHeader) -> str:
+    """``blake3:<hex>`` over the previous chain digest and this event's header."""
+    return input_digest(chain_input(previous, header))
+
+
+def input_digest(data: bytes) -> str:
+    """The chain digest of a chain input: ``blake3:<hex>``."""
+    return "blake3:" + blake3.blake3(data).hexdigest()
+
+
+CHAIN_INPUT_FIELDS = (
+    "previous_digest", "sequence", "created_at", "event_type", "schema_version",
+    "subject_kind", "subject_id", "actor", "payload_digest",
+)  # fmt: skip
+"""The names of the fields of a chain input, in order."""
+
+
+def split_chain_input(data: bytes) -> dict[str, str]:
+    """The fields of a chain input by name, as text; ``ValueError`` if ``data`` is not one."""
+    values: list[str] = []
+    offset = 0
+    while offset < len(data) and len(values) < len(CHAIN_INPUT_FIELDS):
+        length = int.from_bytes(data[offset : offset + 8], "big")
+        end = offset + 8 + length
+        if offset + 8 > len(data) or end > len(data):
+            raise ValueError("a field runs past the end of the chain input")
+        values.append(data[offset + 8 : end].decode())
+        offset = end
+    if offset != len(data) or len(values) != len(CHAIN_INPUT_FIELDS):
+        raise ValueError(f"a chain input has {len(CHAIN_INPUT_FIELDS)} fields and nothing after")
+    return dict(zip(CHAIN_INPUT_FIELDS, values, strict=True))

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from artifactstore_core.compiled_sql import insert_all
+from artifactstore_core.domain import merkle
 from artifactstore_core.domain.events import EVENT_TYPES, Event, MalformedPayloadError
 from artifactstore_core.domain.limits import (
     MAX_PAYLOAD_DEPTH,
@@ -19,7 +20,8 @@ from artifactstore_core.domain.limits import (
 )
 from artifactstore_core.errors import EventLogTamperedError, IntegrityError
 from artifactstore_core.eventlog import codec
-from artifactstore_core.eventlog.chain import EventHeader, chain_digest
+from artifactstore_core.eventlog.chain import EventHeader, chain_input, input_digest
+from artifactstore_core.eventlog.tree import TILE, LogTree, check_subtrees
 from artifactstore_core.schema import events as events_table
 
 # Key of the transaction-scoped advisory lock that serialises the chain head on PostgreSQL.
@@ -51,6 +53,8 @@ class VerifyReport:
     checked: int
     head_sequence: int
     head_digest: str | None
+    #: How many origins' latest checkpoints the log was checked against.
+    checkpoints: int = 0
 
 
 class EventLog:
@@ -87,13 +91,16 @@ class EventLog:
                 "payload_digest": codec.payload_digest(payload),
                 "previous_digest": previous,
             }
-            digest = row["chain_digest"] = chain_digest(previous, EventHeader.from_row(row))
+            data = chain_input(previous, EventHeader.from_row(row))
+            digest = row["chain_digest"] = input_digest(data)
+            row["leaf_hash"] = merkle.leaf_hash(data)
             rows.append(row)
             recorded.append(
                 RecordedEvent(sequence, at, actor, event, row["payload_digest"], digest)
             )
             previous = digest
         insert_all(events_table, conn.dialect).execute(conn, rows)
+        LogTree(conn).extend(rows[0]["sequence"] - 1, [row["leaf_hash"] for row in rows])
         return recorded
 
     @staticmethod
@@ -148,7 +155,7 @@ class EventLog:
         """Walk the whole chain; ``EventLogTamperedError`` names the first bad sequence."""
         table = events_table
         expected_sequence, previous, checked = 1, None, 0
-        last = 0
+        last, tile, tile_heads = 0, [], []
         while True:
             rows = (
                 conn.execute(
@@ -161,16 +168,21 @@ class EventLog:
                 .all()
             )
             for row in rows:
-                _verify_row(row, expected_sequence, previous)
+                tile.append(_verify_row(row, expected_sequence, previous))
+                if len(tile) == TILE:
+                    tile_heads.append(merkle.root(tile))
+                    tile = []
                 previous = row["chain_digest"]
                 expected_sequence = row["sequence"] + 1
                 checked += 1
             if len(rows) < batch_size:
+                check_subtrees(conn, tile_heads)
                 return VerifyReport(checked, expected_sequence - 1, previous)
             last = rows[-1]["sequence"]
 
 
-def _verify_row(row: sa.RowMapping, expected_sequence: int, previous: str | None) -> None:
+def _verify_row(row: sa.RowMapping, expected_sequence: int, previous: str | None) -> bytes:
+    """The row's leaf hash once its chain links and digests check out."""
     sequence = row["sequence"]
     if sequence != expected_sequence:
         raise EventLogTamperedError(
@@ -181,8 +193,13 @@ def _verify_row(row: sa.RowMapping, expected_sequence: int, previous: str | None
         raise EventLogTamperedError(sequence, "previous digest does not match the chain")
     if codec.payload_digest(row["payload"]) != row["payload_digest"]:
         raise EventLogTamperedError(sequence, "payload does not match its payload digest")
-    if chain_digest(previous, EventHeader.from_row(row)) != row["chain_digest"]:
+    data = chain_input(previous, EventHeader.from_row(row))
+    if input_digest(data) != row["chain_digest"]:
         raise EventLogTamperedError(sequence, "header fields do not match the chain digest")
+    leaf = merkle.leaf_hash(data)
+    if bytes(row["leaf_hash"]) != leaf:
+        raise EventLogTamperedError(sequence, "leaf hash does not match the chain input")
+    return leaf
 
 
 _DECODED_COLUMNS = (

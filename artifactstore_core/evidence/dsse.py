@@ -92,10 +92,10 @@ def verify_envelope(
     verified: dict[str, None] = {}
     failures: list[str] = []
     for index, (hint, sig) in enumerate(signatures):
-        key = next(
-            (k for k in keys if k.keyid not in verified and _verifies(k, sig, message)), None
-        )
-        if key is not None:
+        key = next((k for k in keys if _verifies(k, sig, message)), None)
+        if key is not None and key.keyid in verified:
+            failures.append(f"signature {index} is by key {key.keyid} again (counted once)")
+        elif key is not None:
             verified[key.keyid] = None
         elif any(k.keyid == hint for k in keys):
             failures.append(f"signature {index} by key {hint} does not verify")

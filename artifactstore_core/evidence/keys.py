@@ -85,10 +85,13 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
             f"{str(path)!r} already exists; keys are never overwritten"
         ) from None
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        path.unlink()  # a partial key file would block the next attempt
+        raise
 
 
 def load_signer(uri_or_path: str, *, public_key: SSlibKey | str | Path | None = None) -> Signer:
@@ -107,7 +110,7 @@ def load_signer(uri_or_path: str, *, public_key: SSlibKey | str | Path | None = 
         return _file_signer(path, public)
     if public is None:
         raise InvalidInputError(
-            f"key URI {uri_or_path[:200]!r} needs its public key (public_key=... / --public-key)"
+            f"key URI {uri_or_path[:200]!r} needs its public key too (a PEM file or text)"
         )
     try:
         return Signer.from_priv_key_uri(uri_or_path, public)

@@ -48,11 +48,8 @@ def statement_for(
     """
     if builder_id is None or origin is None:
         settings = settings or load_settings()
-    if builder_id is None:
-        assert settings is not None
-        builder_id = settings.builder_id or f"urn:artifactstore:builder:{store.actor}"
-    if origin is None:
-        origin = getattr(settings, "log_origin", None) or DEFAULT_ORIGIN
+        builder_id = builder_id or settings.builder_id or f"urn:artifactstore:builder:{store.actor}"
+        origin = origin or settings.log_origin or DEFAULT_ORIGIN
     package = store.describe(reference)
     found = {item.id: item for _, item in store.lineage(package, depth=1)}
     inputs = [found[i] for i in input_ids(package) if i in found]

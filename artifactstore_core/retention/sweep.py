@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from artifactstore_core.domain import events as ev
+from artifactstore_core.domain.checkpoint import SignedCheckpoint
 from artifactstore_core.domain.package import iso
 from artifactstore_core.domain.retention import RetentionClass, due_transition, tiers_holding
 from artifactstore_core.hashing import Digest
@@ -151,6 +152,8 @@ class SweepResult:
     moved: list[TierMove] = field(default_factory=list)
     #: Upload sessions past their expiry (and chunks of no session) removed.
     uploads_collected: int = 0
+    #: The log checkpoint signed after the sweep (when the registry has a log key).
+    checkpoint: SignedCheckpoint | None = None
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -165,6 +168,7 @@ class SweepResult:
             "moved": [str(m.package_id) for m in self.moved],
             "bytes_reclaimed": self.bytes_reclaimed,
             "uploads_collected": self.uploads_collected,
+            "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
         }
 
     @classmethod

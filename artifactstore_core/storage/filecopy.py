@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import io
 import os
 import stat
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
-from artifactstore_core.hashing import BlobHash, hash_copy
+from artifactstore_core.hashing import BlobHash, Digest, hash_copy
 from artifactstore_core.sources import CountingReader
 
 MIN_SIZE = 8 * 1024 * 1024
@@ -80,25 +81,50 @@ def source_file(source: BinaryIO) -> tuple[int, int] | None:
     return fd, offset
 
 
-def copy_and_hash(source: BinaryIO, target_fd: int, *, write_back: bool) -> BlobHash | None:
-    """Copy the rest of ``source`` into ``target_fd`` (a new, empty file open for reading
-    and writing) and hash the copy; ``None``, with nothing copied, when the kernel cannot
-    copy between the two files. ``source`` is left at its end; a ``CountingReader`` hears
-    of the bytes as they are hashed."""
-    found = source_file(source)
-    if found is None:
+def copy_and_hash(
+    source: BinaryIO, target_fd: int, *, write_back: bool, target_offset: int = 0
+) -> BlobHash | None:
+    """Copy the rest of ``source`` into ``target_fd`` (a file open for reading and writing)
+    from ``target_offset`` on, and hash the copy; ``None``, with nothing copied, when the
+    kernel cannot copy between the two files. ``source`` is left at its end; a
+    ``CountingReader`` hears of the bytes as they are hashed."""
+    copy = _start(source, target_fd, write_back, target_offset)
+    if copy is None:
         return None
-    source_fd, offset = found
-    progress = source.progress if isinstance(source, CountingReader) else None
-    copy = _KernelCopy(source_fd, offset, target_fd, write_back, progress)
     try:
         digest = hash_copy(cast(BinaryIO, copy))
     finally:
         copy.stop()
     if copy.unsupported:
         return None
-    source.seek(offset + digest.size)
+    source.seek(copy.source_offset + digest.size)
     return digest
+
+
+def copy_and_sha256(source: BinaryIO, target_fd: int, target_offset: int) -> Digest | None:
+    """``copy_and_hash`` with SHA-256 alone (one thread less: for copies out of the
+    registry, checked against the SHA-256 recorded for them)."""
+    copy = _start(source, target_fd, False, target_offset)
+    if copy is None:
+        return None
+    digest, buffer = hashlib.sha256(), bytearray(CHUNK_SIZE)
+    try:
+        while count := copy.readinto(buffer):
+            digest.update(memoryview(buffer)[:count])
+    finally:
+        copy.stop()
+    return None if copy.unsupported else Digest("sha256", digest.hexdigest())
+
+
+def _start(
+    source: BinaryIO, target_fd: int, write_back: bool, target_offset: int
+) -> _KernelCopy | None:
+    found = source_file(source)
+    if found is None:
+        return None
+    source_fd, offset = found
+    progress = source.progress if isinstance(source, CountingReader) else None
+    return _KernelCopy(source_fd, offset, target_fd, write_back, progress, target_offset)
 
 
 class _KernelCopy(io.RawIOBase):
@@ -112,10 +138,13 @@ class _KernelCopy(io.RawIOBase):
         target_fd: int,
         write_back: bool,
         progress: Callable[[int], None] | None,
+        target_offset: int = 0,
     ) -> None:
         super().__init__()
         self._progress = progress
+        self._base = target_offset
         self._source_fd, self._offset, self._target_fd = source_fd, offset, target_fd
+        self.source_offset = offset
         self._start_write_back = _sync_file_range if write_back else None
         self._changed = threading.Condition()
         self._copied = 0
@@ -138,13 +167,13 @@ class _KernelCopy(io.RawIOBase):
                     self._target_fd,
                     CHUNK_SIZE,
                     self._offset + self._copied,
-                    self._copied,
+                    self._base + self._copied,
                 )
                 if count == 0:
                     break
                 if self._start_write_back is not None:
                     self._start_write_back(
-                        self._target_fd, self._copied, count, _SYNC_FILE_RANGE_WRITE
+                        self._target_fd, self._base + self._copied, count, _SYNC_FILE_RANGE_WRITE
                     )
                 with self._changed:
                     self._copied += count
@@ -168,7 +197,7 @@ class _KernelCopy(io.RawIOBase):
         if available == 0:
             return 0
         view = memoryview(buffer).cast("B")[: min(len(buffer), available)]
-        count = os.preadv(self._target_fd, [view], self._read)
+        count = os.preadv(self._target_fd, [view], self._base + self._read)
         if count == 0:  # the copy shrank under us: the target file was truncated
             raise OSError(errno.EIO, "the copied file became shorter while it was read back")
         self._read += count

@@ -2,7 +2,7 @@
 ``attestation``) to the package it attests; a projection of ``PackageAttested`` events.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-02 09:40:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from artifactstore_core.schema import Timestamp
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

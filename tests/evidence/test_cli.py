@@ -27,7 +27,7 @@ def test_keys_generate_and_show(sqlite_cli: Cli, tmp_path: Path) -> None:
     generated = sqlite_cli.json("keys", "generate", "release")
     assert isinstance(generated, dict)
     key = load_public_key(tmp_path / "release.pub")
-    assert (generated["private_key"], generated["file"]) == ("release.key", "release.pub")
+    assert (generated["private_key"], generated["public_key"]) == ("release.key", "release.pub")
     assert (generated["keyid"], generated["keytype"]) == (key.keyid, "ed25519")
     before = (tmp_path / "release.key").read_bytes()
     again = sqlite_cli("keys", "generate", "release", expect=EXIT_BAD_INPUT)

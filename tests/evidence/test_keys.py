@@ -3,6 +3,8 @@ URIs, public keys, and the C2SP verifier key agreeing with ``NoteSigner``'s."""
 
 from __future__ import annotations
 
+import resource
+import signal
 import stat
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from artifactstore_core.evidence.keys import (
     public_pem,
     verifier_key,
 )
+from artifactstore_core.testing.tmpfs import tmpfs
 
 pytestmark = pytest.mark.unit
 
@@ -110,3 +113,26 @@ def test_the_verifier_key_is_the_note_signers(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=f"key {ecdsa.keyid} is ecdsa, not Ed25519"):
         ed25519_public_bytes(ecdsa)
     assert public_pem(ecdsa).startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def test_a_failed_write_leaves_no_key_file(tmp_path: Path) -> None:
+    """On a full disk (a one-page tmpfs; a file-size limit where mounting is not
+    permitted) neither file is left behind, so the next attempt is not blocked."""
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        with tmpfs(directory, size="4k") as not_mounted:
+            if not_mounted:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (64, limit[1]))
+            with pytest.raises(OSError, match=r"No space left on device|File too large"):
+                generate_keypair(directory / "release")
+            assert list(directory.iterdir()) == []
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert [p.name for p in generate_keypair(directory / "release")] == [
+        "release.key",
+        "release.pub",
+    ]

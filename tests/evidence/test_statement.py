@@ -176,16 +176,29 @@ def test_re_export_is_byte_identical(store: ArtifactStore) -> None:
     assert statement_bytes(json.loads(first)) == first  # canonical form
 
 
-def test_the_builder_id_defaults_to_the_setting_then_the_actor(
+def test_builder_id_and_origin_default_to_the_settings(
     store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    package = store.put("reports/daily", {"a.txt": b"a"})
+    raw = store.put("evidence/raw", {"raw.log": b"x"})
+    package = store.put("reports/daily", {"a.txt": b"a"}, inputs=[raw.reference])
+
+    def defaults() -> tuple[str, str]:
+        predicate = json.loads(statement_for(store, package))["predicate"]
+        dependency = predicate["buildDefinition"]["resolvedDependencies"][0]
+        return predicate["runDetails"]["builder"]["id"], dependency["uri"]
+
     monkeypatch.delenv("ARTIFACTSTORE_BUILDER_ID", raising=False)
-    builder = json.loads(statement_for(store, package))["predicate"]["runDetails"]["builder"]
-    assert builder["id"] == f"urn:artifactstore:builder:{store.actor}"
+    monkeypatch.delenv("ARTIFACTSTORE_LOG_ORIGIN", raising=False)
+    assert defaults() == (
+        f"urn:artifactstore:builder:{store.actor}",
+        "artifactstore://localhost/packages/evidence/raw@1",
+    )
     monkeypatch.setenv("ARTIFACTSTORE_BUILDER_ID", "urn:example:ci")
-    builder = json.loads(statement_for(store, package))["predicate"]["runDetails"]["builder"]
-    assert builder["id"] == "urn:example:ci"
+    monkeypatch.setenv("ARTIFACTSTORE_LOG_ORIGIN", "reg.example/prod")
+    assert defaults() == (
+        "urn:example:ci",
+        "artifactstore://reg.example/prod/packages/evidence/raw@1",
+    )
 
 
 def test_subjects_read_back(store: ArtifactStore) -> None:

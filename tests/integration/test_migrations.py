@@ -32,7 +32,10 @@ DROPPED = {
 }
 # Columns and tables revisions 0003 and 0004 added (empty for this registry's rows).
 ADDED = {"artifact_packages": {"idempotency_key"}}
-ADDED_TABLES = {"access_tokens", "retention_keep_rules", "package_attestations"}
+ADDED_TABLES = {
+    "access_tokens", "retention_keep_rules", "log_subtrees", "log_checkpoints",
+    "package_attestations",
+}  # fmt: skip
 
 
 def _open(database_url: str, tmp_path: Path) -> ArtifactStore:

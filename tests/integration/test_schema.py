@@ -30,6 +30,7 @@ EXPECTED_COLUMNS = {
     "events": {
         "sequence", "created_at", "event_type", "schema_version", "subject_kind",
         "subject_id", "actor", "payload", "payload_digest", "previous_digest", "chain_digest",
+        "leaf_hash",
     },
     "artifact_packages": {
         "package_id", "name", "version", "kind", "digest_algorithm", "digest_primary",
@@ -66,6 +67,8 @@ EXPECTED_COLUMNS = {
         "upload_id", "actor", "token_id", "state", "received", "chunks", "content_address",
         "created_at", "updated_at", "expires_at",
     },
+    "log_subtrees": {"height", "position", "hash"},
+    "log_checkpoints": {"origin", "size", "root", "note", "issued_at"},
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
@@ -148,6 +151,7 @@ def test_round_trip_event_package_json_timestamps_and_boolean_default(
                 payload=payload,
                 payload_digest="blake3:" + "0" * 64,
                 chain_digest="blake3:" + "1" * 64,
+                leaf_hash=bytes(32),
             )
         )
         conn.execute(
