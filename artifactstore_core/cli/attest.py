@@ -61,4 +61,3 @@ def _row(attestation: Package) -> tuple[str, str, str, str]:
         attestation.created_at.isoformat(),
         ", ".join(attestation.metadata.get("key_ids", ())),
     )
-
