@@ -26,7 +26,6 @@ from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.attestation import (
     ENVELOPE_MEDIA_TYPE,
     Attestor,
-    AutoAttest,
     SignedStatement,
     mirrored_hold_id,
 )
@@ -156,24 +155,28 @@ def _inputs(conn: sa.Connection, package: Package) -> list[Package]:
     return queries.load_packages(conn, [uuid.UUID(i) for i in package.provenance.inputs])
 
 
-def auto_attestation_events(
+def attest_registered(
     conn: sa.Connection,
     tiers: Tiers,
-    auto: AutoAttest,
+    attestor: Attestor,
     registered: Sequence[ev.PackageRegistered],
     *,
     new_id: Callable[[], uuid.UUID],
     actor: str,
     now: dt.datetime,
+    classes: frozenset[str] | None = None,
 ) -> list[ev.Event]:
-    """Attestations of the packages among ``registered`` (not yet committed) whose class
-    ``auto`` names, for the same transaction: a signing failure fails the registration."""
+    """Attestations of the packages ``registered`` (not yet committed; with ``classes``,
+    only those of these retention classes), for the same transaction: a signing failure
+    fails the registration, so nothing is recorded."""
     result: list[ev.Event] = []
     for event in registered:
-        if event.retention_class not in auto.classes or event.kind == ATTESTATION_KIND:
+        if event.kind == ATTESTATION_KIND:
+            continue
+        if classes is not None and event.retention_class not in classes:
             continue
         subject = queries.pending_package(event, now, actor)
-        signed = auto.attestor.sign(subject, _inputs(conn, subject))
+        signed = attestor.sign(subject, _inputs(conn, subject))
         result += attestation_events(
             conn, tiers, subject, signed, attestation_id=new_id(), actor=actor, now=now
         )

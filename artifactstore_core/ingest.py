@@ -213,7 +213,8 @@ def parse_expected(
 
 def checked_provenance(value: Provenance | Mapping[str, Any] | None) -> Provenance:
     """Provenance whose fields are bounded text and whose attributes are a bounded JSON
-    object (``domain.limits``); ``inputs`` are resolved later, by the registry."""
+    object (``domain.limits``); ``inputs`` (package references) are resolved later, by the
+    registry, with the put's own."""
     if not isinstance(value, Provenance):
         data = normalize_json_object(value, "provenance")
         for key, kind, called in (("inputs", list, "array"), ("attributes", dict, "object")):
@@ -262,11 +263,14 @@ def resolve(
         duration = None  # an attestation expires with its subject (``attestations``)
     else:
         check_metadata(conn, put.kind, put.metadata)
-    inputs = [str(queries.resolve(conn, reference)) for reference in put.inputs]
+    # Provenance inputs are references too: resolved to package ids, so each input is
+    # recorded once, by its id, whatever form named it.
+    references = [*put.provenance.inputs, *put.inputs]
+    inputs = [str(queries.resolve(conn, reference)) for reference in references]
     provenance = replace(
         put.provenance,
         actor=put.provenance.actor or actor,
-        inputs=tuple(dict.fromkeys([*put.provenance.inputs, *inputs])),
+        inputs=tuple(dict.fromkeys(inputs)),
     )
     return ResolvedPut(put, package_id, duration, provenance)
 
@@ -442,10 +446,12 @@ class Ingest:
         *,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
+        attach: Attach | None = None,
     ) -> list[Package]:
         """Store and register every request, all or none (see ``ArtifactStore.put_many``):
         the files of a ``PutRequest`` are written, those of a ``RegisterRequest`` must be
-        stored already (``BlobUnknownError`` lists those that are not)."""
+        stored already (``BlobUnknownError`` lists those that are not). ``attach`` adds
+        events to this call's transaction, after those of the ingest's own ``attach``."""
         batch = list(requests)
         if not batch:
             return []
@@ -472,7 +478,8 @@ class Ingest:
                 yield [found[d] for _, d in item.put.blobs] if item.put.stored else next(fresh)
 
         what = "this put" if all(isinstance(r, PutRequest) for r in batch) else "this registration"
-        return self._register(resolved, write, per_put, actor, what)
+        hooks = [hook for hook in (self.attach, attach) if hook is not None]
+        return self._register(resolved, write, per_put, actor, what, hooks)
 
     def _stored_blobs(self, validated: Sequence[ValidatedPut]) -> dict[Digest, StoredBlob]:
         """The stored blob of each file the registrations among ``validated`` name."""
@@ -498,6 +505,7 @@ class Ingest:
         per_put: Callable[[], Iterator[list[StoredBlob]]],
         actor: str | None,
         what: str,
+        hooks: Sequence[Attach] = (),
     ) -> list[Package]:
         """Record the packages of ``resolved`` (files as ``per_put`` gives them, once
         ``write`` stored them) as consecutive versions of their names; a request whose
@@ -527,9 +535,10 @@ class Ingest:
                 if key is not None:
                     keys[(name, key)] = _KeyedRegistration(event.package_id, event.content_address)
                 events.append(event)
-            if self.attach is not None:
+            if hooks:
                 registered = [e for e in events if isinstance(e, ev.PackageRegistered)]
-                events += self.attach(conn, now, registered, actor or self.ledger.actor)
+                for hook in hooks:
+                    events += hook(conn, now, registered, actor or self.ledger.actor)
             return events + blob_stored_events(conn, stored, HOT)
 
         def registered(conn: sa.Connection, recorded: list[RecordedEvent]) -> list[Package]:

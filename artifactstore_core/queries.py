@@ -154,21 +154,12 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
         ):
             hold = Hold(held.hold_id, held.hold_kind, held.reason, held.actor, held.placed_at)
             holds.setdefault(held.package_id, []).append(hold)
-        a, other = package_attestations, p.alias("linked")
-        sides = ((a.c.subject_id, a.c.attestation_id), (a.c.attestation_id, a.c.subject_id))
-        for side, far in sides:
-            query = (
-                sa.select(side.label("near"), other.c.name, other.c.version)
-                .join(other, other.c.package_id == far)
-                .where(side.in_(chunk))
-                .order_by(a.c.event_sequence)
-            )
-            for link in conn.execute(query):
-                reference = f"{link.name}@{link.version}"
-                if side is a.c.subject_id:
-                    links.setdefault(link.near, []).append(reference)
-                else:
-                    attests[link.near] = reference
+        wanted = set(chunk)
+        for link in conn.execute(_links(chunk)):
+            if link.subject_id in wanted:
+                links.setdefault(link.subject_id, []).append(link.attestation)
+            if link.attestation_id in wanted:
+                attests[link.attestation_id] = link.subject
     result = []
     for package_id in ids:
         found = rows.get(package_id)
@@ -181,6 +172,27 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
                      attests.get(package_id))
         )  # fmt: skip
     return result
+
+
+def _links(chunk: Sequence[uuid.UUID]) -> sa.Select[Any]:
+    """The attestation links of which a package of ``chunk`` is either end, with both
+    ends' references, oldest first."""
+    a = package_attestations
+    subject, attestation = artifact_packages.alias("subject"), artifact_packages.alias("att")
+    return (
+        sa.select(
+            a.c.subject_id,
+            a.c.attestation_id,
+            (subject.c.name + "@" + sa.cast(subject.c.version, sa.String)).label("subject"),
+            (attestation.c.name + "@" + sa.cast(attestation.c.version, sa.String)).label(
+                "attestation"
+            ),
+        )
+        .join(subject, subject.c.package_id == a.c.subject_id)
+        .join(attestation, attestation.c.package_id == a.c.attestation_id)
+        .where(sa.or_(a.c.subject_id.in_(chunk), a.c.attestation_id.in_(chunk)))
+        .order_by(a.c.event_sequence)
+    )
 
 
 def pending_package(event: PackageRegistered, at: dt.datetime, actor: str) -> Package:

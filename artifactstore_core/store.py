@@ -20,7 +20,7 @@ from securesystemslib.signer import Signer
 
 from artifactstore_core import queries, transparency
 from artifactstore_core.access import Tokens
-from artifactstore_core.attestations import Attestations, auto_attestation_events
+from artifactstore_core.attestations import Attestations, attest_registered
 from artifactstore_core.config import Settings, check_connection, create_engine, load_settings
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.attestation import Attestor, AutoAttest
@@ -43,7 +43,7 @@ from artifactstore_core.evidence.attest import auto_attest
 from artifactstore_core.evidence.bundle import export_bundle
 from artifactstore_core.evidence.statements import statement_for
 from artifactstore_core.hashing import BlobHash, Digest
-from artifactstore_core.ingest import Ingest, PutRequest, RegisterRequest
+from artifactstore_core.ingest import Attach, Ingest, PutRequest, RegisterRequest
 from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
 from artifactstore_core.ledger import Clock, Ledger, utcnow
 from artifactstore_core.projections import check_views, rebuild_views
@@ -220,6 +220,7 @@ class ArtifactStore:
         *,
         actor: str | None = None,
         progress: Callable[[int], None] | None = None,
+        attestor: Attestor | None = None,
     ) -> list[Package]:
         """Store and register many packages at once: all or none of them.
 
@@ -229,9 +230,12 @@ class ArtifactStore:
         requests for the same name become consecutive versions. ``inputs`` may name
         packages registered before this call, not ones of the same batch. ``progress``
         receives byte counts. A ``RegisterRequest`` among them names blobs already
-        stored instead of files to write (as ``register``).
+        stored instead of files to write (as ``register``). With ``attestor`` every package
+        is also attested (``attest``) in the same transaction: a signing failure records
+        nothing.
         """
-        return self.ingest.put_many(requests, actor=actor, progress=progress)
+        attach = None if attestor is None else self._attesting(attestor)
+        return self.ingest.put_many(requests, actor=actor, progress=progress, attach=attach)
 
     def register(
         self,
@@ -269,10 +273,25 @@ class ArtifactStore:
         actor: str,
     ) -> list[ev.Event]:
         assert self.auto_attest is not None
-        return auto_attestation_events(
-            conn, self.tiers, self.auto_attest, registered, new_id=self.new_id, actor=actor,
-            now=now,
+        return attest_registered(
+            conn, self.tiers, self.auto_attest.attestor, registered, new_id=self.new_id,
+            actor=actor, now=now, classes=self.auto_attest.classes,
         )  # fmt: skip
+
+    def _attesting(self, attestor: Attestor) -> Attach:
+        """The ingest hook that attests every package of one call with ``attestor``."""
+
+        def attach(
+            conn: sa.Connection,
+            now: dt.datetime,
+            registered: Sequence[ev.PackageRegistered],
+            actor: str,
+        ) -> list[ev.Event]:
+            return attest_registered(
+                conn, self.tiers, attestor, registered, new_id=self.new_id, actor=actor, now=now
+            )
+
+        return attach
 
     def attest(
         self, reference: Reference, signer: Attestor, *, actor: str | None = None

@@ -123,6 +123,7 @@ def build_artifactstore_defs(
     schedule_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
     external_assets: Iterable[ExternalAsset] = (),
     retention_sensor: bool = True,
+    attest_assets: Iterable[str] = (),
 ) -> Definitions:
     """Definitions for artifact-store: resource, IO manager, integrity checks, retention jobs.
 
@@ -134,7 +135,9 @@ def build_artifactstore_defs(
 
     ``resource`` defaults to one configured from ``ARTIFACTSTORE_*`` settings;
     ``io_manager`` to an ``ArtifactStoreIOManager`` on that resource (``io_manager_key=None``
-    leaves the IO manager out). Schedules (sweep daily, verification daily; ``None`` for
+    leaves the IO manager out; ``attest_assets``, asset keys such as ``"a/b"``, are the
+    default IO manager's: their packages are attested at materialization, signed with the
+    resource's ``signing_key``). Schedules (sweep daily, verification daily; ``None`` for
     none) are created stopped unless ``schedule_status`` says otherwise.
 
     ``external_assets`` (``AssetSpec``\\ s, included in the result) are assets whose
@@ -145,7 +148,9 @@ def build_artifactstore_defs(
     resource = resource or ArtifactStoreResource()
     resources: dict[str, Any] = {resource_key: resource}
     if io_manager_key is not None:
-        resources[io_manager_key] = io_manager or ArtifactStoreIOManager(store=resource)
+        resources[io_manager_key] = io_manager or ArtifactStoreIOManager(
+            store=resource, attest_assets=list(attest_assets)
+        )
     if defs is not None and partitioned_checks:
         checked_assets = _with_partitions(checked_assets, defs, resources)
     checks = build_artifact_checks(
@@ -243,6 +248,9 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
     auto_data_version: bool = True
     keep_latest_versions: int = 1
     retention_class_by_group: dict[str, str] = Field(default_factory=dict)
+    signing_key: str | None = None
+    builder_id: str | None = None
+    attest_assets: list[str] = Field(default_factory=list)
     checked_assets: list[str] = Field(default_factory=list)
     check_mode: Literal["exists", "digest"] = "exists"
     blocking_checks: bool = False
@@ -269,6 +277,7 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
                 auto_data_version=self.auto_data_version,
                 keep_latest_versions=self.keep_latest_versions,
                 retention_class_by_group=self.retention_class_by_group,
+                attest_assets=self.attest_assets,
             ),
             resource_key=self.resource_key,
             io_manager_key=self.io_manager_key,
@@ -291,5 +300,5 @@ class ArtifactStoreComponent(Component, Resolvable, Model):
 _RESOURCE_ATTRIBUTES = (
     "database_url", "storage_url", "tier_cold_url", "tier_archive_url", "s3_endpoint_url",
     "s3_region", "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style", "url",
-    "token", "actor", "default_retention_class",
+    "token", "actor", "default_retention_class", "signing_key", "builder_id",
 )  # fmt: skip

@@ -30,6 +30,7 @@ from dagster import (
     ConfigurableIOManager,
     InitResourceContext,
     InputContext,
+    MetadataValue,
     OutputContext,
 )
 from pydantic import Field, PrivateAttr
@@ -47,11 +48,14 @@ from artifactstore_core.errors import (
     add_context,
 )
 from artifactstore_core.ingest import PutRequest
+from artifactstore_core.store import ArtifactStore
 from artifactstore_dagster import _context
 from artifactstore_dagster._tracking import Tracking
 from artifactstore_dagster.data_versions import set_data_version_from_io_manager
 from artifactstore_dagster.keys import (
     ALLOW_MISSING_PARTITIONS_KEY,
+    ATTEST_KEY,
+    ATTESTATION,
     CONCAT_KEY,
     KIND_KEY,
     PACKAGE_ID,
@@ -136,6 +140,14 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
         description=(
             "Retention class of the packages of each asset group whose assets name none "
             "(else the resource's default_retention_class, else the registry's default)"
+        ),
+    )
+    attest_assets: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Asset keys ('a/b') whose packages are attested when materialized, in the "
+            "registration's transaction, signed with the resource's signing_key (definition "
+            "metadata artifactstore/attest: true/false decides per asset too)"
         ),
     )
     _tracking: Tracking = PrivateAttr(default_factory=Tracking)
@@ -226,7 +238,12 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                     )
                 )
             store = self.store.get_store()
-            packages = iter(store.put_many(requests) if requests else [])
+            attestor = self.store.get_attestor() if requests and self._attests(context) else None
+            if attestor is not None:
+                assert isinstance(store, ArtifactStore)  # get_attestor refuses remote mode
+                packages = iter(store.put_many(requests, attestor=attestor))
+            else:
+                packages = iter(store.put_many(requests) if requests else [])
         except ArtifactStoreError as exc:
             refused = ""
             if isinstance(exc, UnknownRetentionClassError) and exc.name == retention_class:
@@ -258,8 +275,20 @@ class ArtifactStoreIOManager(ConfigurableIOManager):
                 value=value,
                 url=package_url(store, package),
             )
+            if attestor is not None:
+                metadata = {**metadata, ATTESTATION: MetadataValue.text(package.attestations[-1])}
             stored.append(StoredOutput(output, key, package, metadata, digest))
         return stored
+
+    def _attests(self, context: OutputContext) -> bool:
+        """Whether the output's packages are attested: its ``artifactstore/attest``
+        metadata, else whether its asset is one of ``attest_assets``."""
+        chosen = _context.setting(context, ATTEST_KEY)
+        if chosen is not None:
+            return bool(chosen)
+        if not self.attest_assets or not context.has_asset_key:
+            return False
+        return context.asset_key.to_user_string() in self.attest_assets
 
     def _default_class(self, context: OutputContext) -> str | None:
         """The class of the asset's group (``retention_class_by_group``), else the

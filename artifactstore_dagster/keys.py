@@ -17,6 +17,9 @@ ALLOW_MISSING_PARTITIONS_KEY = "allow_missing_partitions"
 #: Definition metadata of an input (or of the upstream asset): concatenate the DataFrames
 #: of a partition range into one instead of a dict of partition key to value.
 CONCAT_KEY = "artifactstore/concat"
+#: Definition or output metadata: attest (True) or not (False) the asset's packages,
+#: whatever the IO manager's ``attest_assets`` says.
+ATTEST_KEY = "artifactstore/attest"
 
 #: Output metadata keys the IO manager writes (shown in the Dagster UI).
 PACKAGE_ID = "artifactstore/package_id"
@@ -39,6 +42,8 @@ PACKAGE_URL = "artifactstore/package_url"
 UPSTREAM_PACKAGES = "artifactstore/upstream_packages"
 UPSTREAM_ASSET = "artifactstore/upstream/"
 FILES = "artifactstore/files"
+#: The attestation made for the package (``ArtifactStoreIOManager.attest_assets``).
+ATTESTATION = "artifactstore/attestation"
 #: On a materialization ``migrate_to_artifactstore`` reported: the run it came from.
 MIGRATED_FROM = "artifactstore/migrated_from"
 #: ``False`` on the materialization of a ``None`` output: nothing was stored.

@@ -28,7 +28,10 @@ from artifactstore_core.config import (
     load_settings,
     parse_database_url,
 )
+from artifactstore_core.domain.attestation import Attestor
 from artifactstore_core.errors import ConfigurationError
+from artifactstore_core.evidence.attest import DsseAttestor
+from artifactstore_core.evidence.keys import load_signer
 from artifactstore_core.store import ArtifactStore
 
 #: What ``get_store`` returns: the embedded store or the client of a server (same verbs).
@@ -186,6 +189,16 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         description="Retention class of packages whose asset names none (settings default)",
     )
+    signing_key: str | None = Field(
+        default=None,
+        description=(
+            "Key that signs the attestations of the IO manager's attest_assets: a private key "
+            "file or a key URI such as awskms:... (ARTIFACTSTORE_SIGNING_KEY; use EnvVar)"
+        ),
+    )
+    builder_id: str | None = Field(
+        default=None, description="builder.id of attestations (ARTIFACTSTORE_BUILDER_ID)"
+    )
     migrate: bool = Field(
         default=True, description="Create or upgrade the registry schema when opening it"
     )
@@ -242,6 +255,23 @@ class ArtifactStoreResource(ConfigurableResource):  # type: ignore[type-arg]
                 f"(an embedded registry), not both; url is {self.url!r}"
             )
         return RemoteArtifactStore(self.url, self.token)
+
+    def get_attestor(self) -> Attestor:
+        """The attestor that signs with ``signing_key`` (``ConfigurationError`` when no key
+        is set, or in remote mode: attesting needs the registry's database)."""
+        settings = self.settings()
+        if self.url is not None:
+            raise ConfigurationError(
+                f"attesting packages needs an embedded registry, not the server {self.url!r}; "
+                "attest them on the server with `artifactstore evidence attest`"
+            )
+        if settings.signing_key is None:
+            raise ConfigurationError(
+                "attesting packages needs a signing key: set signing_key on the "
+                "ArtifactStoreResource (or ARTIFACTSTORE_SIGNING_KEY)"
+            )
+        signer = load_signer(settings.signing_key.get_secret_value())
+        return DsseAttestor.from_settings(signer, settings, actor=self.actor)
 
     def is_store_open(self) -> bool:
         """Whether ``get_store()`` has opened the registry for this configuration here."""

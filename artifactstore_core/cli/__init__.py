@@ -8,7 +8,8 @@ The commands live by group: ``packages`` (put, put-many, get, ls, show, tag, lin
 schema), ``retention`` (hold, release, retention, tier, restore), ``integrity`` (verify,
 log, views, events), ``transparency`` (log checkpoint, prove, consistency, verify-proof),
 ``admin`` (migrate), ``tokens`` (token create, list, revoke) and ``evidence`` (keys
-generate, show; evidence statement), ``bundles`` (evidence export, verify);
+generate, show; evidence statement), ``bundles`` (evidence export, verify), ``attest``
+(evidence attest, attestations);
 ``_output`` prints (``emit`` chooses JSON or text), ``_input`` reads options and files,
 ``_spec`` parses the put-many spec.
 """
@@ -21,6 +22,7 @@ import click
 
 from artifactstore_core.cli import (
     admin,
+    attest,  # noqa: F401  (adds attest and attestations to `evidence`)
     bundles,  # noqa: F401  (adds export and verify to `evidence`)
     evidence,
     integrity,

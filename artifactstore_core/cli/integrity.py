@@ -85,12 +85,15 @@ def log() -> None:
 @json_option
 @pass_context
 def log_verify(ctx: CliContext) -> None:
-    """Walk the hash chain; exit 1 naming the first bad sequence."""
+    """Walk the hash chain, the Merkle tree's leaves and cached heads, and check the log
+    against its latest checkpoints; exit 1 naming the first bad sequence."""
     report = ctx.local_store.verify_log()
     emit(
         {"ok": True, "checked": report.checked, "head_sequence": report.head_sequence,
-         "head_digest": report.head_digest},
-        f"OK: {report.checked} event(s), head {report.head_sequence} {report.head_digest}",
+         "head_digest": report.head_digest, "checkpoints": report.checkpoints},
+        f"OK: {report.checked} event(s), head {report.head_sequence} {report.head_digest}"
+        + (f"; extends the latest checkpoint of {report.checkpoints} log origin(s)"
+           if report.checkpoints else ""),
     )  # fmt: skip
 
 

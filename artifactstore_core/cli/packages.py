@@ -187,7 +187,10 @@ def _print_package(package: Package) -> None:
         ),
         ("tags", ", ".join(package.tags) or "-"),
         ("inputs", ", ".join(package.provenance.inputs) or "-"),
+        ("attestations", ", ".join(package.attestations) or "-"),
     ]
+    if package.attests:
+        rows.append(("attests", package.attests))
     if package.provenance.run_id:
         rows.append(("run id", package.provenance.run_id))
     if package.metadata:

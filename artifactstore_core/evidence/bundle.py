@@ -106,8 +106,16 @@ class BundleReport:
                     "event": self.event_sequence},
             "build_type": build.get("buildType"),
             "run_id": run.get("metadata", {}).get("invocationId"),
-            "inputs": [d.get("name") or d.get("uri") for d in inputs],
+            "inputs": [_dependency(d) for d in inputs],
         }  # fmt: skip
+
+
+def _dependency(descriptor: Mapping[str, Any]) -> str:
+    """How a report names a resolved dependency: an input package by name, code by commit."""
+    commit = descriptor.get("digest", {}).get("gitCommit")
+    return (
+        f"git commit {commit}" if commit else str(descriptor.get("name") or descriptor.get("uri"))
+    )
 
 
 # ---------------------------------------------------------------------------- export

@@ -147,3 +147,19 @@ def test_settings_name_the_classes_and_the_key(database_url: str, tmp_path: Path
         (attestation,) = store.attestations(release)
         verified = verify_envelope(_envelope(store, attestation), [load_public_key(public)])
         assert json.loads(verified.payload)["predicate"]["runDetails"]["builder"]["id"] == BUILDER
+
+
+def test_a_put_attested_by_its_caller(store: ArtifactStore, signer: CryptoSigner) -> None:
+    before = _counts(store)
+    requests = [PutRequest("reports/a", {"f": b"a"}), PutRequest("reports/b", {"f": b"b"})]
+    with pytest.raises(BackendUnavailableError, match="reports/a@1"):
+        store.put_many(requests, attestor=FailingAttestor())
+    assert _counts(store) == before
+    packages = store.put_many(requests, attestor=DsseAttestor(signer, BUILDER, ORIGIN))
+    assert [p.attestations for p in packages] == [
+        (".attestations/reports/a/1@1",), (".attestations/reports/b/1@1",),
+    ]  # fmt: skip
+    for package in packages:
+        (attestation,) = store.attestations(package)
+        payload = verify_envelope(_envelope(store, attestation), [signer.public_key]).payload
+        assert json.loads(payload)["subject"][0]["name"] == package.reference

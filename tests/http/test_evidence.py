@@ -415,6 +415,11 @@ def test_the_cli_in_remote_mode_proves_and_exports(
                               "--json").stdout)  # fmt: skip
     assert exported == {"ok": True, "bundle": str(tmp_path / "b.tar")}
     assert verify_bundle(tmp_path / "b.tar", keys=[keys[1]], log_verifier=vkey).files == 1
+    store.attest(
+        "reports/daily@1", DsseAttestor.from_settings(load_signer(str(keys[0])), Settings())
+    )
+    listed = json.loads(run("evidence", "attestations", "reports/daily@1", "--json").stdout)
+    assert listed == [a.to_dict() for a in store.attestations("reports/daily@1")]
     denied = run("log", "checkpoint", expect=2)  # a read token may not sign (exit 2, as 403)
     assert "admin" in denied.output
     signing = run("evidence", "export", "reports/daily@1", str(tmp_path / "c"), "--sign",

@@ -365,8 +365,9 @@ def test_put_against_a_logged_backtracking_pattern_does_not_hang(store: Artifact
 def forge(store: ArtifactStore, event_type: str, payload: dict[str, Any]) -> int:
     """Append an event whose payload is well chained (``log verify`` passes) but whose
     content the application never wrote; its sequence."""
+    from artifactstore_core.domain.merkle import leaf_hash
     from artifactstore_core.eventlog import codec
-    from artifactstore_core.eventlog.chain import EventHeader, chain_digest
+    from artifactstore_core.eventlog.chain import EventHeader, chain_input, input_digest
     from artifactstore_core.schema import events
 
     data = codec.encode(payload)
@@ -381,7 +382,8 @@ def forge(store: ArtifactStore, event_type: str, payload: dict[str, Any]) -> int
             "subject_id": "forged", "actor": "mallory", "payload": data,
             "payload_digest": codec.payload_digest(data), "previous_digest": previous,
         }  # fmt: skip
-        row["chain_digest"] = chain_digest(previous, EventHeader.from_row(row))
+        chained = chain_input(previous, EventHeader.from_row(row))
+        row["chain_digest"], row["leaf_hash"] = input_digest(chained), leaf_hash(chained)
         conn.execute(events.insert().values(**row))
     return sequence
 
@@ -751,3 +753,19 @@ def test_console_script_prints_one_line_and_the_mapped_exit_code(cli: Cli) -> No
         )
         assert result.returncode == code, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_provenance_inputs_are_references_resolved_like_inputs(store: ArtifactStore) -> None:
+    """Provenance ``inputs`` reached the projector unresolved: a name raised a bare
+    ``ValueError`` there, and an upper-case id was recorded beside its lower-case form."""
+    raw = store.put("existing/pkg", {"f": b"already here"})
+    events, blobs = event_count(store), blob_count(store)
+    with pytest.raises(NotFoundError, match="no package matches reference 'not-a-uuid'"):
+        store.put("x/y", {"f": b"1"}, provenance={"inputs": ["not-a-uuid"]})
+    assert (event_count(store), blob_count(store)) == (events, blobs)
+    made = store.put(
+        "x/y", {"f": b"1"}, inputs=[raw.id],
+        provenance={"inputs": [str(raw.id).upper(), "existing/pkg@1"]},
+    )  # fmt: skip
+    assert made.provenance.inputs == (str(raw.id),)
+    replays(store)

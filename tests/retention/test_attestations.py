@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pytest
 import sqlalchemy as sa
 
-from artifactstore_core import ArtifactStore
+from artifactstore_core import ArtifactStore, queries
 from artifactstore_core.domain.attestation import SignedStatement
 from artifactstore_core.domain.package import Package
 from artifactstore_core.errors import (
@@ -270,3 +270,15 @@ def test_a_link_deleted_behind_the_log_cannot_purge_a_held_attestation(
     tiered.rebuild_views()
     assert tiered.sweep(grace=NO_GRACE).expired == []
     assert tiered.describe(subject.id).attestations == (attestation.reference,)
+
+
+def test_links_are_loaded_once_whichever_chunks_hold_their_ends(
+    tiered: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject = _put(tiered)
+    attestation = tiered.attest(subject, RecordingAttestor())
+    monkeypatch.setattr(queries, "_IN_CHUNK", 1)  # subject and attestation in two chunks
+    with tiered.ledger.reading() as conn:
+        loaded = queries.load_packages(conn, [subject.id, attestation.id])
+    assert loaded[0].attestations == (attestation.reference,)
+    assert loaded[1].attests == subject.reference
