@@ -45,7 +45,7 @@ class DsseAttestor:
         """The attestor of a registry configured by ``settings`` (builder id: setting
         ``ARTIFACTSTORE_BUILDER_ID``, else ``urn:artifactstore:builder:<actor>``)."""
         builder_id = settings.builder_id or f"urn:artifactstore:builder:{actor or settings.actor}"
-        origin = getattr(settings, "log_origin", None) or DEFAULT_ORIGIN
+        origin = settings.log_origin or DEFAULT_ORIGIN
         return cls(signer, builder_id, origin)
 
     def sign(self, subject: Package, inputs: Sequence[Package]) -> SignedStatement:
