@@ -24,14 +24,19 @@ from securesystemslib.signer import Signer
 from artifactstore_core.config import Settings
 from artifactstore_core.domain.checkpoint import NoteVerifier, SignedCheckpoint
 from artifactstore_core.domain.package import Package
-from artifactstore_core.errors import ConfigurationError, ConflictError, InvalidInputError
+from artifactstore_core.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    ConflictError,
+    InvalidInputError,
+)
 from artifactstore_core.evidence.attest import DsseAttestor
 from artifactstore_core.evidence.dsse import PAYLOAD_TYPE
 from artifactstore_core.evidence.keys import load_signer
 from artifactstore_core.evidence.statements import statement_for
 from artifactstore_core.store import ArtifactStore
 from artifactstore_core.transparency import Consistency
-from artifactstore_http.deps import CallerDep, StoreDep, get_settings
+from artifactstore_http.deps import Caller, CallerDep, StoreDep, get_settings
 from artifactstore_http.middleware import segment
 from artifactstore_http.routes.common import load_package, package_response, package_url
 from artifactstore_http.streaming import iterate
@@ -162,7 +167,7 @@ def package_proof(ref: str, store: StoreDep, caller: CallerDep) -> Response:
 def statement(ref: str, store: StoreDep, caller: CallerDep, settings: SettingsDep) -> Response:
     """The package's in-toto provenance statement, canonical JSON (the bytes a DSSE
     envelope signs)."""
-    package = load_package(store, caller, segment(ref), "read")
+    package = _with_readable_inputs(store, caller, ref)
     data = statement_for(store, package, settings=settings)
     return Response(data, media_type=PAYLOAD_TYPE)
 
@@ -182,7 +187,7 @@ def attestations(ref: str, store: StoreDep, caller: CallerDep) -> dict[str, Any]
 def envelopes(ref: str, store: StoreDep, caller: CallerDep) -> Response:
     """The DSSE envelopes of the package's attestations, one JSON per line (an in-toto
     bundle): readable with ``read`` on the package, whatever the attestations' names."""
-    package = load_package(store, caller, segment(ref), "read")
+    package = _with_readable_inputs(store, caller, ref)
     lines = b"".join(e.rstrip(b"\n") + b"\n" for e in store.attestation_envelopes(package))
     return Response(lines, media_type=BUNDLE)
 
@@ -214,7 +219,7 @@ def evidence(ref: str, store: StoreDep, caller: CallerDep, settings: SettingsDep
     """The package's offline evidence bundle as a tar archive: files, manifest, signed
     statements, the proof of its registration and a checkpoint. A package with no
     attestation is signed now with the server's signing key (409 without one)."""
-    package = load_package(store, caller, segment(ref), "read")
+    package = _with_readable_inputs(store, caller, ref)
     signer = None
     if not store.attestations(package):
         signer = _signer(settings)
@@ -230,6 +235,20 @@ def evidence(ref: str, store: StoreDep, caller: CallerDep, settings: SettingsDep
         "Content-Disposition": f'attachment; filename="{filename}"',
     }
     return StreamingResponse(iterate(stream), media_type=TAR, headers=headers)
+
+
+def _with_readable_inputs(store: ArtifactStore, caller: Caller, ref: str) -> Package:
+    """The package, when the caller may read it and every input its statements name (a
+    statement names its inputs and their digests: no token learns of a package through it)."""
+    package = load_package(store, caller, segment(ref), "read")
+    for _, item in store.lineage(package, depth=1):
+        if not caller.allows("read", item.name):
+            raise AccessDeniedError(
+                "read", package.name,
+                detail=f"the statements of package {package.reference} name input packages "
+                "this token cannot read",
+            )  # fmt: skip
+    return package
 
 
 def _signer(settings: Settings) -> Signer | None:

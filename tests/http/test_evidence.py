@@ -49,6 +49,8 @@ pytestmark = pytest.mark.integration
 
 ORIGIN = "registry.example/prod"
 REF = "reports%2Fdaily@1"
+#: Reads the report and its input (statements name inputs: their readers must read both).
+READER = ("package:reports/**:read", "package:raw/**:read")
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ def test_package_proofs_statements_and_event_proofs(server: LiveServer) -> None:
     store = server.store
     package = store.describe("reports/daily@1")
     with (
-        server.client(issue_token(store, "package:reports/**:read")) as client,
+        server.client(issue_token(store, *READER)) as client,
         server.client(issue_token(store)) as admin,
     ):
         response = client.get(f"/v1/packages/{REF}/proof")
@@ -185,7 +187,7 @@ def test_attesting_needs_the_attest_scope_and_signs_with_the_server_key(
     server: LiveServer, keys: tuple[Path, SSlibKey]
 ) -> None:
     store = server.store
-    reader = issue_token(store, "package:reports/**:read")
+    reader = issue_token(store, *READER)
     attester = issue_token(store, "package:reports/**:read,attest", actor="bob")
     with server.client(reader) as client, server.client(attester) as signer:
         assert client.get(f"/v1/packages/{REF}/attestations").json() == {
@@ -214,7 +216,7 @@ def test_the_evidence_bundle_streams_as_a_tar_and_verifies_offline(
     server: LiveServer, keys: tuple[Path, SSlibKey], tmp_path: Path
 ) -> None:
     store = server.store
-    with server.client(issue_token(store, "package:reports/**:read")) as client:
+    with server.client(issue_token(store, *READER)) as client:
         response = client.get(f"/v1/packages/{REF}/evidence")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/x-tar"
@@ -395,7 +397,7 @@ def test_the_cli_in_remote_mode_proves_and_exports(
     store = server.store
     signed = store.checkpoint()
     unset = {k: None for k in os.environ if k.startswith("ARTIFACTSTORE_")}
-    token = issue_token(store, "package:reports/**:read")
+    token = issue_token(store, *READER)
     env = unset | {"ARTIFACTSTORE_SERVER_URL": server.url, "ARTIFACTSTORE_TOKEN": token}
 
     def run(*args: str, expect: int = 0) -> Result:
@@ -429,7 +431,7 @@ def test_the_cli_in_remote_mode_proves_and_exports(
 
 def test_an_exported_bundle_is_recorded_as_read_by_the_tokens_actor(server: LiveServer) -> None:
     store = server.store
-    with server.client(issue_token(store, "package:reports/**:read", actor="carol")) as client:
+    with server.client(issue_token(store, *READER, actor="carol")) as client:
         assert client.get(f"/v1/packages/{REF}/evidence").status_code == 200
     package = store.describe("reports/daily@1")
     read = [(e.actor, e.event.purpose) for e in store.events(subject_kind="package",
@@ -443,7 +445,7 @@ def test_a_reader_of_the_name_gets_its_attestations_envelopes(
     """Attestation packages are named ``.attestations/...``: a token scoped to the
     subject's names reads their envelopes through the subject."""
     store = server.store
-    token = issue_token(store, "package:reports/**:read,attest")
+    token = issue_token(store, *READER, "package:reports/**:attest")
     with server.client(token) as client, RemoteArtifactStore(server.url, token) as remote:
         assert remote.attestation_envelopes("reports/daily@1") == []
         attestation = remote.attest("reports/daily@1")
@@ -458,3 +460,16 @@ def test_a_reader_of_the_name_gets_its_attestations_envelopes(
         assert verify_envelope(stored[0], [keys[1]]).payload == remote.statement("reports/daily@1")
     with server.client(issue_token(store, "package:raw/**:read")) as stranger:
         assert_problem(stranger.get(f"/v1/packages/{REF}/envelopes"), 404, "PACKAGE_UNKNOWN")
+
+
+def test_statements_naming_inputs_the_token_cannot_read_are_refused(
+    server: LiveServer,
+) -> None:
+    """A statement names its inputs and their digests: a token reading only the report
+    got the name of ``raw/logs``, which it may not know exists (the test failed: 200)."""
+    store = server.store
+    with server.client(issue_token(store, "package:reports/**:read")) as client:
+        for route in ("statement", "evidence", "envelopes"):
+            problem = assert_problem(client.get(f"/v1/packages/{REF}/{route}"), 403, "DENIED")
+            assert "raw/logs" not in str(problem), route
+        assert client.get(f"/v1/packages/{REF}/proof").status_code == 200
