@@ -18,7 +18,7 @@ from artifactstore_core.domain.statement import provenance_statement, statement_
 from artifactstore_core.errors import ConfigurationError
 from artifactstore_core.evidence.dsse import sign_envelope
 from artifactstore_core.evidence.keys import load_signer
-from artifactstore_core.evidence.statements import DEFAULT_ORIGIN
+from artifactstore_core.evidence.statements import DEFAULT_ORIGIN, statement_defaults
 
 
 def _versions() -> dict[str, str]:
@@ -44,9 +44,7 @@ class DsseAttestor:
     ) -> DsseAttestor:
         """The attestor of a registry configured by ``settings`` (builder id: setting
         ``ARTIFACTSTORE_BUILDER_ID``, else ``urn:artifactstore:builder:<actor>``)."""
-        builder_id = settings.builder_id or f"urn:artifactstore:builder:{actor or settings.actor}"
-        origin = settings.log_origin or DEFAULT_ORIGIN
-        return cls(signer, builder_id, origin)
+        return cls(signer, *statement_defaults(settings, actor or settings.actor))
 
     def sign(self, subject: Package, inputs: Sequence[Package]) -> SignedStatement:
         """The signed statement about ``subject`` (``Attestor``)."""

@@ -32,6 +32,13 @@ class PackageSource(Protocol):
     ) -> list[tuple[Any, Package]]: ...
 
 
+def statement_defaults(settings: Settings, actor: str) -> tuple[str, str]:
+    """The builder id (``ARTIFACTSTORE_BUILDER_ID``, else ``urn:artifactstore:builder:<actor>``)
+    and the origin of input URIs (``ARTIFACTSTORE_LOG_ORIGIN``, else ``localhost``)."""
+    builder_id = settings.builder_id or f"urn:artifactstore:builder:{actor}"
+    return builder_id, settings.log_origin or DEFAULT_ORIGIN
+
+
 def statement_for(
     store: PackageSource,
     reference: Reference,
@@ -47,9 +54,10 @@ def statement_for(
     log's origin, ``ARTIFACTSTORE_LOG_ORIGIN``, else ``localhost``.
     """
     if builder_id is None or origin is None:
-        settings = settings or load_settings()
-        builder_id = builder_id or settings.builder_id or f"urn:artifactstore:builder:{store.actor}"
-        origin = origin or settings.log_origin or DEFAULT_ORIGIN
+        default_builder, default_origin = statement_defaults(
+            settings or load_settings(), store.actor
+        )
+        builder_id, origin = builder_id or default_builder, origin or default_origin
     package = store.describe(reference)
     found = {item.id: item for _, item in store.lineage(package, depth=1)}
     inputs = [found[i] for i in input_ids(package) if i in found]
