@@ -13,10 +13,9 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import sqlalchemy as sa
-from securesystemslib.signer import Signer
 
 from artifactstore_core import queries, transparency
 from artifactstore_core.access import Tokens
@@ -39,9 +38,6 @@ from artifactstore_core.errors import (
     PreconditionFailedError,
 )
 from artifactstore_core.eventlog import EventLog, RecordedEvent, VerifyReport
-from artifactstore_core.evidence.attest import auto_attest
-from artifactstore_core.evidence.bundle import export_bundle
-from artifactstore_core.evidence.statements import statement_for
 from artifactstore_core.hashing import BlobHash, Digest
 from artifactstore_core.ingest import Attach, Ingest, PutRequest, RegisterRequest
 from artifactstore_core.integrity import BlobProblem, Integrity, VerifyResult
@@ -58,6 +54,9 @@ from artifactstore_core.storage import BlobStore, open_blob_store
 from artifactstore_core.tiers import Tiers
 from artifactstore_core.uploads import Uploads
 from artifactstore_core.validation import check_schema
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import Signer
 
 __all__ = ["ArtifactStore", "BlobProblem", "VerifyResult", "utcnow"]
 
@@ -143,6 +142,8 @@ class ArtifactStore:
         """
         settings = settings or load_settings()
         if "auto_attest" not in kwargs:  # first: a bad signing key opens nothing
+            from artifactstore_core.evidence.attest import auto_attest
+
             kwargs["auto_attest"] = auto_attest(settings)
         database_url = database_url or settings.database_url
         engine = create_engine(database_url, synchronous=settings.sqlite_synchronous)
@@ -788,6 +789,10 @@ class ArtifactStore:
         or a ``.tar`` file): its files, manifest, signed statements (its attestations, and
         one signed now by ``signer``), the proof of its registration in the log and a
         checkpoint (``evidence.bundle``); recorded as a retrieval by ``actor``."""
+        # Signing and bundles import securesystemslib (and boto3): only when used.
+        from artifactstore_core.evidence.bundle import export_bundle
+        from artifactstore_core.evidence.statements import statement_for
+
         statement = statement_for(self, reference) if signer is not None else None
         return export_bundle(
             self, reference, Path(target), signer=signer, statement=statement,

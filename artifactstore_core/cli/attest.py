@@ -12,7 +12,6 @@ from artifactstore_core.cli._output import emit, json_option, table
 from artifactstore_core.cli.evidence import evidence
 from artifactstore_core.domain.package import Package
 from artifactstore_core.evidence.attest import DsseAttestor
-from artifactstore_core.evidence.keys import load_signer
 
 
 @evidence.command("attest")
@@ -29,6 +28,9 @@ from artifactstore_core.evidence.keys import load_signer
 def attest(ctx: CliContext, reference: str, key: str, builder_id: str | None) -> None:
     """Sign the provenance statement of a package and store it as its attestation."""
     store = ctx.local_store
+    # securesystemslib's signers import boto3 (~0.3 s): only the commands that use them pay.
+    from artifactstore_core.evidence.keys import load_signer
+
     attestor = DsseAttestor.from_settings(load_signer(key), ctx.settings, actor=store.actor)
     if builder_id:
         attestor = replace(attestor, builder_id=builder_id)

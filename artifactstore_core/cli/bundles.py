@@ -11,8 +11,6 @@ from artifactstore_core.cli._output import emit, json_option
 from artifactstore_core.cli.evidence import evidence
 from artifactstore_core.cli.transparency import read_text, vkey_option
 from artifactstore_core.domain.checkpoint import NoteVerifier
-from artifactstore_core.evidence.bundle import verify_bundle
-from artifactstore_core.evidence.keys import load_public_key, load_signer
 
 
 @evidence.command("export")
@@ -24,6 +22,9 @@ from artifactstore_core.evidence.keys import load_public_key, load_signer
 def export(ctx: CliContext, reference: str, target: Path, key: str | None) -> None:
     """Write the evidence bundle of REFERENCE to TARGET (a new directory, or FILE.tar):
     files, manifest, signed statements, the proof of its registration and a checkpoint."""
+    # securesystemslib's signers import boto3 (~0.3 s): only the commands that use them pay.
+    from artifactstore_core.evidence.keys import load_signer
+
     signer = load_signer(key) if key else None
     written = ctx.store.export_evidence(reference, target, signer=signer)
     emit({"ok": True, "bundle": str(written)}, f"wrote {written}")
@@ -41,6 +42,9 @@ def verify(bundle: Path, key_files: tuple[str, ...], vkey: str) -> None:
     """Check BUNDLE offline, with no registry: the log's checkpoint and the proof of the
     registration, the manifest, every file, and a statement signed by --key naming them;
     exit 1 naming the part that fails."""
+    from artifactstore_core.evidence.bundle import verify_bundle
+    from artifactstore_core.evidence.keys import load_public_key
+
     report = verify_bundle(
         bundle,
         keys=[load_public_key(Path(path)) for path in key_files],

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from artifactstore_core.cli._context import CliContext, pass_context
 from artifactstore_core.cli._output import emit, json_option
-from artifactstore_core.evidence import keys as evidence_keys
 from artifactstore_core.evidence.statements import statement_for
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import SSlibKey
 
 
 @click.group()
@@ -19,7 +21,10 @@ def keys() -> None:
     """Signing keys: generate an Ed25519 key pair, show a key's id and verifier key."""
 
 
-def _describe(path: Path, key: evidence_keys.SSlibKey, origin: str | None) -> dict[str, Any]:
+def _describe(path: Path, key: SSlibKey, origin: str | None) -> dict[str, Any]:
+    # securesystemslib's signers import boto3 (~0.3 s): only the commands that use them pay.
+    from artifactstore_core.evidence import keys as evidence_keys
+
     described: dict[str, Any] = {
         "file": str(path),
         "keyid": key.keyid,
@@ -44,6 +49,8 @@ def _show(described: dict[str, Any]) -> None:
 @json_option
 def generate(prefix: Path) -> None:
     """Write PREFIX.key (private, mode 0600) and PREFIX.pub; never overwrites."""
+    from artifactstore_core.evidence import keys as evidence_keys
+
     private, public = evidence_keys.generate_keypair(prefix)
     described = _describe(public, evidence_keys.load_public_key(public), None)
     described = {"private_key": str(private), "public_key": described.pop("file"), **described}
@@ -60,6 +67,8 @@ def generate(prefix: Path) -> None:
 @json_option
 def show(keyfile: Path, origin: str | None) -> None:
     """Show the id, type and public PEM of a key file (public or private)."""
+    from artifactstore_core.evidence import keys as evidence_keys
+
     described = _describe(keyfile, evidence_keys.load_public_key(keyfile), origin)
     emit(described, lambda: _show(described))
 

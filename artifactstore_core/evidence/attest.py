@@ -8,17 +8,17 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-from securesystemslib.signer import Signer
+from typing import TYPE_CHECKING
 
 from artifactstore_core.config import Settings
 from artifactstore_core.domain.attestation import AutoAttest, SignedStatement
 from artifactstore_core.domain.package import Package
 from artifactstore_core.domain.statement import provenance_statement, statement_bytes
 from artifactstore_core.errors import ConfigurationError
-from artifactstore_core.evidence.dsse import sign_envelope
-from artifactstore_core.evidence.keys import load_signer
 from artifactstore_core.evidence.statements import DEFAULT_ORIGIN, statement_defaults
+
+if TYPE_CHECKING:  # securesystemslib's signers import boto3 (~0.3 s): only when signing
+    from securesystemslib.signer import Signer
 
 
 def _versions() -> dict[str, str]:
@@ -52,6 +52,8 @@ class DsseAttestor:
             subject, inputs, origin=self.origin, builder_id=self.builder_id,
             versions=self.versions,
         )  # fmt: skip
+        from artifactstore_core.evidence.dsse import sign_envelope
+
         envelope = sign_envelope(statement_bytes(statement), self.signer)
         return SignedStatement(
             envelope, statement["predicateType"], (self.signer.public_key.keyid,)
@@ -70,5 +72,7 @@ def auto_attest(settings: Settings) -> AutoAttest | None:
             f"ARTIFACTSTORE_ATTEST_CLASSES names {', '.join(sorted(classes))} but "
             "ARTIFACTSTORE_SIGNING_KEY is not set: set the key that signs their attestations"
         )
+    from artifactstore_core.evidence.keys import load_signer
+
     signer = load_signer(settings.signing_key.get_secret_value())
     return AutoAttest(classes, DsseAttestor.from_settings(signer, settings))
