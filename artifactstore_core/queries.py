@@ -213,6 +213,9 @@ def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
             if isinstance(op, Insert | Upsert):
                 tables.setdefault(op.table, []).append(op.row)
     holders = {(r["name"], r["tag"]): r["package_id"] for r in tables.get("package_tags", ())}
+    tags: dict[uuid.UUID, list[str]] = {}
+    for (_, tag), holder in holders.items():  # a tag moved twice in the batch: its last holder
+        tags.setdefault(holder, []).append(tag)
     files: dict[uuid.UUID, list[FileEntry]] = {}
     for row in sorted(tables.get("artifact_files", ()), key=lambda r: r["path"]):
         files.setdefault(row["package_id"], []).append(_file_entry(row))
@@ -231,7 +234,7 @@ def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
     }
     return [
         _package(row, states[row["package_id"]], files.get(row["package_id"], ()),
-                 sorted(tag for (_, tag), holder in holders.items() if holder == row["package_id"]),
+                 sorted(tags.get(row["package_id"], ())),
                  (), links.get(row["package_id"], ()), attests.get(row["package_id"]))
         for row in tables.get("artifact_packages", ())
     ]  # fmt: skip
