@@ -515,9 +515,9 @@ def main() -> int:
     args = parser(__doc__.splitlines()[0])
     args.add_argument("--packages", type=int, help="ls/show registry size (default 1,000,000)")
     args.add_argument("--lineage-packages", type=int, help="lineage registry (default 100,000)")
-    args.add_argument("--repeats", type=int, help="timings per query (default 100)")
+    args.add_argument("--repeats", type=int, help="timings per query (default 200)")
     args.add_argument("--runs", type=int, help="rounds of writers and verify (default 3)")
-    args.add_argument("--writer-puts", type=int, help="puts per writer (default 200)")
+    args.add_argument("--writer-puts", type=int, help="puts per writer (default 300)")
     args.add_argument("--no-postgres", action="store_true", help="SQLite only, no writers")
     args.add_argument(
         "--section",
@@ -529,9 +529,9 @@ def main() -> int:
     quick = options.quick
     size = options.packages or (20_000 if quick else 1_000_000)
     lineage_size = min(size, options.lineage_packages or (10_000 if quick else 100_000))
-    repeats = options.repeats or (30 if quick else 100)
+    repeats = options.repeats or (30 if quick else 200)
     runs = options.runs or (2 if quick else 3)
-    writer_puts = options.writer_puts or (30 if quick else 200)
+    writer_puts = options.writer_puts or (30 if quick else 300)
     verify_sets = (
         [(1024, 1000), (MIB, 32), (16 * MIB, 4)] if quick
         else [(1024, 10_000), (MIB, 256), (64 * MIB, 8)]
