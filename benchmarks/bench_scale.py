@@ -290,6 +290,7 @@ def query_sections(
                         p50=median(values),
                         p99=p99,
                         packages=count,
+                        target=TARGET_MS,
                         database=database.label,
                     )
                 )
