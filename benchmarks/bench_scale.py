@@ -478,11 +478,11 @@ def verify_section(
                 rows.append(result_row(
                     scenario, label, "MB/s", [total / s / 1e6 for s in seconds],
                     ratio_to="hashlib.sha256" if label != "hashlib.sha256" else None,
-                    ratios=[s / b for s, b in zip(seconds, base, strict=True)], size=size,
+                    ratios=[b / s for s, b in zip(seconds, base, strict=True)], size=size,
                     files=count, bytes=total,
                 ))  # fmt: skip
             table(
-                [scenario, "median MB/s", "min-max MB/s", "time x sha256"],
+                [scenario, "median MB/s", "min-max MB/s", "rate x sha256"],
                 [[r["tool"], r["median"], f"{r['min']:,.0f}-{r['max']:,.0f}",
                   r.get("ratio", "-")] for r in rows[-3:]],
             )  # fmt: skip
