@@ -353,6 +353,34 @@ def result_row(
     return row | extra
 
 
+def sample_rows(
+    scenario: str,
+    samples: Samples,
+    unit: str,
+    *,
+    names: Sequence[str] | None = None,
+    baseline: str | None = None,
+    convert: Callable[[float], float] | None = None,
+    **extra: object,
+) -> list[dict[str, Any]]:
+    """``result_row`` of each of ``names`` (default: all) in ``samples``, values mapped by
+    ``convert`` (e.g. seconds to MB/s) into ``unit``; with ``baseline``, each row but the
+    baseline's has the per-round ratios of its values to the baseline's, in that unit."""
+
+    def values(name: str) -> list[float]:
+        return [convert(v) if convert else v for v in samples.values[name]]
+
+    rows = []
+    for name in names or list(samples.values):
+        ratios = None
+        if baseline is not None and name != baseline:
+            pairs = zip(values(name), values(baseline), strict=True)
+            ratios = [value / reference for value, reference in pairs]
+        rows.append(result_row(scenario, name, unit, values(name), ratio_to=baseline if
+                               ratios else None, ratios=ratios, **extra))  # fmt: skip
+    return rows
+
+
 def write_results(
     name: str,
     rows: Sequence[dict[str, Any]],
