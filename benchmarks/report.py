@@ -179,7 +179,8 @@ def section(document: dict[str, Any], out: Path) -> list[str]:
         filename = f"{name}-{kind}.png"
         if plot(rows, f"{name}: {kind}", out / filename):
             lines += [f"![{name}: {kind}]({filename})", ""]
-    lines += [*markdown_table(rows), ""]
+    if rows:
+        lines += [*markdown_table(rows), ""]
     if document.get("checks"):
         lines += ["Targets:", ""]
         lines += [f"- {'ok' if c['ok'] else '**missed**'}: {c['target']}" for c in
