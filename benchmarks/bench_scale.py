@@ -48,6 +48,7 @@ from _common import (
     library_cli,
     median,
     parser,
+    profiled,
     result_row,
     rotated,
     run_command,
@@ -399,9 +400,10 @@ def run_writers(url: str, blobs: Path, writers: int, count: int) -> dict[str, fl
 
 
 def writers_section(
-    root: Path, count: int, runs: int
+    root: Path, count: int, runs: int, profile: bool = False
 ) -> tuple[list[dict[str, Any]], list[tuple[str, bool]]]:
-    """1 and 8 writers, interleaved rounds, each on a fresh database of one server."""
+    """1 and 8 writers, interleaved rounds, each on a fresh database of one server; with
+    ``profile``, ``count`` puts of one writer once more under cProfile (this process)."""
     rows: list[dict[str, Any]] = []
     samples: dict[int, list[dict[str, float]]] = {}
     with postgres_server() as server:
@@ -417,6 +419,12 @@ def writers_section(
                       f"{result['packages_per_s']:,.0f} packages/s, chain lock held "
                       f"{result['lock_utilisation']:.0%} of the time", flush=True)  # fmt: skip
                 settle()
+        if profile:
+            with temp_dir(root, "bench-scale-writers-") as path:
+                url = new_database(server.url(), "writers_profile")
+                with ArtifactStore.open(url, str(path)) as store:
+                    profiled(lambda: [store.put(f"bench/p-{i % 50}", {"part.bin": os.urandom(
+                        WRITER_SIZE)}) for i in range(count)])  # fmt: skip
     one = [r["packages_per_s"] for r in samples[1]]
     for writers, results in samples.items():
         rates = [r["packages_per_s"] for r in results]
@@ -443,10 +451,11 @@ def writers_section(
 
 # ---------------------------------------------------------------------------- verify
 def verify_section(
-    root: Path, sets: list[tuple[int, int]], runs: int
+    root: Path, sets: list[tuple[int, int]], runs: int, profile: bool = False
 ) -> tuple[list[dict[str, Any]], list[tuple[str, bool]]]:
     """For each (file size, count): a registry of ``count`` one-file packages; then rounds
-    of the library ``verify``, ``verify --all`` (CLI) and sha256 over the blob files."""
+    of the library ``verify``, ``verify --all`` (CLI) and sha256 over the blob files; with
+    ``profile``, the library ``verify`` of the first set once more under cProfile."""
     rows: list[dict[str, Any]] = []
     cli = library_cli()
     for size, count in sets:
@@ -471,6 +480,8 @@ def verify_section(
                 for run in range(runs):
                     for label, step in rotated(list(steps.items()), run):
                         samples.add(label, step())
+                if profile and (size, count) == sets[0]:
+                    profiled(store.verify)
             total = size * count
             scenario = f"verify --all, {count:,} files of {_size(size)}"
             base = samples.values["hashlib.sha256"]
@@ -555,10 +566,10 @@ def main() -> int:
     checks: list[tuple[str, bool]] = []
     # Results are written after each section, so a run cut short keeps what it measured.
     if section in ("all", "writers") and not options.no_postgres:
-        rows += writers_section(root, writer_puts, runs)[0]
+        rows += writers_section(root, writer_puts, runs, options.profile)[0]
         write_results("bench_scale", rows, checks, quick)
     if section in ("all", "verify"):
-        rows += verify_section(root, verify_sets, runs)[0]
+        rows += verify_section(root, verify_sets, runs, options.profile)[0]
         write_results("bench_scale", rows, checks, quick)
     if section in ("all", "queries"):
         for database in databases(root, not options.no_postgres):
