@@ -234,7 +234,10 @@ def main() -> int:
     ]
     rows = sample_rows(f"{size / MIB:,.0f} MiB file", samples, "MB/s", names=list(methods),
                        baseline=BASELINE, convert=lambda s: size / s / 1e6, size=size)  # fmt: skip
-    rows[list(methods).index(PUT)]["peak_rss_mib"] = max(memory.values["process"])
+    rows[list(methods).index(PUT)] |= {
+        "peak_rss_mib": max(memory.values["process"]),
+        "headline": True,
+    }
     write_results("bench_put_large", rows, checks, quick)
     return verdict(checks, quick)
 

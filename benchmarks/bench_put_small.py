@@ -228,7 +228,10 @@ def directory_section(
         ],
     )
     scenario = f"one package of {files:,} files of {SIZE} B"
-    rows += sample_rows(scenario, samples, "s", baseline=DVC_ADD if dvc else None, files=files)
+    rows += [
+        row | {"headline": row["tool"] == CLI_PUT}
+        for row in sample_rows(scenario, samples, "s", baseline=DVC_ADD if dvc else None)
+    ]
     if dvc is None:
         return []
     put = ratio(CLI_PUT)

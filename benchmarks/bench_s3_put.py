@@ -115,7 +115,7 @@ def main() -> int:
     rows = sample_rows(
         scenario, samples, "MB/s", baseline="s3fs put_file", convert=lambda s: size / s / 1e6
     )
-    rows[1]["peak_rss_mib"] = peak
+    rows[1] |= {"peak_rss_mib": peak, "headline": True}
     write_results("bench_s3_put", rows, checks, options.quick)
     return verdict(checks, options.quick)
 

@@ -18,12 +18,25 @@ ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _common() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "benchmarks/_common.py")
+def _script(name: str) -> ModuleType:
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _common() -> ModuleType:
+    return _script("_common")
+
+
+def _report(results: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/report.py"), "--results", str(results),
+         "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -52,11 +65,7 @@ def results(tmp_path: Path) -> Path:
 
 def test_report_writes_tables_and_plots_from_results(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "performance"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/report.py"), "--results", str(results),
-         "--out", str(out)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = _report(results, out)
     assert done.returncode == 0, done.stderr
     index = (out / "README.md").read_text()
     # A table row per result row, with its median, spread and ratio with the ratio's spread.
@@ -86,11 +95,27 @@ def test_results_file_has_the_shared_shape(results: Path) -> None:
     assert document["checks"] == [{"target": "put <= 1.0x dvc add", "ok": True}]
 
 
+def test_headline_without_peers_is_the_marked_rows(results: Path, tmp_path: Path) -> None:
+    (results / "bench_peers.json").unlink()
+    out = tmp_path / "performance"
+    assert _report(results, out).returncode == 0
+    assert not (out / "headline.png").exists()  # nothing marked: no headline
+    common = _common()
+    row = common.result_row("1 GiB file", "put", "s", [1.0], ratio_to="sha256", ratios=[1.1])
+    common.write_results("bench_put_large", [row | {"headline": True}], [], False, results)
+    assert _report(results, out).returncode == 0
+    assert (out / "headline.png").read_bytes().startswith(PNG)
+
+
+def test_plots_show_speed_so_above_one_is_faster() -> None:
+    speed = _script("report").speed
+    time_row = {"unit": "s", "ratio": 0.5, "ratio_min": 0.25, "ratio_max": 1.0}
+    assert speed(time_row) == (2.0, 1.0, 4.0)
+    rate_row = {"unit": "MB/s", "ratio": 0.5, "ratio_min": 0.25, "ratio_max": 1.0}
+    assert speed(rate_row) == (0.5, 0.25, 1.0)
+
+
 def test_report_refuses_an_empty_results_directory(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/report.py"), "--results", str(tmp_path),
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = _report(tmp_path, tmp_path / "out")
     assert done.returncode != 0
     assert f"no results in {tmp_path}" in done.stderr
