@@ -157,6 +157,8 @@ def latency_plot(rows: Sequence[dict[str, Any]], title: str, path: Path) -> bool
         target = group[0].get("target")
         if target is not None:
             axes.axvline(target, color="red", linewidth=0.8, label=f"target {number(target)}")
+        if max(r["p99"] for r in group) > 50 * max(min(r["p50"] for r in group), 1e-9):
+            axes.set_xscale("log")
         axes.set_yticks(list(positions), [r["tool"] for r in group], fontsize=8)
         axes.invert_yaxis()
         axes.set_title(scenario, fontsize=9)
