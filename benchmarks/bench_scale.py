@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import random
@@ -43,6 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 from _common import (
     MIB,
+    RESULTS,
     Samples,
     header,
     library_cli,
@@ -83,6 +85,8 @@ CLASSES = {c["name"]: c["default_duration_seconds"] for c in RETENTION_CLASS_SEE
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 WRITERS = 8
 WRITER_SIZE = 1024
+MIN_TIMINGS = 5
+SECTIONS = ("queries", "writers", "verify")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -221,15 +225,21 @@ def listing_queries(catalogue: Catalogue) -> dict[str, Query]:
 
 
 def measure_queries(
-    store: ArtifactStore, queries: dict[str, Query], repeats: int, seed: int = 11
+    store: ArtifactStore, queries: dict[str, Query], repeats: int, budget: float, seed: int = 11
 ) -> Samples:
     """Milliseconds of each query, ``repeats`` times with varied arguments, interleaved
-    (each round runs every query once, in rotating order), after one warm-up round."""
+    (each round runs every query once, in rotating order), after one warm-up round. A
+    query that has taken ``budget`` seconds in all is not repeated after its fifth timing
+    (a query of seconds cannot be timed 200 times; its row says how many it has)."""
     rng, samples = random.Random(seed), Samples()
     items = list(queries.items())
+    spent = dict.fromkeys(queries, 0.0)
     for round_index in range(repeats + 1):
         for label, query in rotated(items, round_index):
+            if spent[label] > budget and len(samples.values.get(label, ())) >= MIN_TIMINGS:
+                continue
             seconds, _ = timed(partial(query, store, rng))
+            spent[label] += seconds
             if round_index:
                 samples.add(label, seconds * 1000)
     return samples
@@ -264,7 +274,7 @@ def new_database(admin_url: str, name: str) -> str:
 
 
 def query_sections(
-    database: Database, lineage_size: int, size: int, repeats: int
+    database: Database, lineage_size: int, size: int, repeats: int, budget: float
 ) -> tuple[list[dict[str, Any]], list[tuple[str, bool]]]:
     """Build to ``lineage_size`` packages, time lineage, build on to ``size``, time
     ``ls``/``show``; rows and checks."""
@@ -273,13 +283,12 @@ def query_sections(
     catalogue = Catalogue()
     with ArtifactStore.open(database.url, str(database.blobs)) as store:
         for count, queries in ((lineage_size, lineage_queries), (size, listing_queries)):
-            if count <= len(catalogue.ids):
-                continue
-            seconds, _ = timed(partial(catalogue.extend, store.engine, count))
-            print(f"{database.label}: {count:,} packages built in {seconds:.0f} s", flush=True)
-            settle()
+            if count > len(catalogue.ids):
+                seconds, _ = timed(partial(catalogue.extend, store.engine, count))
+                print(f"{database.label}: {count:,} packages built in {seconds:.0f} s", flush=True)
+                settle()
             scenario = f"{count:,} packages, {database.label}"
-            samples = measure_queries(store, queries(catalogue), repeats)
+            samples = measure_queries(store, queries(catalogue), repeats, budget)
             for label, values in samples.values.items():
                 p99 = percentile(values, 0.99)
                 rows.append(
@@ -292,6 +301,7 @@ def query_sections(
                         p99=p99,
                         packages=count,
                         target=TARGET_MS,
+                        timings=len(values),
                         database=database.label,
                     )
                 )
@@ -523,6 +533,23 @@ def verify_library(store: ArtifactStore) -> float:
 
 
 # ---------------------------------------------------------------------------- main
+def save_results(
+    rows: list[dict[str, Any]], checks: list[tuple[str, bool]], sections: set[str], quick: bool
+) -> None:
+    """Write the results file with ``rows``, keeping the rows of sections not run now
+    from the file's last run of the same kind (quick or full); the checks come from the
+    queries section, so they are kept too when it is not run."""
+    path = RESULTS / "bench_scale.json"
+    kept: list[dict[str, Any]] = []
+    if path.exists():
+        last = json.loads(path.read_text())
+        if last.get("quick") == quick:
+            kept = [row for row in last["rows"] if row.get("section") not in sections]
+            if "queries" not in sections:
+                checks = [(c["target"], c["ok"]) for c in last["checks"]] + checks
+    write_results("bench_scale", kept + rows, checks, quick)
+
+
 def main() -> int:
     args = parser(__doc__.splitlines()[0])
     args.add_argument("--packages", type=int, help="ls/show registry size (default 1,000,000)")
@@ -533,9 +560,20 @@ def main() -> int:
     args.add_argument("--no-postgres", action="store_true", help="SQLite only, no writers")
     args.add_argument(
         "--section",
-        choices=["all", "queries", "writers", "verify"],
-        default="all",
-        help="lineage + ls/show, concurrent writers, verify --all, or all (default)",
+        default=",".join(SECTIONS),
+        help="comma-separated: queries (lineage + ls/show), writers, verify (default: all); "
+        "the results file keeps the other sections' rows from its last run",
+    )
+    args.add_argument(
+        "--budget",
+        type=float,
+        help="seconds per query before it stops being "
+        "repeated (after 5 timings; default 20, quick 5)",
+    )
+    args.add_argument(
+        "--postgres-packages",
+        type=int,
+        help="ls/show registry size on PostgreSQL (default: --packages)",
     )
     options = args.parse_args()
     quick = options.quick
@@ -549,7 +587,11 @@ def main() -> int:
         else [(1024, 10_000), (MIB, 256), (64 * MIB, 8)]
     )  # fmt: skip
     root = temp_root(options.tmpdir)
-    section = options.section
+    sections = set(options.section.split(","))
+    if not sections <= set(SECTIONS):
+        args.error(f"--section: unknown {sorted(sections - set(SECTIONS))}")
+    budget = options.budget or (5.0 if quick else 20.0)
+    postgres_size = options.postgres_packages or size
     header(
         "scale: lineage, ls/show, concurrent writers, verify --all",
         quick,
@@ -564,19 +606,24 @@ def main() -> int:
     )  # fmt: skip
     rows: list[dict[str, Any]] = []
     checks: list[tuple[str, bool]] = []
-    # Results are written after each section, so a run cut short keeps what it measured.
-    if section in ("all", "writers") and not options.no_postgres:
-        rows += writers_section(root, writer_puts, runs, options.profile)[0]
-        write_results("bench_scale", rows, checks, quick)
-    if section in ("all", "verify"):
-        rows += verify_section(root, verify_sets, runs, options.profile)[0]
-        write_results("bench_scale", rows, checks, quick)
-    if section in ("all", "queries"):
+
+    def save(section: str, new_rows: list[dict[str, Any]]) -> None:
+        # After each section, so a run cut short keeps what it measured.
+        rows.extend(row | {"section": section} for row in new_rows)
+        save_results(rows, checks, sections, quick)
+
+    if "writers" in sections and not options.no_postgres:
+        save("writers", writers_section(root, writer_puts, runs, options.profile)[0])
+    if "verify" in sections:
+        save("verify", verify_section(root, verify_sets, runs, options.profile)[0])
+    if "queries" in sections:
         for database in databases(root, not options.no_postgres):
-            more_rows, more_checks = query_sections(database, lineage_size, size, repeats)
-            rows += more_rows
+            count = postgres_size if database.label == "PostgreSQL" else size
+            more_rows, more_checks = query_sections(
+                database, min(lineage_size, count), count, repeats, budget
+            )
             checks += more_checks
-            write_results("bench_scale", rows, checks, quick)
+            save("queries", more_rows)
     return verdict(checks, quick)
 
 
