@@ -441,13 +441,13 @@ def writers_section(
         shares = {k: median([r[k] for r in results]) for k in results[0] if k != "packages_per_s"}
         rows.append(result_row(
             "concurrent writers, PostgreSQL (fsync=off)", f"{writers} writer(s)", "packages/s",
-            rates, ratio_to="1 writer(s)", ratios=[a / b for a, b in zip(rates, one, strict=True)],
-            writers=writers, **shares,
+            rates, ratio_to="1 writer(s)" if writers > 1 else None,
+            ratios=[a / b for a, b in zip(rates, one, strict=True)], writers=writers, **shares,
         ))  # fmt: skip
     table(
         ["PostgreSQL (fsync=off)", "packages/s", "min-max", "x 1 writer", "lock wait",
          "lock held", "commit", "lock busy", "commit ms"],
-        [[r["tool"], r["median"], f"{r['min']:,.0f}-{r['max']:,.0f}", r["ratio"],
+        [[r["tool"], r["median"], f"{r['min']:,.0f}-{r['max']:,.0f}", r.get("ratio", 1.0),
           f"{r['lock_wait_share']:.0%}", f"{r['lock_held_share']:.0%}",
           f"{r['commit_share']:.0%}", f"{r['lock_utilisation']:.0%}", r["commit_ms"]]
          for r in rows],

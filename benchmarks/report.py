@@ -54,8 +54,13 @@ def number(value: Any) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def has_ratio(row: dict[str, Any]) -> bool:
+    """Whether ``row`` has a ratio to another row (not to itself)."""
+    return "ratio" in row and row["ratio_to"] != row["tool"]
+
+
 def ratio_text(row: dict[str, Any]) -> str:
-    if "ratio" not in row:
+    if not has_ratio(row):
         return ""
     spread = f" ({number(row['ratio_min'])}-{number(row['ratio_max'])})"
     return f"{number(row['ratio'])}x{spread} {row['ratio_to']}"
@@ -83,7 +88,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 def ratio_plot(rows: Sequence[dict[str, Any]], title: str, path: Path) -> bool:
     """Horizontal bars of each row's ratio to its baseline with min-max error bars;
     False (nothing written) when no row has a ratio."""
-    rows = [row for row in rows if "ratio" in row]
+    rows = [row for row in rows if has_ratio(row)]
     if not rows:
         return False
     labels = [f"{r['scenario']}: {r['tool']} vs {r['ratio_to']}" for r in rows]
