@@ -5,7 +5,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --no-sync
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test lint type migrate migrate-fresh check demo dev bench bench-quick reliability
+.PHONY: install test lint type migrate migrate-fresh check demo dev bench bench-quick bench-report reliability
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -59,3 +59,7 @@ bench: install
 
 bench-quick: install
 	for b in benchmarks/bench_*.py; do $(RUN) python $$b --quick || exit 1; done
+
+# Markdown tables and PNG plots under docs/performance/ from benchmarks/results/*.json.
+bench-report: install
+	$(RUN) python benchmarks/report.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import resource
@@ -315,3 +316,95 @@ def verdict(checks: Sequence[tuple[str, bool]], quick: bool) -> int:
     suffix = " (quick mode: indicative only)" if quick else ""
     print(f"{'PASS' if passed else 'FAIL'}{suffix}")
     return 0 if passed or quick else 1
+
+
+# ---------------------------------------------------------------------------- results
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def result_row(
+    scenario: str,
+    tool: str,
+    unit: str,
+    samples: Sequence[float],
+    *,
+    ratio_to: str | None = None,
+    ratios: Sequence[float] | None = None,
+    **extra: object,
+) -> dict[str, Any]:
+    """One row of a results file: median and min-max of ``samples`` (in ``unit``) and,
+    with ``ratio_to``, the median and min-max of the per-round ``ratios`` to that row."""
+    row: dict[str, Any] = {
+        "scenario": scenario,
+        "tool": tool,
+        "unit": unit,
+        "median": median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "samples": list(samples),
+    }
+    if ratio_to is not None and ratios:
+        row |= {
+            "ratio_to": ratio_to,
+            "ratio": median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+        }
+    return row | extra
+
+
+def sample_rows(
+    scenario: str,
+    samples: Samples,
+    unit: str,
+    *,
+    names: Sequence[str] | None = None,
+    baseline: str | None = None,
+    convert: Callable[[float], float] | None = None,
+    **extra: object,
+) -> list[dict[str, Any]]:
+    """``result_row`` of each of ``names`` (default: all) in ``samples``, values mapped by
+    ``convert`` (e.g. seconds to MB/s) into ``unit``; with ``baseline``, each row but the
+    baseline's has the per-round ratios of its values to the baseline's, in that unit."""
+
+    def values(name: str) -> list[float]:
+        return [convert(v) if convert else v for v in samples.values[name]]
+
+    rows = []
+    for name in names or list(samples.values):
+        ratios = None
+        if baseline is not None and name != baseline:
+            pairs = zip(values(name), values(baseline), strict=True)
+            ratios = [value / reference for value, reference in pairs]
+        rows.append(result_row(scenario, name, unit, values(name), ratio_to=baseline if
+                               ratios else None, ratios=ratios, **extra))  # fmt: skip
+    return rows
+
+
+def write_results(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    checks: Sequence[tuple[str, bool]],
+    quick: bool,
+    directory: Path | None = None,
+) -> Path:
+    """Write ``benchmarks/results/<name>.json`` (overwritten each run): the rows (see
+    ``result_row``), the target checks and the machine; the path written."""
+    path = (directory or RESULTS) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "benchmark": name,
+        "version": 1,
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "rows": list(rows),
+        "checks": [{"target": target, "ok": ok} for target, ok in checks],
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"results: {path}")
+    return path

@@ -41,10 +41,12 @@ from _common import (
     parser,
     profiled,
     rotated,
+    sample_rows,
     settle,
     table,
     temp_dir,
     temp_root,
+    write_results,
 )
 from _common import timed as timed_call
 from _common import verdict as print_verdict
@@ -248,19 +250,20 @@ def main(argv: list[str] | None = None) -> int:
         profile_io_manager(tmp, args.assets, args.chain)
 
     alone = ratios.median("artifactstore")
-    return print_verdict(
-        [
-            (
-                f"IO manager alone {alone:.3f}x FilesystemIOManager <= {args.max_ratio}x",
-                alone <= args.max_ratio,
-            ),
-            (
-                f"every asset checked ({checks_seen} of {args.assets} check evaluations)",
-                checks_seen == args.assets,
-            ),
-        ],
-        args.quick,
-    )
+    checks = [
+        (
+            f"IO manager alone {alone:.3f}x FilesystemIOManager <= {args.max_ratio}x",
+            alone <= args.max_ratio,
+        ),
+        (
+            f"every asset checked ({checks_seen} of {args.assets} check evaluations)",
+            checks_seen == args.assets,
+        ),
+    ]
+    scenario = f"Dagster job, {args.assets} assets in chains of {args.chain}"
+    rows = sample_rows(scenario, samples, "s", names=VARIANTS, baseline=BASELINE)
+    write_results("bench_dagster", rows, checks, args.quick)
+    return print_verdict(checks, args.quick)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ of the per-round ratios; the target is at most ``--max-ratio`` (1.25).
     .venv/bin/python benchmarks/bench_dagster_io.py [--assets 200] [--rounds 3]
 
 Exit status 1 when the median ratio is above the target. Results go to
-``benchmarks/results/dagster_io.json``.
+``benchmarks/results/bench_dagster_io.json`` (``_common.write_results``).
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _common import Samples, sample_rows, write_results
 from _dagster_jobs import build_assets
 from dagster import AssetsDefinition, DagsterInstance, FilesystemIOManager, materialize
 
@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--instance", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--max-ratio", type=float, default=1.25)
-    parser.add_argument("--output", default="benchmarks/results/dagster_io.json")
     args = parser.parse_args(argv)
 
     assets = build_assets(args.assets, args.chain)
@@ -99,23 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.assets} assets on a {args.instance} instance: median ratio {median:.3f}, "
         f"ratio of totals {total:.3f} (target <= {args.max_ratio}): {verdict}"
     )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {
-                "assets": args.assets,
-                "chain": args.chain,
-                "instance": args.instance,
-                "rounds": rounds,
-                "median_ratio": median,
-                "ratio_of_totals": total,
-                "max_ratio": args.max_ratio,
-                "passed": verdict == "PASS",
-            },
-            indent=2,
-        )
-    )
+    samples = Samples()
+    for result in rounds:
+        for name in ("filesystem", "artifactstore"):
+            samples.add(name, result[name])
+    scenario = f"{args.assets} assets in chains of {args.chain}, {args.instance} instance"
+    rows = sample_rows(scenario, samples, "s", baseline="filesystem", ratio_of_totals=total)
+    rows[1]["headline"] = True
+    checks = [(f"median ratio {median:.3f} <= {args.max_ratio}", verdict == "PASS")]
+    write_results("bench_dagster_io", rows, checks, quick=args.assets < 200)  # below: indicative
     return 0 if verdict == "PASS" else 1
 
 

@@ -48,7 +48,9 @@ from _common import (
     header,
     library_cli,
     parser,
+    result_row,
     rotated,
+    sample_rows,
     settle,
     sqlite_url,
     table,
@@ -56,6 +58,7 @@ from _common import (
     temp_root,
     timed,
     verdict,
+    write_results,
 )
 from bench_put_small import maybe_postgres, new_postgres_database
 
@@ -326,6 +329,20 @@ def main() -> int:
     for label, rate, _, _ in small:
         target = BATCH_TARGET if "batch" in str(label) else SINGLE_TARGET
         checks.append((f"{label}: >= {target} packages/s ({rate:,.0f})", float(rate) >= target))  # type: ignore[arg-type]
+    results = [
+        row
+        for step in ("put", "read")
+        for row in sample_rows(f"{size // MIB} MiB file, {step}", samples, "MB/s",
+                               names=[f"local {step}", f"gateway {step}"],
+                               baseline=f"local {step}", convert=lambda s: size / s / 1e6,
+                               size=size)
+    ] + [
+        result_row(f"{CLIENTS} clients, 1 KiB packages", str(label), "packages/s", [float(rate)],
+                   p50_ms=p50, p99_ms=p99)
+        for label, rate, p50, p99 in small
+    ]  # fmt: skip
+    results[1]["server_peak_mb"] = peak
+    write_results("bench_http", results, checks, options.quick)
     return verdict(checks, options.quick)
 
 

@@ -35,6 +35,7 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from _common import (
     Samples,
@@ -45,6 +46,7 @@ from _common import (
     profiled,
     rotated,
     run_command,
+    sample_rows,
     settle,
     sqlite_url,
     table,
@@ -53,6 +55,7 @@ from _common import (
     throwaway_tool,
     timed,
     verdict,
+    write_results,
 )
 
 from artifactstore_core import ArtifactStore, PutRequest
@@ -184,10 +187,11 @@ def dvc_adds(dvc: Path, project: Path, data: Path) -> dict[str, float]:
 
 
 def directory_section(
-    work: Path, files: int, runs: int, with_dvc: bool, baseline: Path | None
+    work: Path, files: int, runs: int, with_dvc: bool, baseline: Path | None, rows: list[Any]
 ) -> list[tuple[str, bool]]:
-    """The directory scenario; its target checks (none without DVC). ``baseline``: another
-    checkout whose put command runs in the same rounds (before/after figures)."""
+    """The directory scenario; its target checks (none without DVC); its results are
+    added to ``rows``. ``baseline``: another checkout whose put command runs in the same
+    rounds (before/after figures)."""
     dvc, why = throwaway_tool(work, "dvc", "dvc") if with_dvc else (None, "--no-dvc given")
     print(f"DVC: {dvc_version(dvc) if dvc else 'SKIPPED, ' + why}", flush=True)
     data = work / "tree"
@@ -223,6 +227,11 @@ def directory_section(
             for name in samples.values
         ],
     )
+    scenario = f"one package of {files:,} files of {SIZE} B"
+    rows += [
+        row | {"headline": row["tool"] == CLI_PUT}
+        for row in sample_rows(scenario, samples, "s", baseline=DVC_ADD if dvc else None)
+    ]
     if dvc is None:
         return []
     put = ratio(CLI_PUT)
@@ -281,18 +290,23 @@ def main() -> int:
         temp=str(root),
     )  # fmt: skip
     checks: list[tuple[str, bool]] = []
+    rows: list[Any] = []
     with temp_dir(root, "bench-put-small-") as work:
         if packages:
-            checks += packages_section(work, count, options)
+            checks += packages_section(work, count, options, rows)
         if options.section != "packages":
             checks += directory_section(
-                work, files, options.runs, not options.no_dvc, options.compare_with
+                work, files, options.runs, not options.no_dvc, options.compare_with, rows
             )
+    write_results("bench_put_small", rows, checks, quick)
     return verdict(checks, quick)
 
 
-def packages_section(work: Path, count: int, options: argparse.Namespace) -> list[tuple[str, bool]]:
-    """Many single-file packages, batched and one by one; the put_many target check."""
+def packages_section(
+    work: Path, count: int, options: argparse.Namespace, rows: list[Any]
+) -> list[tuple[str, bool]]:
+    """Many single-file packages, batched and one by one; the put_many target check (the
+    results are added to ``rows``)."""
     samples = Samples()
     with maybe_postgres(options.no_postgres) as admin:
         for run in range(options.runs):
@@ -321,6 +335,7 @@ def packages_section(work: Path, count: int, options: argparse.Namespace) -> lis
             for name in samples.values
         ],
     )
+    rows += sample_rows(f"{count:,} packages of {SIZE} B", samples, "packages/s")
     rate = samples.median(SQLITE_MANY)
     single = samples.median(SQLITE)
     print(f"blob writes are {single / samples.median(BLOBS):.0%} of a one-call put's time")

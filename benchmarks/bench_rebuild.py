@@ -32,6 +32,7 @@ from _common import (
     peak_rss_mib,
     profiled,
     rotated,
+    sample_rows,
     settle,
     sqlite_url,
     table,
@@ -39,6 +40,7 @@ from _common import (
     temp_root,
     timed,
     verdict,
+    write_results,
 )
 
 from artifactstore_core.domain import events as ev
@@ -295,6 +297,8 @@ def main() -> int:
 
     rate = samples.median("rebuild_views")
     checks.insert(0, (f"rebuild {rate:,.0f} events/s >= {TARGET:,.0f}/s", rate >= TARGET))
+    rows = sample_rows(f"{events:,} events, SQLite", samples, "events/s", target=TARGET)
+    write_results("bench_rebuild", rows, checks, quick)
     return verdict(checks, quick)
 
 

@@ -21,6 +21,7 @@ from _common import (
     parser,
     reset_peak_rss,
     rss_mib,
+    sample_rows,
     settle,
     sqlite_url,
     table,
@@ -28,6 +29,7 @@ from _common import (
     temp_root,
     timed,
     verdict,
+    write_results,
 )
 
 from artifactstore_core import ArtifactStore, Settings
@@ -107,11 +109,15 @@ def main() -> int:
     ratio = put / plain
     peak = max(peaks)
     print(f"ratio put / put_file: {ratio:.2f}; put peak memory above baseline: {peak:.0f} MiB")
-    return verdict(
-        [(f"put / put_file = {ratio:.2f} <= 1.25", ratio <= 1.25),
-         (f"peak memory {peak:.0f} MiB < 150 MB", peak * 1.048576 < 150)],
-        options.quick,
-    )  # fmt: skip
+    checks = [(f"put / put_file = {ratio:.2f} <= 1.25", ratio <= 1.25),
+              (f"peak memory {peak:.0f} MiB < 150 MB", peak * 1.048576 < 150)]  # fmt: skip
+    scenario = f"{size // MiB} MiB file to S3 (moto, loopback)"
+    rows = sample_rows(
+        scenario, samples, "MB/s", baseline="s3fs put_file", convert=lambda s: size / s / 1e6
+    )
+    rows[1] |= {"peak_rss_mib": peak, "headline": True}
+    write_results("bench_s3_put", rows, checks, options.quick)
+    return verdict(checks, options.quick)
 
 
 if __name__ == "__main__":

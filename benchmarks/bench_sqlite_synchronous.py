@@ -20,12 +20,14 @@ from _common import (
     header,
     parser,
     rotated,
+    sample_rows,
     settle,
     sqlite_url,
     table,
     temp_dir,
     temp_root,
     timed,
+    write_results,
 )
 
 from artifactstore_core import ArtifactStore, PutRequest
@@ -99,6 +101,14 @@ def main() -> int:
     for mode in MODES:
         ratio = samples.median(f"{mode}, FULL") / samples.median(f"{mode}, NORMAL")
         print(f"{mode}: FULL runs at {ratio:.0%} of NORMAL's rate")
+    rows = [
+        row
+        for mode in MODES
+        for row in sample_rows(f"{count:,} packages of {SIZE} B, {mode}", samples, "packages/s",
+                               names=[f"{mode}, {level}" for level in LEVELS],
+                               baseline=f"{mode}, NORMAL")
+    ]  # fmt: skip
+    write_results("bench_sqlite_synchronous", rows, [], options.quick)
     return 0
 
 

@@ -29,6 +29,7 @@ from _common import (
     hwm_mib,
     parser,
     reset_peak_rss,
+    result_row,
     rss_mib,
     settle,
     sqlite_url,
@@ -37,6 +38,7 @@ from _common import (
     temp_root,
     timed,
     verdict,
+    write_results,
 )
 
 from artifactstore_core import ArtifactStore
@@ -174,14 +176,18 @@ def main() -> int:
          for name, r in results.items()],
     )  # fmt: skip
     sqlite = results["SQLite"]
-    return verdict(
-        [
-            (f"SQLite sweep {sqlite['seconds']:.1f} s < 20 s", sqlite["seconds"] < 20),
-            (f"SQLite peak memory {sqlite['peak_mib']:.0f} MiB < 200 MB",
-             sqlite["peak_mib"] * 1.048576 < 200),
-        ],
-        options.quick,
-    )  # fmt: skip
+    checks = [
+        (f"SQLite sweep {sqlite['seconds']:.1f} s < 20 s", sqlite["seconds"] < 20),
+        (f"SQLite peak memory {sqlite['peak_mib']:.0f} MiB < 200 MB",
+         sqlite["peak_mib"] * 1.048576 < 200),
+    ]  # fmt: skip
+    scenario = f"sweep of {packages:,} packages, 10% due" + (
+        f", keep rule {options.keep_rule}" if options.keep_rule else "")  # fmt: skip
+    rows = [result_row(scenario, f"sweep, {name}", "s", [r["seconds"]], peak_rss_mib=r["peak_mib"],
+                       log_check_s=r["log_check_seconds"], expired=int(r["expired"]))
+            for name, r in results.items()]  # fmt: skip
+    write_results("bench_sweep", rows, checks, options.quick)
+    return verdict(checks, options.quick)
 
 
 if __name__ == "__main__":
