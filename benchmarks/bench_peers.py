@@ -107,6 +107,7 @@ AS_PUT = "artifactstore put"
 AS_AGAIN = "artifactstore put, again unchanged"
 AS_GET = "artifactstore get (verified)"
 AS_MANY = "artifactstore put-many"
+NO_FSYNC = ", ARTIFACTSTORE_FSYNC=0 (context)"
 DVC_ADD = "dvc add"
 DVC_AGAIN = "dvc add, again unchanged"
 DVC_CHECKOUT = "dvc checkout"
@@ -221,6 +222,19 @@ def remove(path: Path) -> None:
 
 # ---------------------------------------------------------------------------- scenarios
 Step = Callable[[Results], None]
+
+
+def unsynced_step(tools: Tools, where: Path, tool: str, arguments: Sequence[str]) -> Step:
+    """A context step: the artifact-store command with ``ARTIFACTSTORE_FSYNC=0`` on a fresh
+    registry (what the fsyncs that the peers skip cost)."""
+
+    def step(results: Results) -> None:
+        env = new_registry(tools, where) | {"ARTIFACTSTORE_FSYNC": "0"}
+        settle()
+        results.add(tool + NO_FSYNC, measure([*tools.artifactstore, *arguments], env=env))
+        remove(where)
+
+    return step
 
 
 @dataclass(frozen=True)
@@ -373,7 +387,13 @@ def large_scenario(
     def sha256(results: Results) -> None:
         results.add(SHA256, measure([sys.executable, "-c", SHA256_CODE, str(source)]))
 
-    steps: dict[str, Step] = {"artifactstore": artifactstore, "sha256": sha256}
+    steps: dict[str, Step] = {
+        "artifactstore": artifactstore,
+        "sha256": sha256,
+        "unsynced": unsynced_step(
+            tools, work / "as-large-unsynced", AS_PUT, ["put", "bench/large", str(source)]
+        ),
+    }
     if tools.dvc is not None:
         steps["dvc"] = dvc
     if tools.mlflow_python is not None:
@@ -388,6 +408,8 @@ def large_scenario(
             Comparison(AS_PUT, DVC_ADD),
             Comparison(AS_PUT, ML_LOG),
             Comparison(AS_PUT, SHA256, target=False),
+            Comparison(AS_PUT + NO_FSYNC, DVC_ADD, target=False),
+            Comparison(AS_PUT + NO_FSYNC, ML_LOG, target=False),
             Comparison(AS_GET, DVC_CHECKOUT),
             Comparison(AS_GET, ML_GET),
         ],
@@ -416,6 +438,10 @@ def directory_scenario(
                                      str(destination)], env=env))  # fmt: skip
         check_tree(destination, files)
         remove(where)
+
+    unsynced = unsynced_step(
+        tools, work / "as-dir-unsynced", AS_PUT, ["put", "bench/dir", str(data)]
+    )
 
     def dvc(results: Results) -> None:
         project = work / "dvc-dir"
@@ -448,7 +474,7 @@ def directory_scenario(
         check_tree(destination / data.name, files)
         remove(where)
 
-    steps: dict[str, Step] = {"artifactstore": artifactstore}
+    steps: dict[str, Step] = {"artifactstore": artifactstore, "unsynced": unsynced}
     if tools.dvc is not None:
         steps["dvc"] = dvc
     if tools.mlflow_python is not None:
@@ -462,6 +488,8 @@ def directory_scenario(
         [
             Comparison(AS_PUT, DVC_ADD),
             Comparison(AS_PUT, ML_LOG_DIR),
+            Comparison(AS_PUT + NO_FSYNC, DVC_ADD, target=False),
+            Comparison(AS_PUT + NO_FSYNC, ML_LOG_DIR, target=False),
             Comparison(AS_AGAIN, DVC_AGAIN),
             Comparison(AS_AGAIN, ML_AGAIN),
             Comparison(AS_GET, DVC_CHECKOUT),
@@ -493,6 +521,8 @@ def many_scenario(
         results.add(AS_MANY, measure([*tools.artifactstore, "put-many", str(spec)], env=env))
         remove(where)
 
+    unsynced = unsynced_step(tools, work / "as-many-unsynced", AS_MANY, ["put-many", str(spec)])
+
     def dvc(results: Results) -> None:
         project = work / "dvc-many"
         shutil.copytree(data, project)
@@ -508,7 +538,7 @@ def many_scenario(
         results.add(ML_MANY, measure(log, env=MLFLOW_ENV))
         remove(where)
 
-    steps: dict[str, Step] = {"artifactstore": artifactstore}
+    steps: dict[str, Step] = {"artifactstore": artifactstore, "unsynced": unsynced}
     if tools.dvc is not None:
         steps["dvc"] = dvc
     if tools.mlflow_python is not None:
@@ -517,7 +547,14 @@ def many_scenario(
     results = run_rounds(scenario, steps, rounds)
     remove(data)
     return summarise(
-        scenario, results, [Comparison(AS_MANY, DVC_MANY), Comparison(AS_MANY, ML_MANY)]
+        scenario,
+        results,
+        [
+            Comparison(AS_MANY, DVC_MANY),
+            Comparison(AS_MANY, ML_MANY),
+            Comparison(AS_MANY + NO_FSYNC, DVC_MANY, target=False),
+            Comparison(AS_MANY + NO_FSYNC, ML_MANY, target=False),
+        ],
     )
 
 
@@ -560,11 +597,16 @@ def check_tree(directory: Path, files: int) -> None:
 # ---------------------------------------------------------------------------- profile
 def profile_commands(tools: Tools, work: Path, files: int, outputs: int) -> None:
     """Each artifact-store command once more under cProfile (whole process, imports too)."""
-    launcher = work / "artifactstore_cli.py"
-    launcher.write_text(
-        f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
-        "from artifactstore_core.cli import main\nmain()\n"
-    )
+    if len(tools.artifactstore) == 1:  # the installed console script, run by its venv
+        script = Path(tools.artifactstore[0])
+        python = str(script.parent / "python")
+    else:
+        script = work / "artifactstore_cli.py"
+        script.write_text(
+            f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+            "from artifactstore_core.cli import main\nmain()\n"
+        )
+        python = sys.executable
     data = work / "profile-tree"
     make_tree(data, files)
     small = work / "profile-outputs"
@@ -585,8 +627,10 @@ def profile_commands(tools: Tools, work: Path, files: int, outputs: int) -> None
     }
     for title, arguments in commands.items():
         output = work / "profile.out"
-        untimed([sys.executable, "-m", "cProfile", "-o", str(output), str(launcher), *arguments],
-                env=env)  # fmt: skip
+        # cwd=work: ``python -m`` puts the working directory first on sys.path, and the
+        # checkout's own package must not shadow the installed one.
+        profile = [python, "-m", "cProfile", "-o", str(output), str(script), *arguments]
+        untimed(profile, cwd=work, env=env)
         print(f"--- cProfile of `artifactstore {' '.join(arguments[:2])} ...` ({title})")
         stats = pstats.Stats(str(output))
         for key in ("cumulative", "tottime"):
