@@ -102,7 +102,7 @@ else:
     mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=destination)
 """
 
-# Rows (tool names); artifact-store's are in bold in the README.
+# Row names: the commands measured (artifact-store's, the peers', the baseline).
 AS_PUT = "artifactstore put"
 AS_AGAIN = "artifactstore put, again unchanged"
 AS_GET = "artifactstore get (verified)"
