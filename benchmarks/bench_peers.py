@@ -29,11 +29,9 @@ with their min-max. Target: artifact-store faster than each peer in each scenari
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import pstats
 import shutil
 import subprocess
@@ -63,6 +61,7 @@ from _common import (
     throwaway_tool,
     timed,
     verdict,
+    write_results,
 )
 
 KIB = 1024
@@ -635,35 +634,6 @@ def profile_commands(tools: Tools, work: Path, files: int, outputs: int) -> None
         stats = pstats.Stats(str(output))
         for key in ("cumulative", "tottime"):
             stats.sort_stats(key).print_stats(20)
-
-
-# ---------------------------------------------------------------------------- results
-def write_results(
-    name: str,
-    rows: Sequence[dict[str, Any]],
-    checks: Sequence[tuple[str, bool]],
-    quick: bool,
-) -> Path:
-    """``benchmarks/results/<name>.json`` in the shared shape (to be replaced by the shared
-    ``_common.write_results`` when the branches are merged)."""
-    path = REPO / "benchmarks" / "results" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "benchmark": name,
-        "version": 1,
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "quick": quick,
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "rows": list(rows),
-        "checks": [{"target": target, "ok": ok} for target, ok in checks],
-    }
-    path.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"results: {path}")
-    return path
 
 
 # ---------------------------------------------------------------------------- main
