@@ -215,6 +215,19 @@ def settle() -> None:
     os.sync()
 
 
+def new_postgres_database(admin_url: str, name: str) -> str:
+    """Create database ``name`` on the server at ``admin_url``; its URL."""
+    from artifactstore_core.config import create_engine
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        return admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.dispose()
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 

@@ -32,6 +32,7 @@ from _common import (
     Samples,
     header,
     median,
+    new_postgres_database,
     parser,
     rotated,
     settle,
@@ -46,7 +47,6 @@ from _common import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from artifactstore_core import ArtifactStore, PutRequest
-from artifactstore_core.config import create_engine
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain import merkle
 from artifactstore_core.domain.checkpoint import NoteSigner, NoteVerifier
@@ -159,16 +159,6 @@ def bench_proofs(label: str, store: ArtifactStore, events: int) -> list[tuple[st
         (f"{label}: checkpoint {median(signing):.2f} ms median (< {CHECKPOINT_TARGET_MS})",
          median(signing) < CHECKPOINT_TARGET_MS),
     ]  # fmt: skip
-
-
-def new_postgres_database(admin_url: str, name: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        return admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.dispose()
 
 
 # ---------------------------------------------------------------------------- 3. bundles

@@ -42,6 +42,7 @@ from _common import (
     header,
     library_cli,
     median,
+    new_postgres_database,
     parser,
     profiled,
     rotated,
@@ -59,7 +60,7 @@ from _common import (
 )
 
 from artifactstore_core import ArtifactStore, PutRequest
-from artifactstore_core.config import create_engine, load_settings
+from artifactstore_core.config import load_settings
 from artifactstore_core.storage.local import LocalBlobStore
 from artifactstore_core.testing.servers import postgres_server
 
@@ -116,16 +117,6 @@ def timed_blob_writes(storage: Path, contents: Sequence[bytes]) -> float:
             blobs.write(io.BytesIO(content))
 
     return timed(write_all)[0]
-
-
-def new_postgres_database(admin_url: str, name: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        return admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.dispose()
 
 
 @contextlib.contextmanager

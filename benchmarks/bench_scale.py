@@ -49,6 +49,7 @@ from _common import (
     header,
     library_cli,
     median,
+    new_postgres_database,
     parser,
     profiled,
     result_row,
@@ -65,7 +66,6 @@ from _common import (
 )
 
 from artifactstore_core import ArtifactStore, PutRequest
-from artifactstore_core.config import create_engine
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.names import BUILTIN_KINDS
 from artifactstore_core.eventlog import EventLog
@@ -260,17 +260,9 @@ def databases(root: Path, with_postgres: bool) -> Iterator[Database]:
         yield Database("SQLite", sqlite_url(path / "registry.db"), path / "blobs")
     if with_postgres:
         with postgres_server() as server, temp_dir(root, "bench-scale-pg-") as path:
-            yield Database("PostgreSQL", new_database(server.url(), "bench"), path / "blobs")
-
-
-def new_database(admin_url: str, name: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        return admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.dispose()
+            yield Database(
+                "PostgreSQL", new_postgres_database(server.url(), "bench"), path / "blobs"
+            )
 
 
 def query_sections(
@@ -420,7 +412,7 @@ def writers_section(
         for run in range(runs):
             for writers in rotated([1, WRITERS], run):
                 with temp_dir(root, "bench-scale-writers-") as path:
-                    url = new_database(server.url(), f"writers_{writers}_{run}")
+                    url = new_postgres_database(server.url(), f"writers_{writers}_{run}")
                     with ArtifactStore.open(url, str(path)):
                         pass  # schema and seeds, not timed
                     result = run_writers(url, path, writers, count)
@@ -431,7 +423,7 @@ def writers_section(
                 settle()
         if profile:
             with temp_dir(root, "bench-scale-writers-") as path:
-                url = new_database(server.url(), "writers_profile")
+                url = new_postgres_database(server.url(), "writers_profile")
                 with ArtifactStore.open(url, str(path)) as store:
                     profiled(lambda: [store.put(f"bench/p-{i % 50}", {"part.bin": os.urandom(
                         WRITER_SIZE)}) for i in range(count)])  # fmt: skip
