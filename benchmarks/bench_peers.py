@@ -245,6 +245,12 @@ class Comparison:
     target: bool = True
 
 
+def installed(tools: Tools, **steps: Step) -> dict[str, Step]:
+    """The steps whose tool is installed (``dvc``, ``mlflow``; the others always are)."""
+    missing = {"dvc": tools.dvc is None, "mlflow": tools.mlflow_python is None}
+    return {name: step for name, step in steps.items() if not missing.get(name, False)}
+
+
 def run_rounds(title: str, steps: dict[str, Step], rounds: int) -> Results:
     """``rounds`` rounds of ``steps`` in a rotating order."""
     results = Results()
@@ -386,17 +392,11 @@ def large_scenario(
     def sha256(results: Results) -> None:
         results.add(SHA256, measure([sys.executable, "-c", SHA256_CODE, str(source)]))
 
-    steps: dict[str, Step] = {
-        "artifactstore": artifactstore,
-        "sha256": sha256,
-        "unsynced": unsynced_step(
-            tools, work / "as-large-unsynced", AS_PUT, ["put", "bench/large", str(source)]
-        ),
-    }
-    if tools.dvc is not None:
-        steps["dvc"] = dvc
-    if tools.mlflow_python is not None:
-        steps["mlflow"] = mlflow
+    unsynced = unsynced_step(
+        tools, work / "as-large-unsynced", AS_PUT, ["put", "bench/large", str(source)]
+    )
+    steps = installed(tools, artifactstore=artifactstore, sha256=sha256, unsynced=unsynced,
+                      dvc=dvc, mlflow=mlflow)  # fmt: skip
     scenario = f"{size / MIB:,.0f} MiB file"
     results = run_rounds(scenario, steps, rounds)
     remove(source)
@@ -473,11 +473,8 @@ def directory_scenario(
         check_tree(destination / data.name, files)
         remove(where)
 
-    steps: dict[str, Step] = {"artifactstore": artifactstore, "unsynced": unsynced}
-    if tools.dvc is not None:
-        steps["dvc"] = dvc
-    if tools.mlflow_python is not None:
-        steps["mlflow"] = mlflow
+    steps = installed(tools, artifactstore=artifactstore, unsynced=unsynced, dvc=dvc,
+                      mlflow=mlflow)  # fmt: skip
     scenario = f"{files:,} x 1 KiB directory"
     results = run_rounds(scenario, steps, rounds)
     remove(data)
@@ -537,11 +534,8 @@ def many_scenario(
         results.add(ML_MANY, measure(log, env=MLFLOW_ENV))
         remove(where)
 
-    steps: dict[str, Step] = {"artifactstore": artifactstore, "unsynced": unsynced}
-    if tools.dvc is not None:
-        steps["dvc"] = dvc
-    if tools.mlflow_python is not None:
-        steps["mlflow"] = mlflow
+    steps = installed(tools, artifactstore=artifactstore, unsynced=unsynced, dvc=dvc,
+                      mlflow=mlflow)  # fmt: skip
     scenario = f"{outputs:,} separate 1 KiB outputs"
     results = run_rounds(scenario, steps, rounds)
     remove(data)
