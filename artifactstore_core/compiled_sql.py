@@ -85,10 +85,10 @@ class WriteBatch:
 def _pipeline(conn: sa.Connection) -> Iterator[None]:
     """psycopg's pipeline mode on ``conn``; a failure the closing sync reports is raised
     as SQLAlchemy raises the driver's errors (``sa.exc.IntegrityError`` …)."""
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection  # a psycopg.Connection
     dbapi = conn.dialect.loaded_dbapi
     try:
-        with driver.pipeline():  # type: ignore[union-attr]
+        with driver.pipeline():
             yield
     except dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
