@@ -8,8 +8,9 @@ per-execution statement machinery.
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,41 @@ class CompiledStatement:
         """Run the statement once per row (one ``executemany``)."""
         if rows:
             conn.exec_driver_sql(self.sql, self.parameters(rows))
+
+
+class WriteBatch:
+    """Writes queued in order and sent together by ``run``: with psycopg (PostgreSQL) in
+    one pipeline, so the batch waits for the server once instead of once per statement;
+    with other drivers one after another. Only writes are queued: nothing is read back."""
+
+    def __init__(self) -> None:
+        self._queued: list[tuple[CompiledStatement, Sequence[Mapping[str, Any]]]] = []
+
+    def add(self, statement: CompiledStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue ``statement`` once per row (nothing if ``rows`` is empty)."""
+        if rows:
+            self._queued.append((statement, rows))
+
+    def run(self, conn: sa.Connection) -> None:
+        """Execute everything queued, in order, in ``conn``'s transaction; then start empty."""
+        queued, self._queued = self._queued, []
+        pipelined = len(queued) > 1 and conn.dialect.driver == "psycopg"
+        with _pipeline(conn) if pipelined else contextlib.nullcontext():
+            for statement, rows in queued:
+                statement.execute(conn, rows)
+
+
+@contextlib.contextmanager
+def _pipeline(conn: sa.Connection) -> Iterator[None]:
+    """psycopg's pipeline mode on ``conn``; a failure the closing sync reports is raised
+    as SQLAlchemy raises the driver's errors (``sa.exc.IntegrityError`` …)."""
+    driver: Any = conn.connection.driver_connection  # a psycopg.Connection
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with driver.pipeline():
+            yield
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
 
 
 _CACHE: dict[tuple[Any, ...], CompiledStatement] = {}

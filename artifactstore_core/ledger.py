@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from artifactstore_core import queries
+from artifactstore_core.compiled_sql import WriteBatch
 from artifactstore_core.config import READ_ONLY
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.package import Package
@@ -94,11 +95,17 @@ class Ledger:
         events are projected: the exact state the commit makes visible."""
         with self.locked() as conn:
             now = self.clock()
-            recorded = self.log.append(conn, decide(conn, now), actor=actor or self.actor, at=now)
+            # The events and their projection are written together (one round trip on
+            # PostgreSQL): the lock is held for as few waits on the server as possible.
+            writes = WriteBatch()
+            recorded = self.log.append(
+                conn, decide(conn, now), actor=actor or self.actor, at=now, writes=writes
+            )
             writer = ProjectionWriter(conn)
             for item in recorded:
                 writer.add(project(item))
-            writer.flush()
+            writer.flush(writes)
+            writes.run(conn)
             return then(conn, recorded)
 
     def record_stored(

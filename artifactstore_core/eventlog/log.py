@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifactstore_core.compiled_sql import insert_all
+from artifactstore_core.compiled_sql import WriteBatch, insert_all
 from artifactstore_core.domain import merkle
 from artifactstore_core.domain.events import EVENT_TYPES, Event, MalformedPayloadError
 from artifactstore_core.domain.limits import (
@@ -61,10 +61,19 @@ class EventLog:
     """The append-only log in table ``events``; never updates or deletes a row."""
 
     def append(
-        self, conn: sa.Connection, new_events: Sequence[Event], *, actor: str, at: dt.datetime
+        self,
+        conn: sa.Connection,
+        new_events: Sequence[Event],
+        *,
+        actor: str,
+        at: dt.datetime,
+        writes: WriteBatch | None = None,
     ) -> list[RecordedEvent]:
         """Append ``new_events`` in order, within the caller's transaction, which holds
-        the chain lock (``lock_head``; ``Ledger.record`` takes it once per commit)."""
+        the chain lock (``lock_head``; ``Ledger.record`` takes it once per commit).
+
+        With ``writes`` the rows are queued there, for the caller to run with its own
+        writes; otherwise they are written before this returns."""
         if not new_events:
             return []
         head = conn.execute(_HEAD).first()
@@ -99,8 +108,11 @@ class EventLog:
                 RecordedEvent(sequence, at, actor, event, row["payload_digest"], digest)
             )
             previous = digest
-        insert_all(events_table, conn.dialect).execute(conn, rows)
-        LogTree(conn).extend(rows[0]["sequence"] - 1, [row["leaf_hash"] for row in rows])
+        batch = WriteBatch() if writes is None else writes
+        batch.add(insert_all(events_table, conn.dialect), rows)
+        LogTree(conn).extend(rows[0]["sequence"] - 1, [row["leaf_hash"] for row in rows], batch)
+        if writes is None:
+            batch.run(conn)
         return recorded
 
     @staticmethod

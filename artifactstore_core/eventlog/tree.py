@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from artifactstore_core.compiled_sql import WriteBatch, insert_all
 from artifactstore_core.domain import merkle
 from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog.chain import EventHeader, chain_input
@@ -149,11 +150,9 @@ class LogTree:
             self._tiles[tile] = _contiguous(first, rows)
         return self._tiles[tile]
 
-    def extend(self, old_size: int, leaves: Sequence[bytes]) -> None:
-        """Cache the heads of the subtrees the leaves appended after ``old_size`` complete.
-
-        Runs in the appending transaction, after the new events' rows are inserted.
-        """
+    def extend(self, old_size: int, leaves: Sequence[bytes], writes: WriteBatch) -> None:
+        """Queue in ``writes`` the heads of the subtrees that the leaves appended after
+        ``old_size`` complete (reading only leaves and heads from before ``old_size``)."""
         new_size = old_size + len(leaves)
         rows: list[dict[str, object]] = []
         for end in range((old_size // TILE + 1) * TILE, new_size + 1, TILE):
@@ -168,8 +167,7 @@ class LogTree:
                     break
                 node = merkle.node_hash(self.subtree(height, position - 1), node)
                 height, position = height + 1, position // 2
-        if rows:
-            self._conn.execute(sa.insert(log_subtrees), rows)
+        writes.add(insert_all(log_subtrees, self._conn.dialect), rows)
 
 
 _PLACEHOLDER = bytes(32)
@@ -236,7 +234,9 @@ def backfill_leaves(conn: sa.Connection) -> None:
         conn.execute(
             update, [{"target": s, "leaf": leaf} for s, leaf in zip(sequences, leaves, strict=True)]
         )
-        tree.extend(last, leaves)
+        heads = WriteBatch()
+        tree.extend(last, leaves, heads)
+        heads.run(conn)
         last = sequences[-1]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifactstore_core.compiled_sql import compiled, insert_all, upsert_all
+from artifactstore_core.compiled_sql import WriteBatch, compiled, insert_all, upsert_all
 from artifactstore_core.projections.ops import Insert, Op, Row, Update, Upsert
 from artifactstore_core.schema import PROJECTION_TABLES
 
@@ -78,17 +78,21 @@ class ProjectionWriter:
                 self._updates[op.table].pop(key, None)
                 self._deletes[op.table].add(key)
 
-    def flush(self) -> None:
-        """Write everything queued, then start empty."""
+    def flush(self, writes: WriteBatch | None = None) -> None:
+        """Write everything queued (or queue the statements in ``writes``, for the caller to
+        run with its own), then start empty."""
+        batch = WriteBatch() if writes is None else writes
         for name in self._order:
-            self._flush_updates(name)
+            self._flush_updates(name, batch)
         for name in reversed(self._order):
-            self._flush_deletes(name)
+            self._flush_deletes(name, batch)
         for name in self._order:
-            self._flush_inserts(name)
+            self._flush_inserts(name, batch)
         self._reset()
+        if writes is None:
+            batch.run(self._conn)
 
-    def _flush_inserts(self, name: str) -> None:
+    def _flush_inserts(self, name: str, batch: WriteBatch) -> None:
         pending, upserted = self._pending[name], self._upserted[name]
         if not pending:
             return
@@ -102,7 +106,7 @@ class ProjectionWriter:
                 continue
             if any(len(row) != len(table.columns) for row in rows):
                 raise ValueError(f"a row for {name!r} does not give every column")
-            statement(table, self._conn.dialect).execute(self._conn, rows)
+            batch.add(statement(table, self._conn.dialect), rows)
 
     def _where_key(self, name: str) -> list[sa.ColumnElement[bool]]:
         table = self._tables[name]
@@ -111,14 +115,14 @@ class ProjectionWriter:
             for column in self._keys[name]
         ]
 
-    def _flush_updates(self, name: str) -> None:
+    def _flush_updates(self, name: str, batch: WriteBatch) -> None:
         groups: dict[tuple[str, ...], list[Row]] = {}
         for key, values in self._updates[name].items():
             params = {f"k_{c}": v for c, v in zip(self._keys[name], key, strict=True)}
             params.update({f"v_{c}": v for c, v in values.items()})
             groups.setdefault(tuple(sorted(values)), []).append(params)
         table = self._tables[name]
-        for columns, batch in groups.items():
+        for columns, rows in groups.items():
             statement = compiled(
                 ("update", table.name, columns),
                 self._conn.dialect,
@@ -128,9 +132,9 @@ class ProjectionWriter:
                     .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
                 ),
             )
-            statement.execute(self._conn, batch)
+            batch.add(statement, rows)
 
-    def _flush_deletes(self, name: str) -> None:
+    def _flush_deletes(self, name: str, batch: WriteBatch) -> None:
         keys = self._deletes[name]
         if keys:
             params: list[Row] = [
@@ -142,4 +146,4 @@ class ProjectionWriter:
                 self._conn.dialect,
                 lambda: table.delete().where(*self._where_key(name)),
             )
-            statement.execute(self._conn, params)
+            batch.add(statement, params)
