@@ -8,14 +8,19 @@ import hashlib
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from artifactstore_core import ArtifactStore, PutRequest
+from artifactstore_core import ArtifactStore, Package, PutRequest
+from artifactstore_core.integrity import SMALL
 from artifactstore_core.storage.local import LocalBlobStore
+from artifactstore_core.storage.s3 import S3BlobStore
+from artifactstore_core.testing.servers import create_s3_bucket, s3_client
+from tests.storage.test_s3_registry import s3_settings
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
@@ -120,3 +125,74 @@ def test_verify_reports_a_blob_of_the_wrong_size_without_hashing_it(
             f"corrupt: stored blob {blob.content_address} at {blobs.uri(blob.blake3)} "
             f"has {size} bytes, expected 10"
         )
+
+
+def test_verify_reports_each_problem_of_many_large_and_small_blobs(store: ArtifactStore) -> None:
+    small = [store.put(f"mix/s{i}", {"f": os.urandom(100 + i)}) for i in range(40)]
+    large = [store.put(f"mix/l{i}", {"f": os.urandom(SMALL + 1 + i)}) for i in range(20)]
+    shared = store.put("mix/shared", {"a": store.read_bytes(large[2].reference), "b": b""})
+    blobs = store.blobs
+    assert isinstance(blobs, LocalBlobStore)
+
+    def path(package: Package) -> Path:
+        return blobs.path(package.files[0].blob.blake3)
+
+    path(small[3]).unlink()
+    path(large[2]).unlink()
+    for package in (small[5], large[4]):  # same size, other bytes
+        data = bytearray(path(package).read_bytes())
+        data[-1] ^= 1
+        path(package).write_bytes(bytes(data))
+    with path(large[0]).open("ab") as grown:
+        grown.write(b"!")
+    result = store.verify()  # the large ones in two batches, on threads
+    assert (result.packages, result.blobs) == (61, 61)  # shared: one blob of l2, one empty
+    assert {(p.packages, p.problem) for p in result.problems} == {
+        ((small[3].reference,), "missing"),
+        ((large[2].reference, shared.reference), "missing"),
+        ((small[5].reference,), "corrupt"),
+        ((large[4].reference,), "corrupt"),
+        ((large[0].reference,), "corrupt"),
+    }
+    broken = {3, 5} | {40 + i for i in (0, 2, 4)}
+    assert result.bytes_verified == sum(
+        p.size for i, p in enumerate([*small, *large]) if i not in broken
+    )
+    assert [p.problem for p in store.verify(rehash=False).problems] == ["missing", "missing"]
+
+
+@pytest.fixture
+def s3_registry(database_url: str, s3_endpoint: str) -> Iterator[ArtifactStore]:
+    bucket = create_s3_bucket(s3_endpoint, f"v-{uuid.uuid4().hex[:16]}")
+    settings = s3_settings(s3_endpoint, database_url=database_url, storage_url=f"s3://{bucket}/b")
+    store = ArtifactStore.from_settings(settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.mark.s3
+def test_verify_on_s3_checks_blobs_on_threads_and_reports_each_problem(
+    s3_registry: ArtifactStore, s3_endpoint: str
+) -> None:
+    packages = [s3_registry.put(f"s3/p{i}", {"f": os.urandom(50 + i)}) for i in range(40)]
+    blobs = s3_registry.blobs
+    assert isinstance(blobs, S3BlobStore)
+    client = s3_client(s3_endpoint)
+
+    def key(package: Package) -> str:
+        return blobs.key(package.files[0].blob.blake3)
+
+    client.delete_object(Bucket=blobs.bucket, Key=key(packages[7]))
+    client.put_object(Bucket=blobs.bucket, Key=key(packages[20]), Body=b"tampered")
+    client.put_object(Bucket=blobs.bucket, Key=key(packages[33]), Body=os.urandom(83))
+    result = s3_registry.verify()
+    assert (result.packages, result.blobs) == (40, 40)
+    found = {p.packages[0]: (p.problem, p.detail) for p in result.problems}
+    assert sorted(found) == sorted(packages[i].reference for i in (7, 20, 33))
+    assert found[packages[7].reference] == ("missing", f"missing from {blobs.url}")
+    uri = blobs.uri(packages[20].files[0].blob.blake3)
+    assert found[packages[20].reference][1].endswith(f"at {uri} has 8 bytes, expected 70")
+    assert "hashes to blake3:" in found[packages[33].reference][1]
+    assert len(s3_registry.verify(rehash=False).problems) == 1
