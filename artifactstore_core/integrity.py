@@ -42,6 +42,9 @@ THREADS = min(8, os.cpu_count() or 2)
 SMALL = 64 * 1024
 """Local blobs of at most this size are read with one ``os.read`` on the calling thread
 (a thread hand-off and the GIL would cost more than they save)."""
+_READ_SIZE = 1024 * 1024
+"""Bytes of a large local blob read at a time (hashed while still in the CPU's cache:
+faster here than 256 KiB or 4 MiB)."""
 _BATCH_BYTES = 8 * 1024 * 1024
 _BATCH_BLOBS = 16
 """A thread checks blobs in batches of up to this many bytes or blobs."""
@@ -378,7 +381,7 @@ def _check_batch(
         return [_check_stream(store, Digest("blake3", h), size) for h, size in batch]
     if not _threaded(store, batch[0]):
         return _check_small_files(store, batch)
-    buffer = bytearray(min(CHUNK_SIZE, max(size for _, size in batch)))
+    buffer = bytearray(min(_READ_SIZE, max(size for _, size in batch)))
     return [_check_file(store, Digest("blake3", h), size, buffer) for h, size in batch]
 
 

@@ -98,11 +98,14 @@ def test_verify_of_1_mib_blobs_runs_faster_than_sha256_over_the_same_files(
     assert _rate_against_sha256(store, paths) > 1.0
 
 
-def test_verify_of_small_blobs_is_bound_by_file_opens(store: ArtifactStore) -> None:
+def test_verify_of_small_blobs_costs_a_small_multiple_of_sha256_over_the_same_files(
+    store: ArtifactStore,
+) -> None:
     paths = _put(store, 2000, 1024)
-    # sha256 over the same files costs an open, two reads and a close each: verify's
-    # own work per blob (its row, the size check, one BLAKE3) stays within that.
-    assert _rate_against_sha256(store, paths) > 0.5
+    # sha256 over the same files costs an open, two reads and a close each; verify adds
+    # a row of each of two queries and a BLAKE3 per blob (about 0.55x here; whole
+    # packages loaded first made it 0.04x).
+    assert _rate_against_sha256(store, paths) > 0.3
 
 
 def test_verify_reports_a_blob_of_the_wrong_size_without_hashing_it(
