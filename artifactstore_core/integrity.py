@@ -1,4 +1,5 @@
-"""Integrity of stored bytes: verify packages' blobs in every tier that holds them, repair.
+"""Integrity of stored bytes: verify packages' blobs in every tier that holds them, repair
+(ADR-0011).
 
 ``verify`` checks each blob once in each tier that must hold it: that it is there, that it
 has the recorded size (asked of the file system first, for a large local blob), and that
@@ -185,7 +186,8 @@ class Integrity:
             given = loaded.by_ids(conn, ids)
             active = [i for i, (_, status, _) in zip(ids, given.packages, strict=True)
                       if status == "active"]  # fmt: skip
-            attestations = [a for a in queries.attestation_ids(conn, active) if a not in set(ids)]
+            named = set(ids)
+            attestations = [a for a in queries.attestation_ids(conn, active) if a not in named]
             return loaded.by_ids(
                 conn,
                 active + attestations,
