@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from artifactstore_core import ArtifactStore, Package, PutRequest
+from artifactstore_core import ArtifactStore, Package, PackageFilter, PutRequest
 from artifactstore_core.integrity import SMALL
 from artifactstore_core.storage.local import LocalBlobStore
 from artifactstore_core.storage.s3 import S3BlobStore
@@ -88,6 +88,12 @@ def test_verify_of_every_package_reads_only_what_it_checks_in_two_queries(
     assert len(selects) == 2, selects  # the packages, their files: not chunk by chunk
     for table in ("package_tags", "retention_holds", "package_attestations", "metadata"):
         assert not any(table in s for s in selects), table  # not whole packages
+    by_filter = store.verify(where=PackageFilter(name_prefix="many/p1"))  # 111, by id
+    assert (by_filter.ok, by_filter.packages, by_filter.blobs) == (True, 111, 111)
+    named = [f"many/p{i}" for i in range(599, -1, -1)]  # two IN (...) lists, given order
+    listed = store.verify(references=[*named, "many/none"])
+    assert listed.references == tuple(f"{name}@1" for name in named)
+    assert (listed.blobs, listed.unknown, listed.ok) == (600, ("many/none",), False)
 
 
 def test_verify_of_1_mib_blobs_runs_faster_than_sha256_over_the_same_files(
