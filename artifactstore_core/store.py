@@ -697,7 +697,7 @@ class ArtifactStore:
         active ones among ``references`` (the result lists expired and unknown ones), or of
         every active package; each blob once, in every tier that holds it.
 
-        With ``rehash`` every blob is read and re-hashed; without, only its presence is
+        With ``rehash`` each blob's size and BLAKE3 are re-checked; without, only its presence is
         checked. Missing and corrupt blobs are reported, never raised. With ``repair``
         each is written again from an intact copy in another tier, if one exists (a put
         of the same bytes repairs a blob too); those are listed in ``repaired``.
