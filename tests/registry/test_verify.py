@@ -1,15 +1,11 @@
-"""``verify`` of many packages: what it reads from the views, how fast it checks the bytes
-against ``hashlib.sha256`` over the same files, and what it reports, on SQLite and
-PostgreSQL."""
+"""``verify`` of many packages: what it reads from the views and what it reports, on SQLite
+and PostgreSQL (its rate against ``hashlib.sha256``: ``benchmarks/bench_scale.py``)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import statistics
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,31 +31,6 @@ def _put(store: ArtifactStore, count: int, size: int) -> list[Path]:
         )
     assert isinstance(store.blobs, LocalBlobStore)
     return [p for p in (store.blobs.root / "blake3").rglob("*") if p.is_file()]
-
-
-def _sha256(paths: list[Path]) -> None:
-    for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb", buffering=0) as stream:
-            while chunk := stream.read(MiB):
-                digest.update(chunk)
-
-
-def _rate_against_sha256(store: ArtifactStore, paths: list[Path], rounds: int = 5) -> float:
-    """The median, over interleaved rounds, of verify's rate over sha256's on ``paths``
-    (page cache warm)."""
-
-    def seconds(function: Callable[[], object]) -> float:
-        start = time.perf_counter()
-        function()
-        return time.perf_counter() - start
-
-    _sha256(paths)
-    ratios = []
-    for _ in range(rounds):
-        base = seconds(lambda: _sha256(paths))
-        ratios.append(base / seconds(lambda: store.verify()))
-    return statistics.median(ratios)
 
 
 @pytest.fixture
@@ -96,24 +67,7 @@ def test_verify_of_every_package_reads_only_what_it_checks_in_two_queries(
     assert (listed.blobs, listed.unknown, listed.ok) == (600, ("many/none",), False)
 
 
-def test_verify_of_1_mib_blobs_runs_faster_than_sha256_over_the_same_files(
-    store: ArtifactStore,
-) -> None:
-    paths = _put(store, 48, MiB)
-    # One BLAKE3 of each blob (faster than SHA-256 here), blobs on every core.
-    assert _rate_against_sha256(store, paths) > 1.0
-
-
-def test_verify_of_small_blobs_costs_a_small_multiple_of_sha256_over_the_same_files(
-    store: ArtifactStore,
-) -> None:
-    paths = _put(store, 1000, 1024)
-    # sha256 over the same files costs an open, two reads and a close each; verify adds
-    # a row of each of two queries and a BLAKE3 per blob (about 0.55x here; whole
-    # packages loaded first made it 0.04x).
-    assert _rate_against_sha256(store, paths) > 0.3
-
-
+@pytest.mark.timeout(30)  # hashing the sparse 64 GiB takes minutes; the size check, no time
 def test_verify_reports_a_blob_of_the_wrong_size_without_hashing_it(
     store: ArtifactStore,
 ) -> None:
@@ -123,9 +77,7 @@ def test_verify_reports_a_blob_of_the_wrong_size_without_hashing_it(
     blobs.path(package.file("short").blob.blake3).write_bytes(b"nine byte")
     with blobs.path(package.file("long").blob.blake3).open("ab") as grown:
         grown.truncate(64 * 1024**3)  # sparse: hashing it would take a minute
-    started = time.perf_counter()
     result = store.verify()
-    assert time.perf_counter() - started < 5
     details = {p.content_address: p.detail for p in result.problems}
     assert [p.problem for p in result.problems] == ["corrupt", "corrupt"]
     for name, size in (("short", 9), ("long", 64 * 1024**3)):
