@@ -34,8 +34,6 @@ from artifactstore_core.hashing import CHUNK_SIZE, BlobHash, Digest
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import artifact_files, artifact_packages, retention_state
 from artifactstore_core.storage import BlobStore
-from artifactstore_core.storage.layout import key_for
-from artifactstore_core.storage.local import LocalBlobStore
 from artifactstore_core.tiers import Tiers
 
 THREADS = min(8, os.cpu_count() or 2)
@@ -346,7 +344,7 @@ def check_blobs(
 
 
 def _threaded(store: BlobStore | None, check: _Check) -> bool:
-    return check[1] > SMALL or not isinstance(store, LocalBlobStore)
+    return check[1] > SMALL or store is None or store.local_path(Digest("blake3", check[0])) is None
 
 
 def _batches(store: BlobStore | None, checks: Sequence[_Check]) -> list[Sequence[_Check]]:
@@ -379,7 +377,7 @@ def _check_batch(
             None if store.exists(Digest("blake3", blake3_hex)) else _missing(store)
             for blake3_hex, _ in batch
         ]
-    if not isinstance(store, LocalBlobStore):
+    if store.local_path(Digest("blake3", batch[0][0])) is None:
         return [_check_stream(store, Digest("blake3", h), size) for h, size in batch]
     if not _threaded(store, batch[0]):
         return _check_small_files(store, batch)
@@ -390,14 +388,14 @@ def _check_batch(
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 
-def _check_small_files(store: LocalBlobStore, batch: Sequence[_Check]) -> list[_Found | None]:
+def _check_small_files(store: BlobStore, batch: Sequence[_Check]) -> list[_Found | None]:
     """Small local blobs, each read with one ``os.read`` (no file object) and hashed: the
     loop that bounds ``verify`` of many small files, kept to the system calls."""
     found: list[_Found | None] = []
     for blake3_hex, size in batch:
         address = Digest("blake3", blake3_hex)
         try:
-            fd = os.open(f"{store.url}/{key_for(address)}", _OPEN_FLAGS)
+            fd = os.open(_local_path(store, address), _OPEN_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             found.append(_missing(store))
             continue
@@ -414,13 +412,11 @@ def _check_small_files(store: LocalBlobStore, batch: Sequence[_Check]) -> list[_
     return found
 
 
-def _check_file(
-    store: LocalBlobStore, address: Digest, size: int, buffer: bytearray
-) -> _Found | None:
+def _check_file(store: BlobStore, address: Digest, size: int, buffer: bytearray) -> _Found | None:
     """A large local blob: its size (``fstat``), then its bytes, read with ``os.readv``
     into ``buffer`` (no file object) and hashed."""
     try:
-        fd = os.open(f"{store.url}/{key_for(address)}", _OPEN_FLAGS)
+        fd = os.open(_local_path(store, address), _OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         return _missing(store)
     try:
@@ -436,6 +432,12 @@ def _check_file(
     if count != size:  # it changed while it was read
         return _wrong_size(store, address, size, count)
     return _compare(store, address, hasher.hexdigest())
+
+
+def _local_path(store: BlobStore, address: Digest) -> str:
+    path = store.local_path(address)
+    assert path is not None  # batches of local files only reach the readers of files
+    return path
 
 
 def _check_stream(store: BlobStore, address: Digest, size: int) -> _Found | None:

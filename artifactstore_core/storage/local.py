@@ -143,6 +143,9 @@ class LocalBlobStore(BlobStore):
     def _target(self, address: Digest) -> str:
         return f"{self.url}/{key_for(address)}"
 
+    def local_path(self, address: Digest) -> str:
+        return self._target(address)
+
     # ------------------------------------------------------------------ writes
     def write(self, source: BinaryIO, expected: BlobHash | Digest | None = None) -> StoredBlob:
         """See ``BlobStore.write``. A blob already stored is reused only once confirmed

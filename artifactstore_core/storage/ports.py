@@ -141,6 +141,11 @@ class BlobStore(ABC):
     def uri(self, address: Digest) -> str:
         """Where the blob with ``address`` lives, as a URI."""
 
+    def local_path(self, address: Digest) -> str | None:
+        """The path of the blob's file, if this backend keeps blobs as files on this
+        machine that readers may open themselves (``None``: remote, read ``open_raw``)."""
+        return None
+
     def modified_at(self, address: Digest) -> dt.datetime | None:
         """When the blob was written, if the backend knows (used to age orphans)."""
         return None
