@@ -101,10 +101,12 @@ def copy_and_hash(
     return digest
 
 
-def copy_and_sha256(source: BinaryIO, target_fd: int, target_offset: int) -> Digest | None:
+def copy_and_sha256(
+    source: BinaryIO, target_fd: int, target_offset: int, *, write_back: bool = False
+) -> Digest | None:
     """``copy_and_hash`` with SHA-256 alone (one thread less: for copies out of the
     registry, checked against the SHA-256 recorded for them)."""
-    copy = _start(source, target_fd, False, target_offset)
+    copy = _start(source, target_fd, write_back, target_offset)
     if copy is None:
         return None
     digest, buffer = hashlib.sha256(), bytearray(CHUNK_SIZE)
