@@ -24,9 +24,10 @@ from artifactstore_core.errors import (
 )
 from artifactstore_core.export import export_files
 from artifactstore_core.hashing import BlobHash, Digest, DigestError
+from artifactstore_core.hashing.digest import Algorithm
 from artifactstore_core.ledger import Ledger
 from artifactstore_core.schema import storage_locations
-from artifactstore_core.storage.filecopy import MIN_SIZE, copy_and_sha256
+from artifactstore_core.storage.filecopy import MIN_SIZE, copy_and_digest
 from artifactstore_core.storage.ports import counting
 from artifactstore_core.tiers import Tiers
 
@@ -130,14 +131,15 @@ class Reading:
         target_fd: int,
         offset: int,
         *,
+        algorithm: Algorithm = "sha256",
         write_back: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> bool:
         """Copy one file of ``MIN_SIZE`` bytes or more into ``target_fd`` (open for reading
-        and writing) from ``offset`` on, inside the kernel, and check the copy's SHA-256
-        (``IntegrityError``); ``write_back`` starts writing each chunk to disk at once.
-        ``False``, with nothing written, where the kernel cannot copy it (a smaller file, a
-        remote backend, another file system)."""
+        and writing) from ``offset`` on, inside the kernel, and check the copy against the
+        file's registered digest of ``algorithm`` (``IntegrityError``); ``write_back``
+        starts writing each chunk to disk at once. ``False``, with nothing written, where
+        the kernel cannot copy it (a smaller file, a remote backend, another file system)."""
         if entry.blob.size < MIN_SIZE:
             return False
         store = self.tiers.for_reading(package)
@@ -147,13 +149,14 @@ class Reading:
             return False  # the verified stream says where it was recorded
         with source:
             counted = counting(source, progress)
-            copied = copy_and_sha256(counted, target_fd, offset, write_back=write_back)
+            copied = copy_and_digest(counted, target_fd, offset, algorithm, write_back=write_back)
         if copied is None:
             return False
-        if copied != entry.blob.sha256:
+        registered = entry.blob.blake3 if algorithm == "blake3" else entry.blob.sha256
+        if copied != registered:
             raise IntegrityError(
                 f"package {package.reference}, file {entry.path!r}: the stored bytes hash to "
-                f"{copied}, not {entry.blob.sha256}"
+                f"{copied}, not {registered}"
             )
         return True
 
@@ -212,8 +215,9 @@ class Reading:
             package=package.reference,
             force=force,
             progress=progress,
+            # BLAKE3, the blob's address: a third of SHA-256's cost, and as binding.
             copy_blob=lambda entry, fd, counted: self.copy_in_kernel(
-                package, entry, fd, 0, write_back=True, progress=counted
+                package, entry, fd, 0, algorithm="blake3", write_back=True, progress=counted
             ),
         )
 
