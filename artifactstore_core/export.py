@@ -332,7 +332,10 @@ class _Staging:
                         except OSError:
                             os.rename(base, base, src_dir_fd=here, dst_dir_fd=aside)
                     os.rename(base, base, src_dir_fd=new.fd(parent), dst_dir_fd=here)
-            target.sync({_split(entry.path)[0] for entry in plan.files} | set(missing))
+            # The directories that gained entries: the files' own, and the parents of
+            # the directories created.
+            changed = {_split(path)[0] for path in (*(e.path for e in plan.files), *missing)}
+            target.sync(changed | set(missing))
             _write_durably(self.fd, _DONE, b"")
         except BaseException:
             self.roll_back(target, journal)

@@ -105,39 +105,51 @@ def _staged_files(calls: list[Call]) -> dict[str, int]:
     return last
 
 
-def _the_rename(calls: list[Call], destination: Path) -> int:
-    """The position of the rename that makes the destination appear."""
+def _first_exposure(calls: list[Call], destination: Path) -> int:
+    """The position of the first rename that shows staged bytes at the destination: the
+    staged tree renamed to it, or a staged file moved into it."""
     for position, call in enumerate(calls):
-        if call.name.startswith("rename") and call.result == 0 and destination.name in call.args:
+        if not call.name.startswith("rename") or call.result != 0:
+            continue
+        source = re.findall(r'"([^"]+)"', call.args)[0]
+        if source == "new" or "/new" in call.args.split(",")[0]:
             return position
-    raise AssertionError(f"no rename to {destination.name}")
+    raise AssertionError(f"no rename into {destination}")
 
 
+@pytest.mark.parametrize("existing", [False, True])
 @pytest.mark.parametrize("mode", ["syncfs", "fsync"])
-def test_many_files_are_durable_before_the_destination_appears(tmp_path: Path, mode: str) -> None:
+def test_many_files_are_durable_before_the_destination_shows_them(
+    tmp_path: Path, mode: str, existing: bool
+) -> None:
     count = 3 * SYNCFS_MIN
     files = {f"d{i % 3}/f{i}.bin": os.urandom(100 + i) for i in range(count)}
     destination = tmp_path / "out" / "restore"
+    if existing:
+        destination.mkdir(parents=True)
+        (destination / "mine.txt").write_bytes(b"the user's")
     calls = _trace(tmp_path, files, destination, mode)
     staged = _staged_files(calls)
     assert len(staged) == count
-    rename = _the_rename(calls, destination)
+    rename = _first_exposure(calls, destination)
     synced = [(position, _synced(call)) for position, call in enumerate(calls)]
     whole = [p for p, call in enumerate(calls) if call.name == "syncfs" and call.result == 0]
     for path, written in staged.items():
         assert written < rename
         assert any(written < p < rename for p in whole) or any(
             written < p < rename and synced_path == path for p, synced_path in synced
-        ), f"{path} was not made durable before the destination appeared"
-    assert any(p > rename and path == str(destination.parent) for p, path in synced)
+        ), f"{path} was not made durable before the destination showed it"
+    parent = destination if existing else destination.parent
+    assert any(p > rename and path == str(parent) for p, path in synced)
     per_file = sum(1 for _, path in synced if path in staged)
     if mode == "syncfs":
         # The point of the batch: one syncfs, not one fsync per file and directory.
         assert per_file == 0 and len(whole) >= 1
     else:
         assert per_file == count and not whole
-    assert {p.relative_to(destination).as_posix(): p.read_bytes() for p in destination.rglob("*")
-            if p.is_file()} == files  # fmt: skip
+    found = {p.relative_to(destination).as_posix(): p.read_bytes()
+             for p in destination.rglob("*") if p.is_file()}  # fmt: skip
+    assert found == ({**files, "mine.txt": b"the user's"} if existing else files)
 
 
 def test_a_large_file_is_copied_inside_the_kernel(tmp_path: Path) -> None:
