@@ -80,7 +80,7 @@ having written nothing, where it cannot (then ``BlobOpener`` is used)."""
 
 
 @dataclass(frozen=True)
-class Blobs:
+class _Blobs:
     """How an export reads the bytes of a package's files: ``open`` always works,
     ``copy`` (if any) is tried first."""
 
@@ -140,7 +140,7 @@ def export_files(
     """
     plan = plan_export(files, package)
     dest = Path(destination)
-    blobs = Blobs(open_blob, copy_blob)
+    blobs = _Blobs(open_blob, copy_blob)
     try:
         if os.path.lexists(dest):
             _export_into(plan, dest, blobs, force, progress)
@@ -179,7 +179,7 @@ def recover(destination: str | os.PathLike[str]) -> int:
 def _export_new(
     plan: ExportPlan,
     dest: Path,
-    blobs: Blobs,
+    blobs: _Blobs,
     progress: Progress,
 ) -> None:
     """Stage beside the destination, then rename the staged tree to it."""
@@ -210,7 +210,7 @@ def _export_new(
 def _export_into(
     plan: ExportPlan,
     dest: Path,
-    blobs: Blobs,
+    blobs: _Blobs,
     force: bool,
     progress: Progress,
 ) -> None:
@@ -277,7 +277,7 @@ class _Staging:
         self.label = label
         self.keep = False  # set when it holds entries that could not be put back
 
-    def stage(self, plan: ExportPlan, blobs: Blobs, progress: Progress, *, keep_old: bool) -> None:
+    def stage(self, plan: ExportPlan, blobs: _Blobs, progress: Progress, *, keep_old: bool) -> None:
         """Write every file into ``new/``, verified, then make the files and directories
         durable: one ``syncfs`` for many files (``SYNCFS_MIN``), else an fsync of each file
         (their write-back started first, the fsyncs overlapped) and of each directory."""
