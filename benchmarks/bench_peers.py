@@ -106,6 +106,17 @@ for index, entry in enumerate(sorted(os.scandir(source), key=lambda e: e.name)):
     os.rename(temporary, os.path.join(directory, name))
 """
 
+# The floor of a durable copy (context for ``get`` of the large file): the kernel copies
+# the file (``copy_file_range``), then ``fsync``; no hashing.
+DURABLE_COPY_CODE = """
+import os, sys
+source = os.open(sys.argv[1], os.O_RDONLY)
+target = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+while os.copy_file_range(source, target, 1 << 23):
+    pass
+os.fsync(target)
+"""
+
 # One MLflow process: ``log URI PATH...`` logs each file with ``log_artifact`` (a
 # directory with ``log_artifacts``) in one new run and prints the run id; ``get URI RUN
 # PATH DEST`` downloads an artifact of a run.
@@ -143,6 +154,7 @@ ML_AGAIN = "mlflow.log_artifacts, again (new run)"
 ML_GET = "mlflow.artifacts.download_artifacts"
 ML_MANY = "mlflow.log_artifact per output (one process)"
 SHA256 = "hashlib.sha256 alone"
+FLOOR_DURABLE = "floor: kernel copy + fsync (Python, no hashing; context)"
 FLOOR_COPY = "floor: copy each file (Python, no fsync; context)"
 FLOOR_LAYOUT = "floor: stage + rename into blake3/hh/hh (Python, no fsync; context)"
 
@@ -420,11 +432,17 @@ def large_scenario(
     def sha256(results: Results) -> None:
         results.add(SHA256, measure([sys.executable, "-c", SHA256_CODE, str(source)]))
 
+    def durable_copy(results: Results) -> None:
+        target = work / "durable-copy.bin"
+        copy = [sys.executable, "-c", DURABLE_COPY_CODE, str(source), str(target)]
+        results.add(FLOOR_DURABLE, measure(copy))
+        remove(target)
+
     unsynced = unsynced_step(
         tools, work / "as-large-unsynced", AS_PUT, ["put", "bench/large", str(source)]
     )
     steps = installed(tools, artifactstore=artifactstore, sha256=sha256, unsynced=unsynced,
-                      dvc=dvc, mlflow=mlflow)  # fmt: skip
+                      dvc=dvc, mlflow=mlflow, durable_copy=durable_copy)  # fmt: skip
     scenario = f"{size / MIB:,.0f} MiB file"
     results = run_rounds(scenario, steps, rounds)
     remove(source)
@@ -439,6 +457,7 @@ def large_scenario(
             Comparison(AS_PUT + NO_FSYNC, ML_LOG, target=False),
             Comparison(AS_GET, DVC_CHECKOUT),
             Comparison(AS_GET, ML_GET),
+            Comparison(AS_GET, FLOOR_DURABLE, target=False),
         ],
     )
 
