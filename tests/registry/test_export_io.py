@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from artifactstore_core.errors import IntegrityError
+from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.storage.filecopy import MIN_SIZE
 from artifactstore_core.storage.sync import SYNCFS_MIN
 from artifactstore_core.store import ArtifactStore
@@ -193,3 +193,13 @@ def test_progress_counts_every_byte_of_both_paths(store: ArtifactStore, tmp_path
     store.export("io/progress", tmp_path / "restore", progress=counted.append)
     assert sum(counted) == sum(len(data) for data in files.values())
     assert (tmp_path / "restore" / "big.bin").read_bytes() == files["big.bin"]
+
+
+def test_a_missing_large_blob_is_named_with_its_package_and_file(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    package = store.put("io/gone", {"big.bin": os.urandom(MIN_SIZE + 1)})
+    store.blobs.path(package.file("big.bin").blob.blake3).unlink()  # type: ignore[attr-defined]
+    with pytest.raises(MissingBlobError, match=r"io/gone@1, file 'big\.bin': .* is missing"):
+        store.export("io/gone", tmp_path / "out" / "restore")
+    assert not (tmp_path / "out").exists()
