@@ -3,8 +3,10 @@ symbolic link.
 
 What ``export_files`` (``ArtifactStore.export``, ``artifactstore get``) promises:
 
-* Every file is first staged, verified against its digest as it is written, and
-  fsync'd; the destination is not touched before all of them are.
+* Every file is first staged, verified against its digest as it is written (a large one
+  copied inside the kernel where the blob store allows, and its copy checked), and made
+  durable (one ``syncfs`` for many files, else an fsync of each); the destination is not
+  touched before all of them are.
 * A destination that does not exist appears with one ``rename(2)``: the files are staged
   in a sibling directory ``.<name>.artifactstore-tmp-<hex>`` whose tree is then renamed
   to the destination (never over an entry that appeared meanwhile). Whatever happens, the
@@ -45,6 +47,12 @@ from typing import BinaryIO
 from artifactstore_core.domain.manifest import FileEntry
 from artifactstore_core.domain.names import validate_file_paths
 from artifactstore_core.errors import ConflictError, InvalidInputError
+from artifactstore_core.storage.sync import (
+    SYNCFS_MIN,
+    sync_file_system,
+    sync_files,
+    syncfs_supported,
+)
 
 CHUNK = 1024 * 1024
 STAGING = "artifactstore-tmp-"
@@ -56,10 +64,41 @@ _JOURNAL = "journal.json"  # present while files are moved in: roll back if kill
 _DONE = "done"  # every file moved in: nothing to roll back
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Staged files are read back too: a kernel copy is hashed as it is read from the page cache.
+_STAGED_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FILES = 512  # staged files kept open until they are synced
 _MAX_OPEN_DIRECTORIES = 256
 _NAME_ROOM = 200  # of a destination's name in its sibling staging name (NAME_MAX is 255)
 
+Progress = Callable[[int], None] | None
 BlobOpener = Callable[[FileEntry], BinaryIO]
+"""Opens a file's bytes as a stream that verifies them as they are read."""
+BlobCopier = Callable[[FileEntry, int, Progress], bool]
+"""Copies a file's bytes inside the kernel into an empty file (open for reading and
+writing) and checks the copy against the file's digest, raising on a mismatch; ``False``,
+having written nothing, where it cannot (then ``BlobOpener`` is used)."""
+
+
+@dataclass(frozen=True)
+class _Blobs:
+    """How an export reads the bytes of a package's files: ``open`` always works,
+    ``copy`` (if any) is tried first."""
+
+    open: BlobOpener
+    copy: BlobCopier | None = None
+
+    def write(self, entry: FileEntry, fd: int, progress: Progress) -> None:
+        """Write ``entry``'s verified bytes into the empty file ``fd``."""
+        if self.copy is not None and self.copy(entry, fd, progress):
+            return
+        size = min(CHUNK, entry.blob.size + 1)  # no 1 MiB buffer for a small file
+        with self.open(entry) as reader:
+            while chunk := reader.read(size):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if progress:
+                    progress(len(chunk))
 
 
 @dataclass(frozen=True)
@@ -89,21 +128,24 @@ def export_files(
     *,
     package: str,
     force: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = None,
+    copy_blob: BlobCopier | None = None,
 ) -> None:
-    """Write ``files`` (read with ``open_blob``, which verifies) under ``destination``,
-    as the module docstring promises. Existing entries are refused unless ``force``.
+    """Write ``files`` (read with ``open_blob``, which verifies, or copied with
+    ``copy_blob`` where it can) under ``destination``, as the module docstring promises.
+    Existing entries are refused unless ``force``.
 
     A failure of the destination's file system (read-only, full, …) raises
     ``InvalidInputError`` naming the destination, after everything was put back.
     """
     plan = plan_export(files, package)
     dest = Path(destination)
+    blobs = _Blobs(open_blob, copy_blob)
     try:
         if os.path.lexists(dest):
-            _export_into(plan, dest, open_blob, force, progress)
+            _export_into(plan, dest, blobs, force, progress)
         else:
-            _export_new(plan, dest, open_blob, progress)
+            _export_new(plan, dest, blobs, progress)
     except OSError as exc:
         raise InvalidInputError(
             f"cannot export {package} to {str(dest)!r}: {exc.strerror or exc}; nothing was written"
@@ -137,8 +179,8 @@ def recover(destination: str | os.PathLike[str]) -> int:
 def _export_new(
     plan: ExportPlan,
     dest: Path,
-    open_blob: BlobOpener,
-    progress: Callable[[int], None] | None,
+    blobs: _Blobs,
+    progress: Progress,
 ) -> None:
     """Stage beside the destination, then rename the staged tree to it."""
     created = _make_parents(dest)
@@ -147,7 +189,7 @@ def _export_new(
             _discard_siblings(parent_fd, dest.name)
             name = f".{dest.name[:_NAME_ROOM]}.{STAGING}{secrets.token_hex(8)}"
             with _staging(parent_fd, name, str(dest.parent / name)) as staging:
-                staging.stage(plan, open_blob, progress, keep_old=False)
+                staging.stage(plan, blobs, progress, keep_old=False)
                 try:
                     _rename_noreplace(staging.fd, "new", parent_fd, dest.name)
                 except OSError as exc:
@@ -168,9 +210,9 @@ def _export_new(
 def _export_into(
     plan: ExportPlan,
     dest: Path,
-    open_blob: BlobOpener,
+    blobs: _Blobs,
     force: bool,
-    progress: Callable[[int], None] | None,
+    progress: Progress,
 ) -> None:
     """Stage inside the existing destination, then move the files in under a journal."""
     try:
@@ -186,7 +228,7 @@ def _export_into(
         _check(plan, target, force)
         name = f".{STAGING}{secrets.token_hex(8)}"
         with _staging(root, name, target.name(name)) as staging:
-            staging.stage(plan, open_blob, progress, keep_old=True)
+            staging.stage(plan, blobs, progress, keep_old=True)
             missing = _check(plan, target, force)  # again: it may have changed meanwhile
             staging.commit(plan, target, missing, force)
     finally:
@@ -235,31 +277,33 @@ class _Staging:
         self.label = label
         self.keep = False  # set when it holds entries that could not be put back
 
-    def stage(
-        self,
-        plan: ExportPlan,
-        open_blob: BlobOpener,
-        progress: Callable[[int], None] | None,
-        *,
-        keep_old: bool,
-    ) -> None:
-        """Write every file into ``new/``, verified, then fsync files and directories."""
+    def stage(self, plan: ExportPlan, blobs: _Blobs, progress: Progress, *, keep_old: bool) -> None:
+        """Write every file into ``new/``, verified, then make the files and directories
+        durable: one ``syncfs`` for many files (``SYNCFS_MIN``), else an fsync of each file
+        (their write-back started first, the fsyncs overlapped) and of each directory."""
         for part in ("new", "old") if keep_old else ("new",):
             os.mkdir(part, dir_fd=self.fd)
             with _subtree(self.fd, part, self.label) as tree:
                 for directory in plan.directories:
                     tree.mkdir(directory)
+        together = syncfs_supported() and len(plan.files) >= SYNCFS_MIN
         with _subtree(self.fd, "new", self.label) as new:
-            for entry in plan.files:
-                parent, base = _split(entry.path)
-                fd = os.open(base, _NEW_FILE, 0o666, dir_fd=new.fd(parent))
-                with open(fd, "wb") as out, open_blob(entry) as reader:
-                    while chunk := reader.read(CHUNK):
-                        out.write(chunk)
-                        if progress:
-                            progress(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())
+            for start in range(0, len(plan.files), _OPEN_FILES):
+                fds: list[int] = []
+                try:
+                    for entry in plan.files[start : start + _OPEN_FILES]:
+                        parent, base = _split(entry.path)
+                        fds.append(os.open(base, _STAGED_FILE, 0o666, dir_fd=new.fd(parent)))
+                        blobs.write(entry, fds[-1], progress)
+                    if not together:
+                        sync_files(fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+            if together:
+                # Reports write-back errors since this staging directory was opened.
+                sync_file_system(self.fd)
+                return
             for directory in reversed(("", *plan.directories)):
                 os.fsync(new.fd(directory))
 
@@ -288,7 +332,10 @@ class _Staging:
                         except OSError:
                             os.rename(base, base, src_dir_fd=here, dst_dir_fd=aside)
                     os.rename(base, base, src_dir_fd=new.fd(parent), dst_dir_fd=here)
-            target.sync({_split(entry.path)[0] for entry in plan.files} | set(missing))
+            # The directories that gained entries: the files' own, and the parents of
+            # the directories created.
+            changed = {_split(path)[0] for path in (*(e.path for e in plan.files), *missing)}
+            target.sync(changed | set(missing))
             _write_durably(self.fd, _DONE, b"")
         except BaseException:
             self.roll_back(target, journal)

@@ -52,7 +52,8 @@ def _from_path(path: Path | str, where: str) -> FileSource:
         raise InvalidInputError(f"{where}: {str(path)!r} is a directory, expected a file")
     if not stat.S_ISREG(info.st_mode):
         raise InvalidInputError(f"{where}: {str(path)!r} is not a regular file")
-    return FileSource(where, lambda: open(path, "rb"), info.st_size)
+    # Unbuffered: a small file is read in one call, with no buffer and no tty or seek check.
+    return FileSource(where, lambda: open(path, "rb", buffering=0), info.st_size)
 
 
 def _content(package_path: str, content: FileContent) -> FileSource:

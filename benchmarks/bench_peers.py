@@ -80,6 +80,43 @@ with open(sys.argv[1], "rb", buffering=0) as file:
 print(digest.hexdigest())
 """
 
+# The file-system floors of the directory scenario (context), in one Python process, no
+# fsync: ``copy`` copies each file into one directory (the work of MLflow's copy);
+# ``layout`` writes each file to a temporary file in ``staging/`` and renames it to
+# ``blake3/<hh>/<hh>/<hex>``, creating the shard directories (the metadata a
+# content-addressed store needs to make each blob appear whole: three entries per file
+# in a fresh store, where a copy makes one).
+FLOOR_CODE = """
+import hashlib, os, shutil, sys
+mode, source, target = sys.argv[1:4]
+os.makedirs(os.path.join(target, "staging"))
+for index, entry in enumerate(sorted(os.scandir(source), key=lambda e: e.name)):
+    if mode == "copy":
+        shutil.copyfile(entry.path, os.path.join(target, entry.name))
+        continue
+    with open(entry.path, "rb", buffering=0) as file:
+        data = file.read()
+    name = hashlib.sha256(data).hexdigest()
+    temporary = os.path.join(target, "staging", f".tmp-{index}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+    directory = os.path.join(target, "blake3", name[:2], name[2:4])
+    os.makedirs(directory, exist_ok=True)
+    os.rename(temporary, os.path.join(directory, name))
+"""
+
+# The floor of a durable copy (context for ``get`` of the large file): the kernel copies
+# the file (``copy_file_range``), then ``fsync``; no hashing.
+DURABLE_COPY_CODE = """
+import os, sys
+source = os.open(sys.argv[1], os.O_RDONLY)
+target = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+while os.copy_file_range(source, target, 1 << 23):
+    pass
+os.fsync(target)
+"""
+
 # One MLflow process: ``log URI PATH...`` logs each file with ``log_artifact`` (a
 # directory with ``log_artifacts``) in one new run and prints the run id; ``get URI RUN
 # PATH DEST`` downloads an artifact of a run.
@@ -117,6 +154,9 @@ ML_AGAIN = "mlflow.log_artifacts, again (new run)"
 ML_GET = "mlflow.artifacts.download_artifacts"
 ML_MANY = "mlflow.log_artifact per output (one process)"
 SHA256 = "hashlib.sha256 alone"
+FLOOR_DURABLE = "floor: kernel copy + fsync (Python, no hashing; context)"
+FLOOR_COPY = "floor: copy each file (Python, no fsync; context)"
+FLOOR_LAYOUT = "floor: stage + rename into blake3/hh/hh (Python, no fsync; context)"
 
 
 # ---------------------------------------------------------------------------- processes
@@ -392,11 +432,17 @@ def large_scenario(
     def sha256(results: Results) -> None:
         results.add(SHA256, measure([sys.executable, "-c", SHA256_CODE, str(source)]))
 
+    def durable_copy(results: Results) -> None:
+        target = work / "durable-copy.bin"
+        copy = [sys.executable, "-c", DURABLE_COPY_CODE, str(source), str(target)]
+        results.add(FLOOR_DURABLE, measure(copy))
+        remove(target)
+
     unsynced = unsynced_step(
         tools, work / "as-large-unsynced", AS_PUT, ["put", "bench/large", str(source)]
     )
     steps = installed(tools, artifactstore=artifactstore, sha256=sha256, unsynced=unsynced,
-                      dvc=dvc, mlflow=mlflow)  # fmt: skip
+                      dvc=dvc, mlflow=mlflow, durable_copy=durable_copy)  # fmt: skip
     scenario = f"{size / MIB:,.0f} MiB file"
     results = run_rounds(scenario, steps, rounds)
     remove(source)
@@ -411,6 +457,7 @@ def large_scenario(
             Comparison(AS_PUT + NO_FSYNC, ML_LOG, target=False),
             Comparison(AS_GET, DVC_CHECKOUT),
             Comparison(AS_GET, ML_GET),
+            Comparison(AS_GET, FLOOR_DURABLE, target=False),
         ],
     )
 
@@ -473,11 +520,22 @@ def directory_scenario(
         check_tree(destination / data.name, files)
         remove(where)
 
+    def floors(results: Results) -> None:
+        for mode, tool in (("copy", FLOOR_COPY), ("layout", FLOOR_LAYOUT)):
+            target = work / f"floor-{mode}"
+            results.add(tool, measure([sys.executable, "-c", FLOOR_CODE, mode, str(data),
+                                       str(target)]))  # fmt: skip
+            remove(target)
+
     steps = installed(tools, artifactstore=artifactstore, unsynced=unsynced, dvc=dvc,
-                      mlflow=mlflow)  # fmt: skip
+                      mlflow=mlflow, floors=floors)  # fmt: skip
     scenario = f"{files:,} x 1 KiB directory"
     results = run_rounds(scenario, steps, rounds)
     remove(data)
+    layout, copy = (results.seconds.values[tool] for tool in (FLOOR_LAYOUT, FLOOR_COPY))
+    floor = [a / b for a, b in zip(layout, copy, strict=True)]
+    spread = f"{min(floor):.2f}-{max(floor):.2f}"
+    print(f"context: layout floor / copy floor {median(floor):.2f}x ({spread})")
     return summarise(
         scenario,
         results,
@@ -486,6 +544,7 @@ def directory_scenario(
             Comparison(AS_PUT, ML_LOG_DIR),
             Comparison(AS_PUT + NO_FSYNC, DVC_ADD, target=False),
             Comparison(AS_PUT + NO_FSYNC, ML_LOG_DIR, target=False),
+            Comparison(AS_PUT + NO_FSYNC, FLOOR_LAYOUT, target=False),
             Comparison(AS_AGAIN, DVC_AGAIN),
             Comparison(AS_AGAIN, ML_AGAIN),
             Comparison(AS_GET, DVC_CHECKOUT),

@@ -20,7 +20,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
+import blake3
+
 from artifactstore_core.hashing import BlobHash, Digest, hash_copy
+from artifactstore_core.hashing.digest import Algorithm
 from artifactstore_core.sources import CountingReader
 
 MIN_SIZE = 8 * 1024 * 1024
@@ -101,19 +104,22 @@ def copy_and_hash(
     return digest
 
 
-def copy_and_sha256(source: BinaryIO, target_fd: int, target_offset: int) -> Digest | None:
-    """``copy_and_hash`` with SHA-256 alone (one thread less: for copies out of the
-    registry, checked against the SHA-256 recorded for them)."""
-    copy = _start(source, target_fd, False, target_offset)
+def copy_and_digest(
+    source: BinaryIO, target_fd: int, target_offset: int, algorithm: Algorithm, *, write_back: bool
+) -> Digest | None:
+    """``copy_and_hash`` with one hash, ``"blake3"`` or ``"sha256"`` (one thread less: for
+    copies out of the registry, checked against the digest recorded for them)."""
+    copy = _start(source, target_fd, write_back, target_offset)
     if copy is None:
         return None
-    digest, buffer = hashlib.sha256(), bytearray(CHUNK_SIZE)
+    digest = blake3.blake3() if algorithm == "blake3" else hashlib.sha256()
+    buffer = bytearray(CHUNK_SIZE)
     try:
         while count := copy.readinto(buffer):
             digest.update(memoryview(buffer)[:count])
     finally:
         copy.stop()
-    return None if copy.unsupported else Digest("sha256", digest.hexdigest())
+    return None if copy.unsupported else Digest(algorithm, digest.hexdigest())
 
 
 def _start(

@@ -14,23 +14,19 @@ A write (one blob, or a batch through ``write_many``; ADR-0007) goes in three st
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
-import errno
 import fcntl
 import io
 import itertools
 import os
-import platform
 import queue
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, cast
 
 import blake3
 
@@ -46,12 +42,7 @@ from artifactstore_core.hashing import (
     matches,
 )
 from artifactstore_core.hashing.digest import ALGORITHMS
-from artifactstore_core.storage.filecopy import (
-    copy_and_hash,
-    libc_function,
-    start_range_write_back,
-    start_write_back,
-)
+from artifactstore_core.storage.filecopy import copy_and_hash, start_range_write_back
 from artifactstore_core.storage.layout import key_for
 from artifactstore_core.storage.ports import (
     WRITE_THREADS,
@@ -61,6 +52,14 @@ from artifactstore_core.storage.ports import (
     check_staging_name,
     counting,
 )
+from artifactstore_core.storage.sync import (
+    SYNCFS_MIN,
+    each,
+    fsync_directory,
+    sync_file_system,
+    sync_files,
+    syncfs_supported,
+)
 
 _TMP_PREFIX = ".tmp-"
 _UPLOAD_DATA = "data"
@@ -68,22 +67,8 @@ _UPLOAD_DATA = "data"
 SMALL_SIZE = 1024 * 1024
 """Files of at most this size (by their size hint) are read whole and hashed on the calling
 thread, and a stored copy is compared byte for byte, before any temporary file is made."""
-SYNCFS_MIN = 16
-"""Batches of at least this many blobs are made durable with ``syncfs`` (where it reports
-write-back errors): two calls per batch instead of two fsyncs per blob."""
 BATCH_SIZE = 512
 """Temporary files ``write_many`` keeps open (locked) at once."""
-
-
-def _load_syncfs() -> Callable[..., int] | None:
-    """``syncfs`` where it reports write-back errors (Linux 5.8 and later), else ``None``."""
-    version = re.match(r"(\d+)\.(\d+)", platform.release())
-    if version is None or (int(version[1]), int(version[2])) < (5, 8):
-        return None
-    return libc_function("syncfs", ctypes.c_int)
-
-
-_syncfs = _load_syncfs()
 
 
 @dataclass(slots=True)
@@ -126,7 +111,7 @@ class LocalBlobStore(BlobStore):
             raise ConfigurationError(f"storage path {str(self.root)!r} is not a directory")
         self.url = str(self.root)
         self._fsync = fsync
-        self._syncfs = syncfs and _syncfs is not None
+        self._syncfs = syncfs and syncfs_supported()
         self._staging = self.root / "staging"
         self._staging_ready = False
         root_uri = self.root.as_uri()
@@ -295,12 +280,9 @@ class LocalBlobStore(BlobStore):
         if not self._fsync or not fds:
             return
         if handle is not None:
-            _sync_file_system(handle)
+            sync_file_system(handle)
             return
-        if len(fds) > 1:
-            for fd in fds:
-                start_write_back(fd)
-        _each(os.fsync, fds)
+        sync_files(fds)
 
     def _place(self, staged: Sequence[_Staged]) -> set[str]:
         """Rename each staged file under its address (the first of equal blobs wins);
@@ -327,9 +309,9 @@ class LocalBlobStore(BlobStore):
         if not self._fsync or not directories:
             return
         if handle is not None:
-            _sync_file_system(handle)
+            sync_file_system(handle)
         else:
-            _each(_fsync_directory, sorted(directories))
+            each(fsync_directory, sorted(directories))
 
     def _make_directories(self, directory: str) -> list[str]:
         """Create ``directory`` and its missing parents; the parents whose entries changed
@@ -350,7 +332,7 @@ class LocalBlobStore(BlobStore):
             return
         made = self._make_directories(str(self._staging))
         if self._fsync:
-            _each(_fsync_directory, made)
+            each(fsync_directory, made)
         self._staging_ready = True
 
     def _staging_file(self) -> tuple[int, str]:
@@ -644,33 +626,3 @@ def _subdirectories(path: str) -> list[os.DirEntry[str]]:
             return [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
-
-
-_T = TypeVar("_T")
-
-
-def _each(function: Callable[[_T], object], values: Sequence[_T]) -> None:
-    """``function`` of every value; several at once (fsyncs overlap in the journal)."""
-    if len(values) < 2:
-        for value in values:
-            function(value)
-        return
-    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="blob-sync") as pool:
-        for _ in pool.map(function, values):
-            pass
-
-
-def _sync_file_system(handle: int) -> None:
-    """``syncfs`` of the file system holding ``handle``; a write-back error is raised."""
-    assert _syncfs is not None
-    if _syncfs(handle) != 0:
-        code = ctypes.get_errno() or errno.EIO
-        raise OSError(code, f"syncfs failed: {os.strerror(code)}")
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
