@@ -140,9 +140,9 @@ class Reading:
         file's registered digest of ``algorithm`` (``IntegrityError``); ``write_back``
         starts writing each chunk to disk at once. ``False``, with nothing written, where
         the kernel cannot copy it (a smaller file, a remote backend, another file system)."""
-        if entry.blob.size < MIN_SIZE:
-            return False
         store = self.tiers.for_reading(package)
+        if entry.blob.size < MIN_SIZE or store.local_path(entry.blob.blake3) is None:
+            return False  # remote: no need to open the object only to find it has no file
         try:
             source = store.open_raw(entry.blob.blake3)
         except MissingBlobError:
