@@ -170,11 +170,18 @@ artifact_packages = sa.Table(
     sa.Column("event_sequence", sa.BigInteger, nullable=False),
     # The caller's key for a registration it may retry (one package per name and key).
     sa.Column("idempotency_key", sa.String(255), nullable=True),
+    # ``provenance.run_id`` (text, else NULL), a column of its own so ``ls --run-id`` is
+    # indexed. Run ids are up to 4096 characters, over PostgreSQL's B-tree entry limit:
+    # there the index is a hash index (equality is all it serves).
+    sa.Column("run_id", sa.Text, nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_artifact_packages_name_version"),
     sa.Index("ix_artifact_packages_name_idempotency_key", "name", "idempotency_key"),
     sa.Index("ix_artifact_packages_content_address", "content_address"),
-    sa.Index("ix_artifact_packages_kind", "kind"),
+    # Listings are in (name, version) order: each filter's index ends with them, so a
+    # filtered listing with a limit reads only the rows it returns.
+    sa.Index("ix_artifact_packages_kind_name_version", "kind", "name", "version"),
     sa.Index("ix_artifact_packages_created_at", "created_at"),
+    sa.Index("ix_artifact_packages_run_id", "run_id", postgresql_using="hash"),
 )
 
 artifact_files = sa.Table(
@@ -198,6 +205,7 @@ package_tags = sa.Table(
     sa.Column("actor", sa.String(255), nullable=False),
     sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
     sa.Index("ix_package_tags_package_id", "package_id"),
+    sa.Index("ix_package_tags_tag_name", "tag", "name"),
 )
 
 package_inputs = sa.Table(
@@ -247,6 +255,10 @@ retention_state = sa.Table(
     "retention_state",
     metadata,
     sa.Column("package_id", sa.Uuid, primary_key=True),
+    # The package's name and version (never change), so that listings filtered by class
+    # or status walk an index in listing order.
+    sa.Column("name", sa.String(NAME_LEN), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("retention_class", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="active"),
     sa.Column("expires_at", Timestamp, nullable=True),
@@ -258,6 +270,14 @@ retention_state = sa.Table(
     sa.ForeignKeyConstraint(["package_id"], ["artifact_packages.package_id"], ondelete="CASCADE"),
     sa.ForeignKeyConstraint(["retention_class"], ["retention_classes.name"]),
     sa.Index("ix_retention_state_status_expires_at", "status", "expires_at"),
+    sa.Index(
+        "ix_retention_state_retention_class_status_name_version",
+        "retention_class",
+        "status",
+        "name",
+        "version",
+    ),
+    sa.Index("ix_retention_state_status_name_version", "status", "name", "version"),
 )
 
 retention_holds = sa.Table(
