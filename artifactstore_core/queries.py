@@ -123,39 +123,29 @@ def load_package(conn: sa.Connection, reference: str | PackageRef | uuid.UUID | 
 
 def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package]:
     """Full packages (files, tags, holds, retention state) in the order of ``ids``."""
-    p, s = artifact_packages, retention_state
     rows: dict[uuid.UUID, Any] = {}
     files: dict[uuid.UUID, list[FileEntry]] = {}
     tags: dict[uuid.UUID, list[str]] = {}
     holds: dict[uuid.UUID, list[Hold]] = {}
     links: dict[uuid.UUID, list[str]] = {}
     attests: dict[uuid.UUID, str] = {}
+    f, t, h = artifact_files, package_tags, retention_holds
     for chunk in _chunks(ids):
-        query = (
-            sa.select(p, *(s.c[name] for name in _STATE),
-                      s.c.retention_class.label("current_class"))
-            .join(s, s.c.package_id == p.c.package_id)
-            .where(p.c.package_id.in_(chunk))
-        )  # fmt: skip
-        for row in conn.execute(query).mappings():
+        query = _PACKAGE_ROWS.where(artifact_packages.c.package_id.in_(chunk))
+        for row in conn.execute(query).mappings().all():
             rows[row["package_id"]] = row
-        f = artifact_files
-        query = sa.select(f).where(f.c.package_id.in_(chunk)).order_by(f.c.path)
-        for file in conn.execute(query).mappings():
+        query = sa.select(f.c.package_id, *_FILE_COLUMNS).where(f.c.package_id.in_(chunk))
+        for file in conn.execute(query.order_by(f.c.path)).mappings().all():
             files.setdefault(file["package_id"], []).append(_file_entry(file))
-        t = package_tags
-        for tag in conn.execute(
-            sa.select(t.c.package_id, t.c.tag).where(t.c.package_id.in_(chunk)).order_by(t.c.tag)
-        ):
+        query = sa.select(t.c.package_id, t.c.tag).where(t.c.package_id.in_(chunk))
+        for tag in conn.execute(query.order_by(t.c.tag)).all():
             tags.setdefault(tag.package_id, []).append(tag.tag)
-        h = retention_holds
-        for held in conn.execute(
-            sa.select(h).where(h.c.package_id.in_(chunk)).order_by(h.c.placed_at)
-        ):
+        query = sa.select(h).where(h.c.package_id.in_(chunk)).order_by(h.c.placed_at)
+        for held in conn.execute(query).all():
             hold = Hold(held.hold_id, held.hold_kind, held.reason, held.actor, held.placed_at)
             holds.setdefault(held.package_id, []).append(hold)
         wanted = set(chunk)
-        for link in conn.execute(_links(chunk)):
+        for link in conn.execute(_links(chunk)).all():
             if link.subject_id in wanted:
                 links.setdefault(link.subject_id, []).append(link.attestation)
             if link.attestation_id in wanted:
@@ -165,9 +155,8 @@ def load_packages(conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[Package
         found = rows.get(package_id)
         if found is None:
             raise NotFoundError(f"package {package_id} does not exist")
-        state = {name: found[name] for name in _STATE} | {"retention_class": found["current_class"]}
         result.append(
-            _package(found, state, files.get(package_id, ()), tags.get(package_id, ()),
+            _package(found, found, files.get(package_id, ()), tags.get(package_id, ()),
                      holds.get(package_id, ()), links.get(package_id, ()),
                      attests.get(package_id))
         )  # fmt: skip
@@ -241,6 +230,19 @@ def registered_packages(recorded: Sequence[RecordedEvent]) -> list[Package]:
 
 
 _STATE = ("status", "expires_at", "expired_at", "on_hold", "retrieval_tier", "restore_status")
+_FILE_COLUMNS = [
+    artifact_files.c[name] for name in ("path", "digest_primary", "digest_sha256", "size")
+]
+#: The columns ``_package`` reads: the package's, then its retention state's.
+_PACKAGE_ROWS = sa.select(
+    *(artifact_packages.c[name] for name in (
+        "package_id", "name", "version", "kind", "content_address", "digest_sha256", "size",
+        "created_at", "actor", "metadata", "provenance")),
+    *(retention_state.c[name] for name in ("retention_class", *_STATE)),
+).join_from(
+    artifact_packages, retention_state,
+    retention_state.c.package_id == artifact_packages.c.package_id,
+)  # fmt: skip
 
 
 def _file_entry(row: Mapping[Any, Any]) -> FileEntry:
@@ -397,11 +399,19 @@ class LineageEdge:
 def lineage(
     conn: sa.Connection, start: uuid.UUID, *, downstream: bool, depth: int | None
 ) -> list[LineageEdge]:
-    """Edges reachable from ``start`` upstream (inputs) or downstream (consumers), breadth-first."""
+    """Edges reachable from ``start`` upstream (inputs) or downstream (consumers),
+    breadth-first: level by level, each level's edges by source then target within each
+    ``_IN_CHUNK`` of its sources in the order they were found.
+
+    The edges within reach are read in one recursive query; the walk over them is here.
+    """
     i = package_inputs
     source, target = (i.c.input_package_id, i.c.package_id) if downstream else (
         i.c.package_id, i.c.input_package_id
     )  # fmt: skip
+    following: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for row in conn.execute(_reach(source, target, start, depth)):
+        following.setdefault(row.src, []).append(row.dst)
     edges: list[LineageEdge] = []
     seen = {start}
     frontier = [start]
@@ -410,12 +420,34 @@ def lineage(
         level += 1
         found: list[uuid.UUID] = []
         for chunk in _chunks(frontier):
-            query = sa.select(source.label("src"), target.label("dst")).where(source.in_(chunk))
-            for row in conn.execute(query.order_by(source, target)):
-                pkg, inp = (row.dst, row.src) if downstream else (row.src, row.dst)
-                edges.append(LineageEdge(level, pkg, inp))
-                if row.dst not in seen:
-                    seen.add(row.dst)
-                    found.append(row.dst)
+            for src in sorted(chunk):
+                for dst in sorted(following.get(src, ())):
+                    pkg, inp = (dst, src) if downstream else (src, dst)
+                    edges.append(LineageEdge(level, pkg, inp))
+                    if dst not in seen:
+                        seen.add(dst)
+                        found.append(dst)
         frontier = found
     return edges
+
+
+def _reach(
+    source: sa.Column[uuid.UUID], target: sa.Column[uuid.UUID], start: uuid.UUID, depth: int | None
+) -> sa.Select[Any]:
+    """The edges (``src``, ``dst``) from every package fewer than ``depth`` hops from
+    ``start`` along ``source`` -> ``target`` (unlimited: every package reached).
+
+    With a limit the walk keeps each (package, hops) pair once, so a package reached at
+    several distances is walked from each (at most ``depth`` times); without, each once.
+    """
+    first = sa.cast(sa.literal(start, sa.Uuid), sa.Uuid)
+    if depth is None:
+        walk = sa.select(first.label("id")).cte("walk", recursive=True)
+        walk = walk.union(sa.select(target).join_from(walk, source.table, source == walk.c.id))
+    else:
+        walk = sa.select(first.label("id"), sa.literal(0).label("hops")).cte("walk", recursive=True)
+        step = sa.select(target, walk.c.hops + 1).join_from(walk, source.table, source == walk.c.id)
+        walk = walk.union(step.where(walk.c.hops < depth - 1))
+    return sa.select(source.label("src"), target.label("dst")).where(
+        source.in_(sa.select(walk.c.id))
+    )

@@ -67,6 +67,20 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
 
         return to_text
 
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        # SQLAlchemy's SQLite DATETIME parses with a regular expression: 3 of them were a
+        # tenth of loading 100 packages. ``fromisoformat`` reads the same text in C.
+        def from_text(value: str | None) -> dt.datetime | None:
+            if value is None:
+                return None
+            parsed = dt.datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+        return from_text
+
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
         if value is None:
             return None
