@@ -1,12 +1,15 @@
 """``list_packages`` filters: every combination lists exactly what a scan of all packages
 selects, in the same order, on SQLite and PostgreSQL; the run id is a projected column;
-on SQLite (no statistics) each filtered listing reads an index in listing order."""
+on SQLite (no statistics) each filtered listing reads an index in listing order; lineage
+walks breadth-first."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import itertools
+import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +198,52 @@ def test_sqlite_reads_a_filtered_listing_in_index_order(
     assert not [step for step in plan if step.startswith("SCAN")], plan
     if "run_id" not in filters:  # a run's few packages are sorted
         assert not [step for step in plan if "TEMP B-TREE" in step], plan
+
+
+def _walk(
+    inputs: dict[uuid.UUID, list[uuid.UUID]], start: uuid.UUID, downstream: bool, depth: int | None
+) -> list[tuple[int, uuid.UUID, uuid.UUID]]:
+    """Breadth-first over ``inputs``: each level's edges by source, then target (the
+    registry's documented order, for levels of up to 500 sources)."""
+    following: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for package, its_inputs in inputs.items():
+        for source in its_inputs:
+            if downstream:
+                following.setdefault(source, []).append(package)
+            else:
+                following.setdefault(package, []).append(source)
+    edges, seen, frontier, level = [], {start}, [start], 0
+    while frontier and (depth is None or level < depth):
+        level += 1
+        found = []
+        for source in sorted(frontier):
+            for target in sorted(following.get(source, ())):
+                edges.append((level, target, source) if downstream else (level, source, target))
+                if target not in seen:
+                    seen.add(target)
+                    found.append(target)
+        frontier = found
+    return edges
+
+
+def test_lineage_walks_breadth_first_to_the_depth_over_paths_of_any_length(
+    store: ArtifactStore,
+) -> None:
+    """Packages reached by paths of different lengths are walked from their nearest
+    distance once; every edge from a package within the depth is listed at its level."""
+    rng = random.Random(7)
+    ids: list[uuid.UUID] = []
+    inputs: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for index in range(40):
+        chosen = sorted({ids[-1], *rng.sample(ids, min(len(ids), rng.randrange(3)))}) if ids else []
+        package = store.put(f"dag/p{index}", {"f": f"{index}".encode()}, inputs=chosen)
+        ids.append(package.id)
+        inputs[package.id] = list(chosen)
+    for start, downstream in ((ids[-1], False), (ids[0], True), (ids[20], False), (ids[5], True)):
+        for depth in (1, 2, 5, 20, None):
+            got = store.lineage(start, downstream=downstream, depth=depth)
+            expected = _walk(inputs, start, downstream, depth)
+            assert [(e.depth, e.package_id, e.input_id) for e, _ in got] == expected
+            related = [e.package_id if downstream else e.input_id for e, _ in got]
+            assert [p.id for _, p in got] == related
+    assert len(store.lineage(ids[-1])) > len(store.lineage(ids[-1], depth=5)) > 5
