@@ -1,6 +1,7 @@
 """Listings at scale (issue #16): ``artifact_packages.run_id`` (indexed ``ls --run-id``),
-``retention_state.name``/``version``, and indexes that end in the listing order (name,
-version) for the kind, tag, retention class and status filters. Existing rows get the new
+``retention_state.name``/``version``, indexes that end in the listing order (name,
+version) for the kind, tag, retention class and status filters, and on PostgreSQL finer
+statistics of the name columns (``schema.NAME_STATISTICS``). Existing rows get the new
 columns from what they already hold: the run id from ``provenance`` (text only, as the
 projector takes it), name and version from their package.
 
@@ -28,6 +29,8 @@ _RUN_ID = {
     "sqlite": "UPDATE artifact_packages SET run_id = json_extract(provenance, '$.run_id') "
     "WHERE json_type(provenance, '$.run_id') = 'text'",
 }
+# The name columns listings range over (``schema.NAME_STATISTICS``).
+_NAMES = ("artifact_packages", "retention_state", "package_tags")
 
 
 def upgrade() -> None:
@@ -70,9 +73,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_retention_state_status_name_version", "retention_state", ["status", "name", "version"]
     )
+    if bind.dialect.name == "postgresql":
+        for table in _NAMES:
+            op.execute(f"ALTER TABLE {table} ALTER COLUMN name SET STATISTICS 1000")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table in _NAMES:
+            op.execute(f"ALTER TABLE {table} ALTER COLUMN name SET STATISTICS -1")
     op.drop_index("ix_retention_state_status_name_version", table_name="retention_state")
     op.drop_index(
         "ix_retention_state_retention_class_status_name_version", table_name="retention_state"

@@ -18,9 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from artifactstore_core import ArtifactStore, Package
-from artifactstore_core.queries import PackageFilter
-from artifactstore_core.schema import artifact_packages
+from artifactstore_core.queries import PackageFilter, list_ids
+from artifactstore_core.schema import NAME_STATISTICS, artifact_packages
 from artifactstore_core.testing.clock import FrozenClock
+from tests.conftest import _fresh_postgres_database
 
 NAMES = ["reports/daily", "Reports/daily", "reports/weekly", "reports_x/a", "logs/app", "r"]
 KINDS = ["report", "log", "output"]
@@ -247,3 +248,63 @@ def test_lineage_walks_breadth_first_to_the_depth_over_paths_of_any_length(
             related = [e.package_id if downstream else e.input_id for e, _ in got]
             assert [p.id for _, p in got] == related
     assert len(store.lineage(ids[-1])) > len(store.lineage(ids[-1], depth=5)) > 5
+
+
+@pytest.fixture
+def postgres_store(postgres_admin_url: str, tmp_path: Path) -> Iterator[ArtifactStore]:
+    url, admin, name = _fresh_postgres_database(postgres_admin_url)
+    store = ArtifactStore.open(url, str(tmp_path / "blobs"))
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _name_statistics(store: ArtifactStore) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT attrelid::regclass::text, attstattarget FROM pg_attribute "
+            "WHERE attname = 'name' AND attrelid::regclass::text = ANY(%(tables)s)",
+            {"tables": list(NAME_STATISTICS)},
+        )
+        return dict(rows.all())
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_a_prefix_listing_in_index_order(postgres_store: ArtifactStore) -> None:
+    """Names sharing long prefixes: with 100 histogram bounds PostgreSQL estimated 1% of a
+    prefix's rows and sorted all of them for ``ls PREFIX --limit 100``."""
+    store = postgres_store
+    p = artifact_packages
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {"package_id": uuid.uuid4(), "name": f"team-{i % 100:02d}/dataset-{i // 100 % 100:02d}",
+         "version": i // 10_000 + 1, "kind": "report", "digest_primary": "a" * 64,
+         "digest_sha256": "b" * 64, "content_address": "blake3:" + "a" * 64, "size": 1,
+         "file_count": 0, "metadata": {}, "provenance": {}, "actor": "t", "created_at": now,
+         "event_sequence": i}
+        for i in range(30_000)
+    ]  # fmt: skip
+    with store.engine.begin() as conn:
+        conn.execute(p.insert(), rows)
+        conn.exec_driver_sql("ANALYZE artifact_packages")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    with store.engine.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", record)
+        ids = list_ids(conn, PackageFilter(name_prefix="team-07/", limit=100))
+        statement, parameters = statements[-1]
+        plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)]
+    assert len(ids) == 100
+    assert "uq_artifact_packages_name_version" in plan[1] and "Sort" not in "".join(plan), plan
+    assert _name_statistics(store) == dict.fromkeys(NAME_STATISTICS, 1000)
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(p))
+    store.rebuild_views()
+    assert _name_statistics(store) == dict.fromkeys(NAME_STATISTICS, 1000)
