@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from artifactstore_core.domain import events as ev
 from artifactstore_core.domain.retention import KeepRule
@@ -48,6 +49,12 @@ def _digest_columns(content_address: str, sha256: str) -> dict[str, str]:
     }
 
 
+def run_id_of(provenance: Mapping[str, Any]) -> str | None:
+    """The ``run_id`` column of a registration's provenance: its run id if that is text."""
+    run_id = provenance.get("run_id")
+    return run_id if isinstance(run_id, str) else None
+
+
 @_projector(ev.PackageRegistered)
 def _registered(rec: RecordedEvent, event: ev.Event) -> list[Op]:
     assert isinstance(event, ev.PackageRegistered)
@@ -69,6 +76,7 @@ def _registered(rec: RecordedEvent, event: ev.Event) -> list[Op]:
                 "created_at": rec.created_at,
                 "event_sequence": rec.sequence,
                 "idempotency_key": event.idempotency_key,
+                "run_id": run_id_of(event.provenance),
             },
         )
     ]
@@ -93,6 +101,8 @@ def _registered(rec: RecordedEvent, event: ev.Event) -> list[Op]:
             "retention_state",
             {
                 "package_id": package_id,
+                "name": event.name,
+                "version": event.version,
                 "retention_class": event.retention_class,
                 "status": "active",
                 "expires_at": parse_time(event.expires_at),

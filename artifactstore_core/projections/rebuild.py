@@ -20,7 +20,7 @@ from artifactstore_core.errors import IntegrityError
 from artifactstore_core.eventlog import EventLog
 from artifactstore_core.projections.projectors import project
 from artifactstore_core.projections.writer import ProjectionWriter
-from artifactstore_core.schema import PROJECTION_TABLES
+from artifactstore_core.schema import PROJECTION_TABLES, set_name_statistics
 
 Progress = Callable[[int], None]
 BATCH_SIZE = 5_000
@@ -83,6 +83,7 @@ def rebuild_views(
                 table.drop(conn)
             for table in PROJECTION_TABLES:
                 conn.execute(CreateTable(table))
+                set_name_statistics(conn, table.name)
             tables = {t.name: t for t in PROJECTION_TABLES}
             try:
                 count = _replay(conn, tables, batch_size, progress)

@@ -21,7 +21,8 @@ from alembic import command
 from artifactstore_core import ArtifactStore, Settings, migrate
 from artifactstore_core.config import create_engine
 from artifactstore_core.errors import IntegrityError
-from artifactstore_core.schema import PROJECTION_TABLES
+from artifactstore_core.projections.projectors import run_id_of
+from artifactstore_core.schema import PROJECTION_TABLES, artifact_packages
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +31,9 @@ DROPPED = {
     "artifact_packages": {"retention_class"},
     "storage_locations": {"retrieval_tier", "restore_status"},
 }
-# Columns and tables revisions 0003 and 0004 added (empty for this registry's rows).
-ADDED = {"artifact_packages": {"idempotency_key"}}
+# Columns and tables later revisions added (0003, 0004: empty for this registry's rows;
+# 0007: filled from what the rows already hold, checked by the test of 0007 below).
+ADDED = {"artifact_packages": {"idempotency_key", "run_id"}, "retention_state": {"name", "version"}}
 ADDED_TABLES = {
     "access_tokens", "retention_keep_rules", "log_subtrees", "log_checkpoints",
     "package_attestations",
@@ -168,3 +170,69 @@ def test_opening_a_registry_logs_one_line_not_alembics_steps(
         f"registry schema upgraded from nothing to {migrate.SCHEMA_REVISION}"
     ]
     assert logging.getLogger("alembic").level == logging.NOTSET  # restored
+
+
+def _listing_columns(engine: sa.Engine) -> dict[str, set[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        return {
+            "run_id": set(conn.execute(sa.text(
+                "SELECT name, version, run_id FROM artifact_packages"))),
+            "state": set(conn.execute(sa.text(
+                "SELECT p.name, p.version, s.name, s.version FROM retention_state s "
+                "JOIN artifact_packages p ON p.package_id = s.package_id"))),
+        }  # fmt: skip
+
+
+def _index_names(engine: sa.Engine, table: str) -> set[str]:
+    return {i["name"] for i in sa.inspect(engine).get_indexes(table)}
+
+
+def test_revision_0007_fills_run_ids_and_state_names_and_downgrades(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The listing columns of existing rows come from what the rows hold: the run id from
+    provenance (text only, as the projector takes it), name and version from the package;
+    the views then equal a replay of the log."""
+    with _open(database_url, tmp_path) as store:
+        _fill(store)
+        store.put("runs/a", {"f": b"1"}, provenance={"run_id": "run-\u00fc/7"})
+        store.put("runs/a", {"f": b"2"}, provenance={"run_id": "run-8", "producer": "p"})
+        before = _rows(store.engine) | _listing_columns(store.engine)
+    assert {("runs/a", 1, "run-\u00fc/7"), ("runs/a", 2, "run-8")} < before["run_id"]
+    assert ("raw/day", 1, None) in before["run_id"]
+    assert len(before["state"]) == 5 and all(p == s for p, _, s, _ in before["state"])
+
+    config = migrate.alembic_config(database_url)
+    command.downgrade(config, "0006")
+    engine = create_engine(database_url)
+    try:
+        assert "run_id" not in _columns(engine, "artifact_packages")
+        assert not {"name", "version"} & _columns(engine, "retention_state")
+        assert "ix_artifact_packages_kind" in _index_names(engine, "artifact_packages")
+        assert "ix_package_tags_tag_name" not in _index_names(engine, "package_tags")
+    finally:
+        engine.dispose()
+
+    with _open(database_url, tmp_path) as store:  # opening migrates to the head
+        assert _rows(store.engine) | _listing_columns(store.engine) == before
+        assert "ix_artifact_packages_kind" not in _index_names(store.engine, "artifact_packages")
+        assert store.check_views() == []
+
+    command.downgrade(config, "0006")
+    engine = create_engine(database_url)
+    try:  # a run id that is not text, in a hand-made log's provenance
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(artifact_packages)
+                .where(artifact_packages.c.name == "old/day")
+                .values(provenance={"run_id": 7})
+            )
+    finally:
+        engine.dispose()
+    command.upgrade(config, "head")
+    engine = create_engine(database_url)
+    try:
+        assert run_id_of({"run_id": 7}) is None
+        assert _listing_columns(engine)["run_id"] == before["run_id"]
+    finally:
+        engine.dispose()

@@ -35,7 +35,7 @@ EXPECTED_COLUMNS = {
     "artifact_packages": {
         "package_id", "name", "version", "kind", "digest_algorithm", "digest_primary",
         "digest_sha256", "content_address", "size", "file_count", "metadata", "provenance",
-        "actor", "created_at", "event_sequence", "idempotency_key",
+        "actor", "created_at", "event_sequence", "idempotency_key", "run_id",
     },
     "artifact_files": {
         "package_id", "path", "size", "digest_algorithm", "digest_primary", "digest_sha256",
@@ -46,8 +46,8 @@ EXPECTED_COLUMNS = {
         "size", "uri", "stored_at",
     },
     "retention_state": {
-        "package_id", "retention_class", "status", "expires_at", "on_hold", "expired_at",
-        "retrieval_tier", "restore_status", "updated_at",
+        "package_id", "name", "version", "retention_class", "status", "expires_at", "on_hold",
+        "expired_at", "retrieval_tier", "restore_status", "updated_at",
     },
     "retention_classes": {
         "name", "description", "default_duration_seconds", "protected", "transitions",
@@ -76,13 +76,19 @@ EXPECTED_INDEXES = {
     "artifact_files": {"ix_artifact_files_content_address"},
     "artifact_packages": {
         "ix_artifact_packages_content_address",
-        "ix_artifact_packages_kind",
+        "ix_artifact_packages_kind_name_version",
         "ix_artifact_packages_created_at",
         "ix_artifact_packages_name_idempotency_key",
+        "ix_artifact_packages_run_id",
     },
+    "package_tags": {"ix_package_tags_package_id", "ix_package_tags_tag_name"},
     "storage_locations": {"ix_storage_locations_digest_sha256"},
     "upload_sessions": {"ix_upload_sessions_expires_at"},
-    "retention_state": {"ix_retention_state_status_expires_at"},
+    "retention_state": {
+        "ix_retention_state_status_expires_at",
+        "ix_retention_state_retention_class_status_name_version",
+        "ix_retention_state_status_name_version",
+    },
 }
 
 
@@ -174,7 +180,11 @@ def test_round_trip_event_package_json_timestamps_and_boolean_default(
         )
         conn.execute(
             retention_state.insert().values(
-                package_id=package_id, retention_class="transient", updated_at=created
+                package_id=package_id,
+                name="reports/daily",
+                version=1,
+                retention_class="transient",
+                updated_at=created,
             )
         )
     with engine.connect() as conn:
@@ -210,6 +220,8 @@ def test_foreign_key_to_unknown_retention_class_is_refused(
         conn.execute(
             retention_state.insert().values(
                 package_id=uuid.uuid4(),
+                name="reports/daily",
+                version=1,
                 retention_class="no-such-class",
                 updated_at=dt.datetime.now(dt.UTC),
             )
