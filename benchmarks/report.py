@@ -175,7 +175,7 @@ def latency_plot(rows: Sequence[dict[str, Any]], title: str, path: Path) -> bool
 
 def save(figure: Any, path: Path) -> bool:
     figure.tight_layout()
-    figure.savefig(path, dpi=100, metadata=PNG_METADATA)
+    figure.savefig(path, dpi=100, metadata=PNG_METADATA, bbox_inches="tight")
     plt.close(figure)
     return True
 
