@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,10 +17,10 @@ from artifactstore_core.errors import IntegrityError, MissingBlobError
 from artifactstore_core.storage.filecopy import MIN_SIZE
 from artifactstore_core.storage.sync import SYNCFS_MIN
 from artifactstore_core.store import ArtifactStore
+from tests.syscalls import Call, traced
 
 pytestmark = pytest.mark.integration
 
-STRACE = shutil.which("strace")
 _CHILD = """
 import os, sys
 from artifactstore_core.storage import sync
@@ -37,17 +34,6 @@ with ArtifactStore.open(url, blobs, migrate=False) as store:
     store.export(package, destination, record=False)
     os.write(2, b"RETURNED\\n")
 """
-_CALL = re.compile(r"^(\d+) +(\w+)\((.*?)(?: <unfinished \.\.\.>|\) += (-?\d+).*)$")
-_RESUMED = re.compile(r"^(\d+) +<\.\.\. (\w+) resumed>.*\) += (-?\d+)")
-
-
-@dataclass(frozen=True)
-class Call:
-    """A completed system call: its name, arguments (fds shown as ``N</path>``), result."""
-
-    name: str
-    args: str
-    result: int
 
 
 def _registry(tmp_path: Path, files: dict[str, bytes]) -> tuple[str, str]:
@@ -59,31 +45,10 @@ def _registry(tmp_path: Path, files: dict[str, bytes]) -> tuple[str, str]:
 
 def _trace(tmp_path: Path, files: dict[str, bytes], destination: Path, mode: str) -> list[Call]:
     """The completed calls of the child's export, in order of completion."""
-    assert STRACE is not None, "strace is needed to see the order of system calls"
     url, blobs = _registry(tmp_path, files)
-    log = tmp_path / "trace.txt"
     calls = "openat,fsync,fdatasync,syncfs,rename,renameat,renameat2,write,copy_file_range"
-    subprocess.run(
-        [STRACE, "-f", "-y", "-s", "0", "-e", f"trace={calls}", "-o", str(log),
-         sys.executable, "-c", _CHILD, url, blobs, "io/pkg@1", str(destination), mode],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    done: list[Call] = []
-    pending: dict[str, tuple[str, str]] = {}
-    for line in log.read_text().splitlines():
-        if match := _CALL.match(line):
-            pid, name, args, result = match.groups()
-            if result is None:
-                pending[pid] = (name, args)
-            else:
-                done.append(Call(name, args, int(result)))
-        elif match := _RESUMED.match(line):
-            pid, name, result = match.groups()
-            started, args = pending.pop(pid)
-            assert started == name, line
-            done.append(Call(name, args, int(result)))
-    marks = [i for i, c in enumerate(done) if c.name == "write" and c.args.startswith("2<")]
-    return done[marks[-2] : marks[-1]]
+    argv = [sys.executable, "-c", _CHILD, url, blobs, "io/pkg@1", str(destination), mode]
+    return traced(argv, calls, tmp_path / "trace.txt")
 
 
 def _synced(call: Call) -> str | None:

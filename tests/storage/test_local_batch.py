@@ -11,10 +11,7 @@ import datetime as dt
 import io
 import os
 import re
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,10 +22,10 @@ from artifactstore_core.hashing import hash_bytes
 from artifactstore_core.storage.local import BATCH_SIZE, SMALL_SIZE, SYNCFS_MIN, LocalBlobStore
 from artifactstore_core.storage.ports import BlobWrite
 from artifactstore_core.testing.blobstore_contract import blob_writes
+from tests.syscalls import Call, traced
 
 pytestmark = pytest.mark.integration
 
-STRACE = shutil.which("strace")
 _CHILD = """
 import io, os, sys
 from functools import partial
@@ -42,46 +39,13 @@ os.write(2, b"BATCH\\n")
 store.write_many([BlobWrite(partial(io.BytesIO, d), None, len(d)) for d in contents])
 os.write(2, b"RETURNED\\n")
 """
-_CALL = re.compile(r"^(\d+) +(\w+)\((.*?)(?: <unfinished \.\.\.>|\) += (-?\d+).*)$")
-_RESUMED = re.compile(r"^(\d+) +<\.\.\. (\w+) resumed>.*\) += (-?\d+)")
-
-
-@dataclass(frozen=True)
-class Call:
-    """A completed system call: its name, arguments (fds shown as ``N</path>``), result."""
-
-    name: str
-    args: str
-    result: int
 
 
 def _trace(tmp_path: Path, mode: str, count: int) -> list[Call]:
     """The completed calls of the child's ``write_many``, in order of completion."""
-    assert STRACE is not None, "strace is needed to see the order of system calls"
-    log = tmp_path / "trace.txt"
     calls = "fsync,fdatasync,syncfs,rename,renameat,renameat2,write"
-    subprocess.run(
-        [STRACE, "-f", "-y", "-s", "0", "-e", f"trace={calls}", "-o", str(log),
-         sys.executable, "-c", _CHILD, str(tmp_path / "blobs"), mode, str(count)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    done: list[Call] = []
-    pending: dict[str, tuple[str, str]] = {}
-    for line in log.read_text().splitlines():
-        if match := _CALL.match(line):
-            pid, name, args, result = match.groups()
-            if result is None:
-                pending[pid] = (name, args)
-            else:
-                done.append(Call(name, args, int(result)))
-        elif match := _RESUMED.match(line):
-            pid, name, result = match.groups()
-            started, args = pending.pop(pid)
-            assert started == name, line
-            done.append(Call(name, args, int(result)))
-    marks = [i for i, c in enumerate(done) if c.name == "write" and c.args.startswith("2<")]
-    start, end = marks[-2], marks[-1]
-    return done[start:end]
+    argv = [sys.executable, "-c", _CHILD, str(tmp_path / "blobs"), mode, str(count)]
+    return traced(argv, calls, tmp_path / "trace.txt")
 
 
 def _renames(calls: list[Call]) -> list[tuple[int, str, str]]:
