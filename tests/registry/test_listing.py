@@ -21,7 +21,6 @@ from artifactstore_core import ArtifactStore, Package
 from artifactstore_core.queries import PackageFilter, list_ids
 from artifactstore_core.schema import NAME_STATISTICS, artifact_packages
 from artifactstore_core.testing.clock import FrozenClock
-from tests.conftest import _fresh_postgres_database
 
 NAMES = ["reports/daily", "Reports/daily", "reports/weekly", "reports_x/a", "logs/app", "r"]
 KINDS = ["report", "log", "output"]
@@ -250,19 +249,6 @@ def test_lineage_walks_breadth_first_to_the_depth_over_paths_of_any_length(
     assert len(store.lineage(ids[-1])) > len(store.lineage(ids[-1], depth=5)) > 5
 
 
-@pytest.fixture
-def postgres_store(postgres_admin_url: str, tmp_path: Path) -> Iterator[ArtifactStore]:
-    url, admin, name = _fresh_postgres_database(postgres_admin_url)
-    store = ArtifactStore.open(url, str(tmp_path / "blobs"))
-    try:
-        yield store
-    finally:
-        store.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def _name_statistics(store: ArtifactStore) -> dict[str, int]:
     with store.engine.connect() as conn:
         rows = conn.exec_driver_sql(
@@ -274,10 +260,10 @@ def _name_statistics(store: ArtifactStore) -> dict[str, int]:
 
 
 @pytest.mark.postgres
-def test_postgresql_reads_a_prefix_listing_in_index_order(postgres_store: ArtifactStore) -> None:
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_reads_a_prefix_listing_in_index_order(store: ArtifactStore) -> None:
     """Names sharing long prefixes: with 100 histogram bounds PostgreSQL estimated 1% of a
     prefix's rows and sorted all of them for ``ls PREFIX --limit 100``."""
-    store = postgres_store
     p = artifact_packages
     now = dt.datetime.now(dt.UTC)
     rows = [
